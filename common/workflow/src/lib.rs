@@ -1,0 +1,18 @@
+//! Workflow definitions: parsing YAML or JSON, validating them into a [`CompiledWorkflow`], and
+//! rendering step inputs and `when` conditions with templates. Pure code: no I/O, so the
+//! orchestrator, the runner and the CLI agree on what a definition means.
+
+mod definition;
+mod duration;
+mod error;
+mod template;
+mod validate;
+
+pub use definition::{
+    Concurrency, DefinitionFormat, Execution, RetryPolicy, StepDefinition, WorkflowDefinition,
+    WorkflowRef, parse_definition,
+};
+pub use duration::Duration;
+pub use error::{DefinitionError, TemplateError};
+pub use template::{TemplateContext, eval_condition, render_input};
+pub use validate::{BUILTIN_KINDS, CompiledWorkflow, MAX_DEFINITION_BYTES, MAX_STEPS, compile};
