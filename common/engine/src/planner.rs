@@ -1,0 +1,393 @@
+//! Planning: given a run's state and a message (start, job started, job result, wake, abort),
+//! change the state and say what must happen outside it: jobs to enqueue, timers to set, workers
+//! to tell. Every transition is guarded, so a message applied twice changes nothing.
+
+use baton_proto::v1::{self, RunEventType as Ev};
+use baton_workflow::{CompiledWorkflow, RetryPolicy, TemplateContext, eval_condition, render_input};
+use serde_json::Value as Json;
+
+use crate::{AttemptRecord, RunState, RunStatus, StepState, StepStatus};
+
+/// Runner-wide settings the engine needs.
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    /// `maxParallel` for definitions that do not set it.
+    pub default_max_parallel: u32,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self { default_max_parallel: 1 }
+    }
+}
+
+/// A wake-up the runner must schedule for a run.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Timer {
+    pub run_id: uuid::Uuid,
+    pub due_at: i64,
+    pub reason: v1::WakeReason,
+}
+
+/// What the engine asks the outside world to do after its changes are stored.
+#[derive(Debug, Default)]
+pub struct Effects {
+    pub jobs: Vec<v1::Job>,
+    pub timers: Vec<Timer>,
+    /// Runs whose workers must stop their jobs.
+    pub cancelled_runs: Vec<(uuid::Uuid, String)>,
+    /// Jobs that failed past their last attempt.
+    pub exhausted: Vec<v1::JobResult>,
+}
+
+/// Begins a queued run: creates its steps and dispatches the ready ones.
+pub fn start_run(run: &mut RunState, wf: &CompiledWorkflow, cfg: &EngineConfig, now: i64, fx: &mut Effects) {
+    if run.status != RunStatus::Queued {
+        return;
+    }
+    run.status = RunStatus::Running;
+    run.started_at = Some(now);
+    run.max_parallel = wf
+        .definition
+        .execution
+        .concurrency
+        .as_ref()
+        .and_then(|c| c.max_parallel)
+        .unwrap_or(cfg.default_max_parallel)
+        .max(1);
+    run.dirty = true;
+    run.steps = wf.steps().iter().map(|s| StepState::new(s.id.clone(), s.kind.clone())).collect();
+    run.steps_created = true;
+    if let Some(timeout) = wf.definition.execution.timeout {
+        let deadline = now + i64::try_from(timeout.0.as_micros()).unwrap_or(i64::MAX / 2);
+        run.deadline = Some(deadline);
+        fx.timers.push(Timer { run_id: run.id, due_at: deadline, reason: v1::WakeReason::RunDeadline });
+    }
+    run.push_event(Ev::RunStarted, None, now, None, None);
+    advance(run, wf, now, fx);
+}
+
+/// A worker began an attempt.
+pub fn apply_job_started(run: &mut RunState, msg: &v1::JobStarted, now: i64) {
+    let Some(i) = find_attempt(run, &msg.step_id, msg.attempt) else { return };
+    if run.steps[i].status != StepStatus::Queued {
+        return;
+    }
+    let started = msg.started_at.as_ref().map(baton_proto::timestamp_to_micros).unwrap_or(now);
+    mark_running(run, i, started, &msg.worker_id);
+}
+
+fn mark_running(run: &mut RunState, i: usize, started: i64, worker_id: &str) {
+    let step = &mut run.steps[i];
+    step.status = StepStatus::Running;
+    step.started_at = Some(started);
+    step.worker_id = (!worker_id.is_empty()).then(|| worker_id.to_owned());
+    step.dirty = true;
+    run.push_event(Ev::StepStarted, Some(i), started, None, None);
+}
+
+fn find_attempt(run: &RunState, step_id: &str, attempt: u32) -> Option<usize> {
+    if run.status != RunStatus::Running {
+        return None;
+    }
+    run.steps.iter().position(|s| s.step_id == step_id && s.attempt == attempt)
+}
+
+/// An attempt ended. A result for an attempt that is not the step's current one, or for a step
+/// that is not queued or running, is a duplicate and changes nothing.
+pub fn apply_job_result(
+    run: &mut RunState,
+    wf: &CompiledWorkflow,
+    result: &v1::JobResult,
+    now: i64,
+    fx: &mut Effects,
+) {
+    let Some(i) = find_attempt(run, &result.step_id, result.attempt) else { return };
+    if !run.steps[i].status.is_in_flight() {
+        return;
+    }
+    let started = result.started_at.as_ref().map(baton_proto::timestamp_to_micros);
+    let finished = result.finished_at.as_ref().map(baton_proto::timestamp_to_micros).unwrap_or(now);
+    if run.steps[i].status == StepStatus::Queued {
+        mark_running(run, i, started.unwrap_or(finished), &result.worker_id);
+    }
+    let outcome = v1::JobOutcome::try_from(result.outcome).unwrap_or(v1::JobOutcome::Failed);
+    let worker_id = (!result.worker_id.is_empty()).then(|| result.worker_id.clone());
+    let def = &wf.steps()[i];
+    let step = &mut run.steps[i];
+    step.dirty = true;
+    step.ended_at = Some(finished);
+    let attempt_status;
+    if outcome == v1::JobOutcome::Succeeded {
+        let output = match result.output_json.as_str() {
+            "" => Json::Null,
+            text => serde_json::from_str(text).unwrap_or_else(|_| Json::String(text.to_owned())),
+        };
+        step.status = StepStatus::Completed;
+        step.error = None;
+        step.output = Some(output.clone());
+        attempt_status = StepStatus::Completed;
+        run.push_event(Ev::StepCompleted, Some(i), finished, None, Some(output));
+    } else {
+        let error = match (outcome, result.error.as_str()) {
+            (v1::JobOutcome::TimedOut, "") => "attempt timed out".to_owned(),
+            (_, "") => "attempt failed".to_owned(),
+            (_, e) => e.to_owned(),
+        };
+        step.error = Some(error.clone());
+        attempt_status = StepStatus::Failed;
+        let policy = def.retry.clone().unwrap_or(RetryPolicy { max_attempts: 1, ..RetryPolicy::default() });
+        if result.retryable && step.attempt < policy.max_attempts {
+            let delay = policy.backoff(step.attempt + 1, rand::random::<f64>());
+            let due = now + i64::try_from(delay.as_micros()).unwrap_or(i64::MAX / 2);
+            step.status = StepStatus::Retrying;
+            step.next_attempt_at = Some(due);
+            fx.timers.push(Timer { run_id: run.id, due_at: due, reason: v1::WakeReason::RetryDue });
+            let message = format!("{error}; attempt {} of {} in {}ms", step.attempt + 1, policy.max_attempts, delay.as_millis());
+            run.push_event(Ev::StepRetrying, Some(i), finished, Some(message), None);
+        } else {
+            step.status = StepStatus::Failed;
+            run.push_event(Ev::StepFailed, Some(i), finished, Some(error), None);
+            fx.exhausted.push(result.clone());
+        }
+    }
+    let step = &run.steps[i];
+    run.new_attempts.push(AttemptRecord {
+        step_id: step.step_id.clone(),
+        attempt: step.attempt,
+        status: attempt_status,
+        error: step.error.clone().filter(|_| attempt_status == StepStatus::Failed),
+        worker_id,
+        queued_at: step.queued_at,
+        started_at: step.started_at,
+        ended_at: finished,
+    });
+    advance(run, wf, now, fx);
+}
+
+/// A timer fired: a retry came due, or the run's deadline passed.
+pub fn wake_run(run: &mut RunState, wf: &CompiledWorkflow, now: i64, fx: &mut Effects) {
+    if run.status != RunStatus::Running {
+        return;
+    }
+    if run.deadline.is_some_and(|d| d <= now) {
+        abort_run(run, RunStatus::TimedOut, "run exceeded its timeout", now, fx);
+        return;
+    }
+    advance(run, wf, now, fx);
+}
+
+/// Ends an active run as `cancelled` or `timed_out`: every unfinished step is cancelled.
+/// Returns false when the run had already ended.
+pub fn abort_run(run: &mut RunState, status: RunStatus, reason: &str, now: i64, fx: &mut Effects) -> bool {
+    if run.status.is_terminal() {
+        return false;
+    }
+    for i in 0..run.steps.len() {
+        let step = &mut run.steps[i];
+        if step.status.is_terminal() {
+            continue;
+        }
+        step.status = StepStatus::Cancelled;
+        step.ended_at = Some(now);
+        step.error = Some(reason.to_owned());
+        step.dirty = true;
+        run.push_event(Ev::StepCancelled, Some(i), now, Some(reason.to_owned()), None);
+    }
+    let event = if status == RunStatus::TimedOut { Ev::RunTimedOut } else { Ev::RunCancelled };
+    finish(run, status, Some(reason.to_owned()), now);
+    run.push_event(event, None, now, Some(reason.to_owned()), None);
+    fx.cancelled_runs.push((run.id, reason.to_owned()));
+    true
+}
+
+fn finish(run: &mut RunState, status: RunStatus, error: Option<String>, now: i64) {
+    run.status = status;
+    run.error = error;
+    run.ended_at = Some(now);
+    run.dirty = true;
+}
+
+/// Settles what can be settled: skips, condition checks, dispatch up to `maxParallel`, and the
+/// run's end.
+fn advance(run: &mut RunState, wf: &CompiledWorkflow, now: i64, fx: &mut Effects) {
+    let mut ctx: Option<TemplateContext> = None;
+    // Skips cascade, so repeat until nothing more settles. Each pass settles at least one step
+    // or stops, so this ends within `steps` passes.
+    loop {
+        let mut settled = false;
+        for i in 0..run.steps.len() {
+            if run.steps[i].status != StepStatus::Pending {
+                continue;
+            }
+            let Some(blocker) = blocked_by(run, wf, i) else { continue };
+            if let Some(reason) = blocker {
+                skip(run, i, reason, now);
+                settled = true;
+            } else if let Some(when) = &wf.steps()[i].when {
+                let ctx = ctx.get_or_insert_with(|| template_context(run, wf));
+                match eval_condition(when, ctx) {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        skip(run, i, format!("condition `{when}` is false"), now);
+                        settled = true;
+                    }
+                    Err(e) => {
+                        fail_without_attempt(run, i, format!("{e}"), now);
+                        settled = true;
+                    }
+                }
+            }
+        }
+        if !settled {
+            break;
+        }
+        // Outputs may have changed the context only through skips and failures, which templates
+        // see as status; rebuild it lazily.
+        ctx = None;
+    }
+
+    let in_flight = run.steps.iter().filter(|s| s.status.is_in_flight()).count() as u32;
+    let mut slots = run.max_parallel.saturating_sub(in_flight);
+    let mut i = 0;
+    while slots > 0 && i < run.steps.len() {
+        let ready = match run.steps[i].status {
+            StepStatus::Pending => matches!(blocked_by(run, wf, i), Some(None)),
+            StepStatus::Retrying => run.steps[i].next_attempt_at.is_none_or(|t| t <= now),
+            _ => false,
+        };
+        if ready {
+            let ctx = ctx.get_or_insert_with(|| template_context(run, wf));
+            if dispatch(run, wf, i, ctx, now, fx) {
+                slots -= 1;
+            }
+        }
+        i += 1;
+    }
+
+    if run.steps.iter().all(|s| s.status.is_terminal()) {
+        complete(run, wf, now);
+    }
+}
+
+/// `None` while some need is unfinished; `Some(Some(reason))` when a need ended so that this step
+/// cannot run; `Some(None)` when it may run.
+fn blocked_by(run: &RunState, wf: &CompiledWorkflow, i: usize) -> Option<Option<String>> {
+    let mut reason = None;
+    for &j in &wf.needs[i] {
+        let need = &run.steps[j];
+        if !need.status.is_terminal() {
+            return None;
+        }
+        let tolerated = need.status == StepStatus::Failed && wf.steps()[j].continue_on_failure;
+        if reason.is_none() && need.status != StepStatus::Completed && !tolerated {
+            reason = Some(format!("needs `{}`, which {}", need.step_id, need.status));
+        }
+    }
+    Some(reason)
+}
+
+fn skip(run: &mut RunState, i: usize, reason: String, now: i64) {
+    let step = &mut run.steps[i];
+    step.status = StepStatus::Skipped;
+    step.ended_at = Some(now);
+    step.error = Some(reason.clone());
+    step.dirty = true;
+    run.push_event(Ev::StepSkipped, Some(i), now, Some(reason), None);
+}
+
+/// A step that cannot start (a condition or input fails to render) fails without using a job.
+fn fail_without_attempt(run: &mut RunState, i: usize, error: String, now: i64) {
+    let step = &mut run.steps[i];
+    step.status = StepStatus::Failed;
+    step.ended_at = Some(now);
+    step.error = Some(error.clone());
+    step.dirty = true;
+    run.push_event(Ev::StepFailed, Some(i), now, Some(error), None);
+}
+
+fn dispatch(
+    run: &mut RunState,
+    wf: &CompiledWorkflow,
+    i: usize,
+    ctx: &TemplateContext,
+    now: i64,
+    fx: &mut Effects,
+) -> bool {
+    let def = &wf.steps()[i];
+    let input = match render_input(&def.input, ctx, "input") {
+        Ok(input) => input,
+        Err(e) => {
+            fail_without_attempt(run, i, e.to_string(), now);
+            return false;
+        }
+    };
+    let step = &mut run.steps[i];
+    step.status = StepStatus::Queued;
+    step.attempt += 1;
+    step.queued_at = Some(now);
+    step.started_at = None;
+    step.ended_at = None;
+    step.next_attempt_at = None;
+    step.dirty = true;
+    fx.jobs.push(v1::Job {
+        run_id: run.id.to_string(),
+        step_id: step.step_id.clone(),
+        kind: def.kind.clone(),
+        attempt: step.attempt,
+        input_json: if input.is_null() { String::new() } else { input.to_string() },
+        timeout_ms: def.timeout.map(|t| t.as_millis()).unwrap_or(0),
+        enqueued_at: Some(baton_proto::timestamp_from_micros(now)),
+        run_deadline: run.deadline.map(baton_proto::timestamp_from_micros),
+        trace_context: Default::default(),
+        workflow_ref: run.workflow_ref.clone(),
+        tenant: run.tenant.clone(),
+    });
+    run.push_event(Ev::StepQueued, Some(i), now, None, None);
+    true
+}
+
+fn template_context(run: &RunState, _wf: &CompiledWorkflow) -> TemplateContext {
+    let mut steps = serde_json::Map::new();
+    for step in &run.steps {
+        if step.status.is_terminal() {
+            let mut entry = serde_json::Map::new();
+            entry.insert("status".into(), Json::String(step.status.as_str().into()));
+            entry.insert("output".into(), step.output.clone().unwrap_or(Json::Null));
+            if let Some(e) = &step.error {
+                entry.insert("error".into(), Json::String(e.clone()));
+            }
+            steps.insert(step.step_id.clone(), Json::Object(entry));
+        }
+    }
+    TemplateContext { inputs: run.inputs.clone(), steps }
+}
+
+fn complete(run: &mut RunState, wf: &CompiledWorkflow, now: i64) {
+    let failed = run
+        .steps
+        .iter()
+        .enumerate()
+        .find(|(i, s)| s.status == StepStatus::Failed && !wf.steps()[*i].continue_on_failure);
+    let mut output = serde_json::Map::new();
+    for (i, step) in run.steps.iter().enumerate() {
+        if wf.dependents[i].is_empty() && step.status == StepStatus::Completed {
+            output.insert(step.step_id.clone(), step.output.clone().unwrap_or(Json::Null));
+        }
+    }
+    run.output = Some(Json::Object(output));
+    match failed {
+        Some((_, step)) => {
+            let error = format!("step `{}` failed: {}", step.step_id, step.error.as_deref().unwrap_or("failed"));
+            finish(run, RunStatus::Failed, Some(error.clone()), now);
+            run.push_event(Ev::RunFailed, None, now, Some(error), None);
+        }
+        None => {
+            finish(run, RunStatus::Completed, None, now);
+            run.push_event(Ev::RunCompleted, None, now, None, None);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
