@@ -177,7 +177,7 @@ pub fn wake_run(run: &mut RunState, wf: &CompiledWorkflow, now: i64, fx: &mut Ef
     advance(run, wf, now, fx);
 }
 
-/// Ends an active run as `cancelled` or `timed_out`: every unfinished step is cancelled.
+/// Ends an active run as `cancelled`, `timed_out` or `failed`: every unfinished step is cancelled.
 /// Returns false when the run had already ended.
 pub fn abort_run(run: &mut RunState, status: RunStatus, reason: &str, now: i64, fx: &mut Effects) -> bool {
     if run.status.is_terminal() {
@@ -194,7 +194,11 @@ pub fn abort_run(run: &mut RunState, status: RunStatus, reason: &str, now: i64, 
         step.dirty = true;
         run.push_event(Ev::StepCancelled, Some(i), now, Some(reason.to_owned()), None);
     }
-    let event = if status == RunStatus::TimedOut { Ev::RunTimedOut } else { Ev::RunCancelled };
+    let event = match status {
+        RunStatus::TimedOut => Ev::RunTimedOut,
+        RunStatus::Failed => Ev::RunFailed,
+        _ => Ev::RunCancelled,
+    };
     finish(run, status, Some(reason.to_owned()), now);
     run.push_event(event, None, now, Some(reason.to_owned()), None);
     fx.cancelled_runs.push((run.id, reason.to_owned()));

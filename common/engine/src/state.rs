@@ -154,6 +154,7 @@ pub struct RunState {
     pub inputs: Json,
     pub output: Option<Json>,
     pub error: Option<String>,
+    pub idempotency_key: Option<String>,
     /// Resolved when the run starts.
     pub max_parallel: u32,
     pub deadline: Option<i64>,

@@ -1,1 +1,66 @@
-//! baton-store
+//! Baton's source of truth. Every service reaches Postgres through the [`Store`] trait, so an
+//! embedded backend can stand in for one-process dev mode and one conformance suite can hold both
+//! to the same behaviour.
+
+mod error;
+mod model;
+mod pg;
+
+use async_trait::async_trait;
+use baton_engine::RunState;
+use uuid::Uuid;
+
+pub use error::StoreError;
+pub use model::{
+    NewRun, NewWorkflow, Page, PageRequest, PutWorkflowOutcome, RunDetail, RunFilter, StoredEvent,
+    StoredWorkflow, WakeCandidate,
+};
+pub use pg::PgStore;
+
+/// Runs locked for change in one transaction. Mutate them through [`RunBatch::runs`], do what
+/// must happen before the change is durable (enqueue jobs), then [`RunBatch::commit`]. Dropping
+/// the batch rolls everything back.
+#[async_trait]
+pub trait RunBatch: Send {
+    /// The locked runs with their steps, in id order. Unknown ids are left out.
+    fn runs(&mut self) -> &mut [RunState];
+    /// Writes what changed and commits; returns the runs as changed, with their new events.
+    async fn commit(self: Box<Self>) -> Result<Vec<RunState>, StoreError>;
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Stores a definition version. Same digest: unchanged; other digest: a conflict.
+    async fn put_workflow(&self, wf: NewWorkflow) -> Result<PutWorkflowOutcome, StoreError>;
+    /// One version, or the latest when `version` is `None`.
+    async fn get_workflow(
+        &self,
+        owner: &str,
+        name: &str,
+        version: Option<u32>,
+    ) -> Result<Option<StoredWorkflow>, StoreError>;
+    async fn list_workflows(
+        &self,
+        owner: Option<&str>,
+        page: PageRequest,
+    ) -> Result<Page<StoredWorkflow>, StoreError>;
+
+    /// Records a queued run and its first event. With an idempotency key already used in the
+    /// tenant, returns that run and `false`.
+    async fn create_run(&self, run: NewRun) -> Result<(RunState, bool), StoreError>;
+    async fn get_run(&self, id: Uuid) -> Result<Option<RunDetail>, StoreError>;
+    async fn list_runs(&self, filter: RunFilter, page: PageRequest) -> Result<Page<RunState>, StoreError>;
+    /// Events with a sequence greater than `after`, in order, at most `limit`.
+    async fn list_events(&self, run_id: Uuid, after: i64, limit: i64) -> Result<Vec<StoredEvent>, StoreError>;
+
+    /// Locks the runs (in id order, so concurrent batches cannot deadlock) and loads them with
+    /// their steps. Other batches over the same runs wait until this one commits or drops.
+    async fn lock_runs(&self, ids: &[Uuid]) -> Result<Box<dyn RunBatch>, StoreError>;
+
+    /// Runs that need a wake-up a timer may have lost: retries overdue, deadlines passed, runs
+    /// queued but never started.
+    async fn overdue_runs(&self, now_micros: i64, grace_micros: i64, limit: i64) -> Result<Vec<WakeCandidate>, StoreError>;
+
+    /// Whether the database answers.
+    async fn ping(&self) -> Result<(), StoreError>;
+}

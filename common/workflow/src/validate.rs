@@ -64,6 +64,19 @@ pub fn compile(
     definition: WorkflowDefinition,
     extra_kinds: &[String],
 ) -> Result<CompiledWorkflow, DefinitionError> {
+    compile_with(definition, Some(extra_kinds))
+}
+
+/// Compiles a definition that was validated when it was registered. Kinds are not checked again:
+/// the service that registered it knew them.
+pub fn compile_registered(definition: WorkflowDefinition) -> Result<CompiledWorkflow, DefinitionError> {
+    compile_with(definition, None)
+}
+
+fn compile_with(
+    definition: WorkflowDefinition,
+    extra_kinds: Option<&[String]>,
+) -> Result<CompiledWorkflow, DefinitionError> {
     check_identity(&definition)?;
     let steps = &definition.steps;
     if steps.is_empty() {
@@ -119,7 +132,9 @@ pub fn compile(
 
     let ancestors = ancestors(&needs);
     for (i, step) in steps.iter().enumerate() {
-        check_kind(step, extra_kinds)?;
+        if let Some(extra_kinds) = extra_kinds {
+            check_kind(step, extra_kinds)?;
+        }
         check_retry_and_timeout(step)?;
         check_builtin_input(step)?;
         let allowed: HashSet<&str> = ancestors[i].iter().map(|&j| steps[j].id.as_str()).collect();

@@ -1,1 +1,112 @@
-//! baton-workflow-runner
+//! The workflow-runner: walks each run's DAG (see [`runner`]) and, unless disabled, runs the
+//! built-in step kinds in the same process. `main.rs` only reads configuration and calls [`serve`].
+
+pub mod builtins;
+mod config;
+pub mod runner;
+
+use std::{sync::Arc, time::Duration};
+
+use baton_queue::{JobQueue, QueueError};
+use baton_store::{Store, StoreError};
+use baton_worker::{WorkerConfig, WorkerPool};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub use config::RunnerConfig;
+pub use runner::Runner;
+
+/// The gRPC health service name of the runner.
+pub const HEALTH_SERVICE: &str = "baton.v1.WorkflowRunner";
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunnerError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+}
+
+/// The worker pool of the built-in kinds, configured from the runner's settings.
+pub fn builtin_pool(queue: Arc<dyn JobQueue>, config: &RunnerConfig) -> WorkerPool {
+    builtins::with_builtins(WorkerPool::new(queue, worker_config(config)))
+}
+
+pub fn worker_config(config: &RunnerConfig) -> WorkerConfig {
+    WorkerConfig {
+        worker_id: format!("{}-worker", config.consumer),
+        concurrency: config.worker_concurrency,
+        visibility_timeout: config.visibility_timeout,
+        max_deliveries: config.max_deliveries,
+        poll_block: Duration::from_secs(1),
+        shutdown_grace: Duration::from_secs(10),
+    }
+}
+
+/// Runs a runner replica (and the built-in workers, when enabled) until `shutdown`, serving gRPC
+/// health on `health_listener` when given.
+pub async fn serve(
+    store: Arc<dyn Store>,
+    queue: Arc<dyn JobQueue>,
+    config: RunnerConfig,
+    health_listener: Option<TcpListener>,
+    shutdown: CancellationToken,
+) -> Result<(), RunnerError> {
+    queue.ensure_groups(&[]).await?;
+    let runner = Arc::new(Runner::new(store.clone(), queue.clone(), config.clone()));
+    let mut tasks = vec![
+        tokio::spawn(runner.clone().run_inbox(shutdown.clone())),
+        tokio::spawn(runner.clone().run_timers(shutdown.clone())),
+        tokio::spawn(runner.clone().run_recovery(shutdown.clone())),
+    ];
+    if config.builtin_workers {
+        let pool = builtin_pool(queue.clone(), &config);
+        let token = shutdown.clone();
+        tasks.push(tokio::spawn(async move {
+            if let Err(e) = pool.run(token).await {
+                tracing::error!(error = %e, "built-in workers stopped");
+            }
+        }));
+    }
+    if let Some(listener) = health_listener {
+        let (reporter, health) = tonic_health::server::health_reporter();
+        let check_store = store.clone();
+        let check_queue = queue.clone();
+        baton_runtime::spawn_health_checks(
+            reporter,
+            vec![HEALTH_SERVICE.to_owned()],
+            Arc::new(move || {
+                let store = check_store.clone();
+                let queue = check_queue.clone();
+                Box::pin(async move {
+                    store.ping().await.map_err(|e| e.to_string())?;
+                    queue.ping().await.map_err(|e| e.to_string())
+                })
+            }),
+            Duration::from_secs(2),
+            shutdown.clone(),
+        );
+        let token = shutdown.clone();
+        tasks.push(tokio::spawn(async move {
+            let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+            let served = tonic::transport::Server::builder()
+                .add_service(health)
+                .serve_with_incoming_shutdown(incoming, token.cancelled_owned())
+                .await;
+            if let Err(e) = served {
+                tracing::error!(error = %e, "health server stopped");
+            }
+        }));
+    }
+    tracing::info!(
+        consumer = %config.consumer,
+        builtin_workers = config.builtin_workers,
+        default_max_parallel = config.default_max_parallel,
+        "workflow-runner running"
+    );
+    for task in tasks {
+        let _ = task.await;
+    }
+    tracing::info!("workflow-runner stopped");
+    Ok(())
+}

@@ -19,6 +19,7 @@ fn new_run(inputs: Json) -> RunState {
         inputs,
         output: None,
         error: None,
+        idempotency_key: None,
         max_parallel: 0,
         deadline: None,
         created_at: 0,

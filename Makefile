@@ -1,0 +1,77 @@
+# Baton developer tasks. `make` (or `make help`) lists them.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+# Shared across clones so CI and every checkout reuse one build cache.
+export CARGO_TARGET_DIR ?= $(HOME)/.cache/baton-target
+
+# Tests create one database per test through this admin URL.
+TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/postgres
+REDIS_URL ?= redis://127.0.0.1:6379
+TEST_ENV := DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(REDIS_URL)
+
+BUF_VERSION ?= 1.75.0
+BUF := .tools/node_modules/.bin/buf
+
+# Extra arguments: `make test ARGS='-E test(planner)'`, `make bench ARGS='...'`.
+ARGS ?=
+
+.PHONY: help deps build demo dev test lint fmt buf buf-lint bench ci clean
+
+help: ## List the targets
+	@echo "Usage: make <target>"
+	@echo
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) \
+		| awk 'BEGIN { FS = ":.*## " } { printf "  %-10s %s\n", $$1, $$2 }'
+	@echo
+	@echo "CARGO_TARGET_DIR=$(CARGO_TARGET_DIR)"
+
+deps: ## Install (apt) and start local Redis + PostgreSQL; create database 'baton'
+	@scripts/deps.sh
+
+build: ## Build all binaries (debug)
+	cargo build --workspace --bins
+
+demo: ## One-command demo: services in the background, run examples/hello to completion
+	@scripts/demo.sh
+
+dev: ## Run orchestrator + workflow-runner in the foreground (Ctrl-C stops both)
+	@scripts/dev.sh
+
+test: deps ## Run the test suite (cargo nextest; cargo test when nextest is missing)
+	@if cargo nextest --version >/dev/null 2>&1; then \
+		echo "$(TEST_ENV) cargo nextest run --workspace $(ARGS)"; \
+		$(TEST_ENV) cargo nextest run --workspace $(ARGS); \
+	else \
+		echo "cargo-nextest not found (install: cargo install cargo-nextest --locked); using cargo test"; \
+		echo "$(TEST_ENV) cargo test --workspace $(ARGS)"; \
+		$(TEST_ENV) cargo test --workspace $(ARGS); \
+	fi
+
+lint: ## cargo fmt --check and clippy with -D warnings
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+
+fmt: ## Format the code
+	cargo fmt --all
+
+buf: ## Install buf into .tools (npm) when absent or not the pinned version
+	@if [ "$$($(BUF) --version 2>/dev/null)" != "$(BUF_VERSION)" ]; then \
+		echo "installing @bufbuild/buf@$(BUF_VERSION) into .tools"; \
+		npm install --prefix .tools --no-audit --no-fund --loglevel=error \
+			"@bufbuild/buf@$(BUF_VERSION)"; \
+	fi
+
+buf-lint: buf ## Lint the protobuf definitions in proto/
+	$(BUF) lint
+
+bench: deps ## Build and run baton-bench (release) against local Redis + PostgreSQL
+	cargo build --release -p baton-bench
+	$(TEST_ENV) "$(CARGO_TARGET_DIR)/release/baton-bench" $(ARGS)
+
+ci: ## Run the CI script (.ci/run) locally
+	bash .ci/run
+
+clean: ## Remove build output (the shared CARGO_TARGET_DIR too), .dev and .tools
+	cargo clean
+	rm -rf .dev .tools

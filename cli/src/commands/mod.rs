@@ -1,0 +1,59 @@
+//! The commands behind `baton …`, one module per noun. [`Ctx`] carries what every command needs:
+//! the orchestrator connection and the chosen output format.
+
+mod info;
+mod run;
+mod watch;
+mod workflow;
+
+use std::process::ExitCode;
+
+use baton_proto::v1::{
+    run_service_client::RunServiceClient, workflow_service_client::WorkflowServiceClient,
+};
+use tonic::transport::Channel;
+
+use crate::args::{Cli, Command, OutputFormat, RunCommand, WorkflowCommand};
+use crate::client;
+
+/// What every command needs.
+pub struct Ctx {
+    output: OutputFormat,
+    channel: Channel,
+}
+
+impl Ctx {
+    fn json(&self) -> bool {
+        self.output == OutputFormat::Json
+    }
+
+    fn workflows(&self) -> WorkflowServiceClient<Channel> {
+        WorkflowServiceClient::new(self.channel.clone())
+    }
+
+    fn runs(&self) -> RunServiceClient<Channel> {
+        RunServiceClient::new(self.channel.clone())
+    }
+}
+
+/// Runs the command chosen on the command line and returns the process's exit code.
+pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    let addr = client::normalize_addr(&cli.addr);
+    let ctx = Ctx {
+        output: cli.output,
+        channel: client::channel(&addr)?,
+    };
+    match cli.command {
+        Command::Workflow(WorkflowCommand::Apply(args)) => workflow::apply(&ctx, args).await,
+        Command::Workflow(WorkflowCommand::List(args)) => workflow::list(&ctx, args).await,
+        Command::Workflow(WorkflowCommand::Get(args)) => workflow::get(&ctx, args).await,
+        Command::Run(RunCommand::Start(args)) => run::start(&ctx, args).await,
+        Command::Run(RunCommand::Get(args)) => run::get(&ctx, args).await,
+        Command::Run(RunCommand::List(args)) => run::list(&ctx, args).await,
+        Command::Run(RunCommand::Cancel(args)) => run::cancel(&ctx, args).await,
+        Command::Run(RunCommand::Watch(args)) => {
+            watch::watch(&ctx, &args.run_id, args.after_sequence).await
+        }
+        Command::Info => info::info(&ctx).await,
+    }
+}

@@ -1,0 +1,488 @@
+//! [`JobQueue`] on Redis Streams. Work streams are trimmed as entries are acknowledged (XACK then
+//! XDEL), so a stream's length is its backlog; the events stream is capped instead.
+
+use std::{collections::HashMap, time::Duration};
+
+use async_trait::async_trait;
+use baton_proto::v1;
+use prost::Message;
+use redis::{
+    AsyncConnectionConfig, Client, RedisError, Script, Value,
+    aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection},
+    streams::{StreamClaimReply, StreamId, StreamPendingCountReply, StreamReadReply},
+};
+use tokio::sync::Mutex;
+use tokio_stream::StreamExt;
+
+use crate::{
+    BatchOutcome, Delivery, JobQueue, Keys, QueueError, StreamStats, TimerEntry,
+    futures_core_stream::BoxStream,
+    keys::{RUNNER_GROUP, WORKER_GROUP},
+};
+
+/// The stream entry field holding a message's protobuf bytes.
+const FIELD: &str = "d";
+
+/// Moves due timers into the runner inbox in one atomic step, so a timer is never lost between
+/// leaving the set and reaching the inbox, and never fires twice.
+const FIRE_TIMERS: &str = r#"
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
+for _, member in ipairs(due) do
+  redis.call('ZREM', KEYS[1], member)
+  redis.call('XADD', KEYS[2], '*', 'd', member)
+end
+return #due
+"#;
+
+#[derive(Clone, Debug)]
+pub struct RedisQueueConfig {
+    pub url: String,
+    /// Key prefix; see [`Keys`].
+    pub prefix: String,
+    /// Approximate cap on the events stream.
+    pub events_max_len: usize,
+}
+
+impl RedisQueueConfig {
+    pub fn new(url: impl Into<String>, prefix: impl Into<String>) -> Self {
+        Self { url: url.into(), prefix: prefix.into(), events_max_len: 100_000 }
+    }
+}
+
+/// Redis Streams queue. Cheap to clone? No: share it in an `Arc`.
+pub struct RedisQueue {
+    client: Client,
+    conn: ConnectionManager,
+    /// Connections for blocking reads, which would stall every other command on a shared
+    /// multiplexed connection.
+    blocking: Mutex<Vec<MultiplexedConnection>>,
+    keys: Keys,
+    config: RedisQueueConfig,
+    fire_timers: Script,
+}
+
+impl RedisQueue {
+    pub async fn connect(config: RedisQueueConfig) -> Result<Self, QueueError> {
+        let client = Client::open(config.url.as_str())?;
+        let manager_config = ConnectionManagerConfig::new()
+            .set_response_timeout(Some(Duration::from_secs(10)))
+            .set_connection_timeout(Some(Duration::from_secs(5)))
+            .set_number_of_retries(3);
+        let conn = ConnectionManager::new_with_config(client.clone(), manager_config).await?;
+        Ok(Self {
+            client,
+            conn,
+            blocking: Mutex::new(Vec::new()),
+            keys: Keys::new(config.prefix.clone()),
+            config,
+            fire_timers: Script::new(FIRE_TIMERS),
+        })
+    }
+
+    pub fn keys(&self) -> &Keys {
+        &self.keys
+    }
+
+    async fn blocking_conn(&self) -> Result<MultiplexedConnection, QueueError> {
+        if let Some(conn) = self.blocking.lock().await.pop() {
+            return Ok(conn);
+        }
+        let config = AsyncConnectionConfig::new()
+            .set_response_timeout(None)
+            .set_connection_timeout(Some(Duration::from_secs(5)));
+        Ok(self.client.get_multiplexed_async_connection_with_config(&config).await?)
+    }
+
+    /// Runs a blocking command on a pooled connection, returning the connection only on success
+    /// (a failed one may be broken).
+    async fn blocking_query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, QueueError> {
+        let mut conn = self.blocking_conn().await?;
+        let value: T = cmd.query_async(&mut conn).await?;
+        self.blocking.lock().await.push(conn);
+        Ok(value)
+    }
+
+    async fn read_group<T: Message + Default>(
+        &self,
+        stream: &str,
+        group: &str,
+        consumer: &str,
+        max: usize,
+        block: Duration,
+    ) -> Result<Vec<Delivery<T>>, QueueError> {
+        let mut cmd = redis::cmd("XREADGROUP");
+        cmd.arg("GROUP")
+            .arg(group)
+            .arg(consumer)
+            .arg("COUNT")
+            .arg(max)
+            .arg("BLOCK")
+            .arg(block.as_millis() as u64)
+            .arg("STREAMS")
+            .arg(stream)
+            .arg(">");
+        let reply: Option<StreamReadReply> = match self.blocking_query(&cmd).await {
+            Err(QueueError::Redis(e)) if is_nogroup(&e) => {
+                self.create_group(stream, group).await?;
+                self.blocking_query(&cmd).await?
+            }
+            other => other?,
+        };
+        Ok(reply
+            .into_iter()
+            .flat_map(|r| r.keys)
+            .flat_map(|k| k.ids)
+            .map(|entry| decode(entry, 1))
+            .collect())
+    }
+
+    async fn create_group(&self, stream: &str, group: &str) -> Result<(), QueueError> {
+        let mut conn = self.conn.clone();
+        let created: Result<(), RedisError> = redis::cmd("XGROUP")
+            .arg("CREATE")
+            .arg(stream)
+            .arg(group)
+            .arg("0")
+            .arg("MKSTREAM")
+            .query_async(&mut conn)
+            .await;
+        match created {
+            Err(e) if e.code() != Some("BUSYGROUP") => Err(e.into()),
+            _ => Ok(()),
+        }
+    }
+
+    async fn reclaim<T: Message + Default>(
+        &self,
+        stream: &str,
+        group: &str,
+        consumer: &str,
+        min_idle: Duration,
+        max: usize,
+    ) -> Result<Vec<Delivery<T>>, QueueError> {
+        let mut conn = self.conn.clone();
+        let idle_ms = min_idle.as_millis() as u64;
+        let pending: Result<StreamPendingCountReply, RedisError> = redis::cmd("XPENDING")
+            .arg(stream)
+            .arg(group)
+            .arg("IDLE")
+            .arg(idle_ms)
+            .arg("-")
+            .arg("+")
+            .arg(max)
+            .query_async(&mut conn)
+            .await;
+        let pending = match pending {
+            Err(e) if is_nogroup(&e) => return Ok(Vec::new()),
+            other => other?,
+        };
+        if pending.ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let counts: HashMap<String, usize> =
+            pending.ids.iter().map(|p| (p.id.clone(), p.times_delivered)).collect();
+        let mut cmd = redis::cmd("XCLAIM");
+        cmd.arg(stream).arg(group).arg(consumer).arg(idle_ms);
+        for p in &pending.ids {
+            cmd.arg(&p.id);
+        }
+        // Redis 7 leaves out entries deleted meanwhile (and drops them from the pending list).
+        let claimed: StreamClaimReply = cmd.query_async(&mut conn).await?;
+        Ok(claimed
+            .ids
+            .into_iter()
+            .map(|entry| {
+                let deliveries = counts.get(&entry.id).copied().unwrap_or(1) + 1;
+                decode(entry, deliveries as u32)
+            })
+            .collect())
+    }
+}
+
+fn is_nogroup(e: &RedisError) -> bool {
+    e.code() == Some("NOGROUP")
+}
+
+fn decode<T: Message + Default>(entry: StreamId, deliveries: u32) -> Delivery<T> {
+    let payload = match entry.map.get(FIELD) {
+        Some(Value::BulkString(bytes)) => bytes.clone(),
+        _ => Vec::new(),
+    };
+    let message = if entry.map.contains_key(FIELD) {
+        T::decode(payload.as_slice()).map_err(|e| format!("undecodable message: {e}"))
+    } else {
+        Err(format!("entry has no `{FIELD}` field"))
+    };
+    Delivery { id: entry.id, message, payload, deliveries }
+}
+
+fn xadd(pipe: &mut redis::Pipeline, stream: &str, payload: Vec<u8>) {
+    pipe.cmd("XADD").arg(stream).arg("*").arg(FIELD).arg(payload).ignore();
+}
+
+fn ack_and_delete(pipe: &mut redis::Pipeline, stream: &str, group: &str, ids: &[String]) {
+    if ids.is_empty() {
+        return;
+    }
+    pipe.cmd("XACK").arg(stream).arg(group).arg(ids).ignore();
+    pipe.cmd("XDEL").arg(stream).arg(ids).ignore();
+}
+
+#[async_trait]
+impl JobQueue for RedisQueue {
+    async fn ensure_groups(&self, kinds: &[String]) -> Result<(), QueueError> {
+        self.create_group(&self.keys.runner(), RUNNER_GROUP).await?;
+        for kind in kinds {
+            self.create_group(&self.keys.jobs(kind), WORKER_GROUP).await?;
+        }
+        Ok(())
+    }
+
+    async fn send_to_runner(&self, messages: &[v1::RunnerMessage]) -> Result<(), QueueError> {
+        if messages.is_empty() {
+            return Ok(());
+        }
+        let mut pipe = redis::pipe();
+        let inbox = self.keys.runner();
+        for m in messages {
+            xadd(&mut pipe, &inbox, m.encode_to_vec());
+        }
+        pipe.query_async::<()>(&mut self.conn.clone()).await?;
+        Ok(())
+    }
+
+    async fn read_runner(
+        &self,
+        consumer: &str,
+        max: usize,
+        block: Duration,
+    ) -> Result<Vec<Delivery<v1::RunnerMessage>>, QueueError> {
+        self.read_group(&self.keys.runner(), RUNNER_GROUP, consumer, max, block).await
+    }
+
+    async fn reclaim_runner(
+        &self,
+        consumer: &str,
+        min_idle: Duration,
+        max: usize,
+    ) -> Result<Vec<Delivery<v1::RunnerMessage>>, QueueError> {
+        self.reclaim(&self.keys.runner(), RUNNER_GROUP, consumer, min_idle, max).await
+    }
+
+    async fn dispatch(&self, jobs: &[v1::Job], timers: &[TimerEntry]) -> Result<(), QueueError> {
+        if jobs.is_empty() && timers.is_empty() {
+            return Ok(());
+        }
+        let mut pipe = redis::pipe();
+        for job in jobs {
+            xadd(&mut pipe, &self.keys.jobs(&job.kind), job.encode_to_vec());
+        }
+        let timer_key = self.keys.timers();
+        for t in timers {
+            let member = v1::RunnerMessage {
+                message: Some(v1::runner_message::Message::WakeRun(t.wake.clone())),
+            };
+            pipe.cmd("ZADD").arg(&timer_key).arg(t.due_ms).arg(member.encode_to_vec()).ignore();
+        }
+        pipe.query_async::<()>(&mut self.conn.clone()).await?;
+        Ok(())
+    }
+
+    async fn complete_batch(&self, outcome: BatchOutcome) -> Result<(), QueueError> {
+        let mut pipe = redis::pipe();
+        let events = self.keys.events();
+        for e in &outcome.events {
+            pipe.cmd("XADD")
+                .arg(&events)
+                .arg("MAXLEN")
+                .arg("~")
+                .arg(self.config.events_max_len)
+                .arg("*")
+                .arg(FIELD)
+                .arg(e.encode_to_vec())
+                .ignore();
+        }
+        let channel = self.keys.cancel_channel();
+        for c in &outcome.cancels {
+            pipe.cmd("PUBLISH").arg(&channel).arg(c.encode_to_vec()).ignore();
+        }
+        let dead = self.keys.dead();
+        for d in &outcome.dead_letters {
+            xadd(&mut pipe, &dead, d.encode_to_vec());
+        }
+        ack_and_delete(&mut pipe, &self.keys.runner(), RUNNER_GROUP, &outcome.ack);
+        pipe.query_async::<()>(&mut self.conn.clone()).await?;
+        Ok(())
+    }
+
+    async fn fire_due_timers(&self, now_ms: i64, max: usize) -> Result<usize, QueueError> {
+        let moved: usize = self
+            .fire_timers
+            .key(self.keys.timers())
+            .key(self.keys.runner())
+            .arg(now_ms)
+            .arg(max)
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        Ok(moved)
+    }
+
+    async fn read_jobs(
+        &self,
+        kind: &str,
+        consumer: &str,
+        max: usize,
+        block: Duration,
+    ) -> Result<Vec<Delivery<v1::Job>>, QueueError> {
+        self.read_group(&self.keys.jobs(kind), WORKER_GROUP, consumer, max, block).await
+    }
+
+    async fn reclaim_jobs(
+        &self,
+        kind: &str,
+        consumer: &str,
+        min_idle: Duration,
+        max: usize,
+    ) -> Result<Vec<Delivery<v1::Job>>, QueueError> {
+        self.reclaim(&self.keys.jobs(kind), WORKER_GROUP, consumer, min_idle, max).await
+    }
+
+    async fn touch_jobs(&self, kind: &str, consumer: &str, ids: &[String]) -> Result<(), QueueError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        redis::cmd("XCLAIM")
+            .arg(self.keys.jobs(kind))
+            .arg(WORKER_GROUP)
+            .arg(consumer)
+            .arg(0)
+            .arg(ids)
+            .arg("JUSTID")
+            .query_async::<Value>(&mut self.conn.clone())
+            .await?;
+        Ok(())
+    }
+
+    async fn report(
+        &self,
+        kind: &str,
+        messages: &[v1::RunnerMessage],
+        ack: &[String],
+    ) -> Result<(), QueueError> {
+        if messages.is_empty() && ack.is_empty() {
+            return Ok(());
+        }
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        let inbox = self.keys.runner();
+        for m in messages {
+            xadd(&mut pipe, &inbox, m.encode_to_vec());
+        }
+        ack_and_delete(&mut pipe, &self.keys.jobs(kind), WORKER_GROUP, ack);
+        pipe.query_async::<()>(&mut self.conn.clone()).await?;
+        Ok(())
+    }
+
+    async fn dead_letter(&self, kind: Option<&str>, letter: v1::DeadLetter) -> Result<(), QueueError> {
+        let (stream, group) = match kind {
+            Some(kind) => (self.keys.jobs(kind), WORKER_GROUP),
+            None => (self.keys.runner(), RUNNER_GROUP),
+        };
+        let id = letter.entry_id.clone();
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        xadd(&mut pipe, &self.keys.dead(), letter.encode_to_vec());
+        ack_and_delete(&mut pipe, &stream, group, &[id]);
+        pipe.query_async::<()>(&mut self.conn.clone()).await?;
+        Ok(())
+    }
+
+    async fn publish_cancel(&self, notice: &v1::CancelNotice) -> Result<(), QueueError> {
+        redis::cmd("PUBLISH")
+            .arg(self.keys.cancel_channel())
+            .arg(notice.encode_to_vec())
+            .query_async::<()>(&mut self.conn.clone())
+            .await?;
+        Ok(())
+    }
+
+    async fn subscribe_cancels(&self) -> Result<BoxStream<v1::CancelNotice>, QueueError> {
+        let mut pubsub = self.client.get_async_pubsub().await?;
+        pubsub.subscribe(self.keys.cancel_channel()).await?;
+        let stream = pubsub.into_on_message().filter_map(|msg| {
+            let payload: Vec<u8> = msg.get_payload().ok()?;
+            v1::CancelNotice::decode(payload.as_slice()).ok()
+        });
+        Ok(Box::pin(stream))
+    }
+
+    async fn read_events(
+        &self,
+        after: &str,
+        max: usize,
+        block: Duration,
+    ) -> Result<Vec<(String, v1::RunEvent)>, QueueError> {
+        let mut cmd = redis::cmd("XREAD");
+        cmd.arg("COUNT")
+            .arg(max)
+            .arg("BLOCK")
+            .arg(block.as_millis() as u64)
+            .arg("STREAMS")
+            .arg(self.keys.events())
+            .arg(after);
+        let reply: Option<StreamReadReply> = self.blocking_query(&cmd).await?;
+        Ok(reply
+            .into_iter()
+            .flat_map(|r| r.keys)
+            .flat_map(|k| k.ids)
+            .filter_map(|entry| {
+                let d: Delivery<v1::RunEvent> = decode(entry, 1);
+                Some((d.id, d.message.ok()?))
+            })
+            .collect())
+    }
+
+    async fn stats(&self, kinds: &[String]) -> Result<Vec<StreamStats>, QueueError> {
+        let mut streams = vec![(self.keys.runner(), Some(RUNNER_GROUP))];
+        streams.extend(kinds.iter().map(|k| (self.keys.jobs(k), Some(WORKER_GROUP))));
+        streams.push((self.keys.dead(), None));
+        let mut conn = self.conn.clone();
+        let mut out = Vec::with_capacity(streams.len());
+        for (stream, group) in streams {
+            let length: u64 = redis::cmd("XLEN").arg(&stream).query_async(&mut conn).await?;
+            let pending = match group {
+                Some(group) => {
+                    let summary: Result<Value, RedisError> =
+                        redis::cmd("XPENDING").arg(&stream).arg(group).query_async(&mut conn).await;
+                    match summary {
+                        Ok(Value::Array(items)) => match items.first() {
+                            Some(Value::Int(n)) => *n as u64,
+                            _ => 0,
+                        },
+                        _ => 0,
+                    }
+                }
+                None => 0,
+            };
+            out.push(StreamStats { stream, length, pending });
+        }
+        Ok(out)
+    }
+
+    async fn dead_letters(&self, max: usize) -> Result<Vec<v1::DeadLetter>, QueueError> {
+        let reply: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+            .arg(self.keys.dead())
+            .arg("-")
+            .arg("+")
+            .arg("COUNT")
+            .arg(max)
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(reply.ids.into_iter().filter_map(|e| decode::<v1::DeadLetter>(e, 1).message.ok()).collect())
+    }
+
+    async fn ping(&self) -> Result<(), QueueError> {
+        redis::cmd("PING").query_async::<()>(&mut self.conn.clone()).await?;
+        Ok(())
+    }
+}

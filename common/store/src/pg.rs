@@ -1,0 +1,674 @@
+//! The Postgres store. Batches are written with `UNNEST` so one statement covers every run, step,
+//! attempt or event of a batch: the runner's throughput comes from there.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use baton_engine::{AttemptRecord, EventRecord, RunState, RunStatus, StepState, StepStatus};
+use baton_proto::v1::RunEventType;
+use chrono::{DateTime, Utc};
+use sqlx::{
+    PgPool, Postgres, Row, Transaction,
+    postgres::{PgPoolOptions, PgRow},
+};
+use uuid::Uuid;
+
+use crate::{
+    NewRun, NewWorkflow, Page, PageRequest, PutWorkflowOutcome, RunBatch, RunDetail, RunFilter,
+    Store, StoreError, StoredEvent, StoredWorkflow, WakeCandidate,
+};
+
+/// Embedded migrations, applied at service start.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+const RUN_COLUMNS: &str = "id, tenant, workflow_ref, status, inputs, output, error, idempotency_key, \
+     max_parallel, deadline, created_at, started_at, ended_at, last_sequence";
+const STEP_COLUMNS: &str = "run_id, position, step_id, kind, status, attempt, output, error, worker_id, \
+     queued_at, started_at, ended_at, next_attempt_at";
+const WORKFLOW_COLUMNS: &str = "owner, name, version, digest, definition, created_at";
+
+/// [`Store`] over a Postgres pool.
+#[derive(Clone, Debug)]
+pub struct PgStore {
+    pool: PgPool,
+}
+
+impl PgStore {
+    /// Connects with a pool of at most `max_connections`.
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Self, StoreError> {
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(std::time::Duration::from_secs(10))
+            .connect(url)
+            .await?;
+        Ok(Self { pool })
+    }
+
+    pub fn from_pool(pool: PgPool) -> Self {
+        Self { pool }
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Applies the embedded migrations; safe to call from every replica at start.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        MIGRATOR.run(&self.pool).await?;
+        Ok(())
+    }
+}
+
+/// SQL assembled only from this module's column-list constants, never from input.
+fn trusted(sql: String) -> sqlx::AssertSqlSafe<String> {
+    sqlx::AssertSqlSafe(sql)
+}
+
+fn ts(micros: Option<i64>) -> Option<DateTime<Utc>> {
+    micros.and_then(DateTime::from_timestamp_micros)
+}
+
+fn micros(dt: Option<DateTime<Utc>>) -> Option<i64> {
+    dt.map(|d| d.timestamp_micros())
+}
+
+fn corrupt(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(e.to_string())
+}
+
+fn run_from_row(row: &PgRow) -> Result<RunState, StoreError> {
+    let status: String = row.try_get("status")?;
+    Ok(RunState {
+        id: row.try_get("id")?,
+        tenant: row.try_get("tenant")?,
+        workflow_ref: row.try_get("workflow_ref")?,
+        status: status.parse::<RunStatus>().map_err(corrupt)?,
+        inputs: row.try_get("inputs")?,
+        output: row.try_get("output")?,
+        error: row.try_get("error")?,
+        idempotency_key: row.try_get("idempotency_key")?,
+        max_parallel: u32::try_from(row.try_get::<i32, _>("max_parallel")?).unwrap_or(1),
+        deadline: micros(row.try_get("deadline")?),
+        created_at: row.try_get::<DateTime<Utc>, _>("created_at")?.timestamp_micros(),
+        started_at: micros(row.try_get("started_at")?),
+        ended_at: micros(row.try_get("ended_at")?),
+        last_sequence: row.try_get("last_sequence")?,
+        steps: Vec::new(),
+        dirty: false,
+        steps_created: false,
+        new_events: Vec::new(),
+        new_attempts: Vec::new(),
+    })
+}
+
+fn step_from_row(row: &PgRow) -> Result<StepState, StoreError> {
+    let status: String = row.try_get("status")?;
+    Ok(StepState {
+        step_id: row.try_get("step_id")?,
+        kind: row.try_get("kind")?,
+        status: status.parse::<StepStatus>().map_err(corrupt)?,
+        attempt: u32::try_from(row.try_get::<i32, _>("attempt")?).unwrap_or(0),
+        output: row.try_get("output")?,
+        error: row.try_get("error")?,
+        queued_at: micros(row.try_get("queued_at")?),
+        started_at: micros(row.try_get("started_at")?),
+        ended_at: micros(row.try_get("ended_at")?),
+        next_attempt_at: micros(row.try_get("next_attempt_at")?),
+        worker_id: row.try_get("worker_id")?,
+        dirty: false,
+    })
+}
+
+fn workflow_from_row(row: &PgRow) -> Result<StoredWorkflow, StoreError> {
+    Ok(StoredWorkflow {
+        owner: row.try_get("owner")?,
+        name: row.try_get("name")?,
+        version: u32::try_from(row.try_get::<i32, _>("version")?).map_err(corrupt)?,
+        digest: row.try_get("digest")?,
+        definition: row.try_get("definition")?,
+        created_at: row.try_get::<DateTime<Utc>, _>("created_at")?.timestamp_micros(),
+    })
+}
+
+fn event_from_row(row: &PgRow) -> Result<StoredEvent, StoreError> {
+    let event_type: String = row.try_get("event_type")?;
+    Ok(StoredEvent {
+        run_id: row.try_get("run_id")?,
+        record: EventRecord {
+            sequence: row.try_get("sequence")?,
+            event_type: RunEventType::from_str_name(&event_type)
+                .ok_or_else(|| corrupt(format!("unknown event type {event_type}")))?,
+            step_id: row.try_get("step_id")?,
+            attempt: u32::try_from(row.try_get::<i32, _>("attempt")?).unwrap_or(0),
+            time: row.try_get::<DateTime<Utc>, _>("time")?.timestamp_micros(),
+            message: row.try_get("message")?,
+            output: row.try_get("output")?,
+        },
+    })
+}
+
+fn json_text(v: &Option<serde_json::Value>) -> Option<String> {
+    v.as_ref().map(serde_json::Value::to_string)
+}
+
+async fn insert_events(
+    tx: &mut Transaction<'_, Postgres>,
+    events: &[(Uuid, &EventRecord)],
+) -> Result<(), StoreError> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let n = events.len();
+    let (mut run_ids, mut seqs, mut types, mut steps, mut attempts, mut messages, mut outputs, mut times) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    for (run_id, e) in events {
+        run_ids.push(*run_id);
+        seqs.push(e.sequence);
+        types.push(e.event_type.as_str_name());
+        steps.push(e.step_id.clone());
+        attempts.push(e.attempt as i32);
+        messages.push(e.message.clone());
+        outputs.push(json_text(&e.output));
+        times.push(ts(Some(e.time)).unwrap_or_else(Utc::now));
+    }
+    sqlx::query(
+        "INSERT INTO run_events (run_id, sequence, event_type, step_id, attempt, message, output, time) \
+         SELECT run_id, seq, t, step_id, attempt, message, output::jsonb, time \
+         FROM UNNEST($1::uuid[], $2::int8[], $3::text[], $4::text[], $5::int4[], $6::text[], $7::text[], $8::timestamptz[]) \
+           AS u(run_id, seq, t, step_id, attempt, message, output, time)",
+    )
+    .bind(&run_ids)
+    .bind(&seqs)
+    .bind(&types)
+    .bind(&steps)
+    .bind(&attempts)
+    .bind(&messages)
+    .bind(&outputs)
+    .bind(&times)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Column vectors for a batch of step rows, for `UNNEST`.
+#[derive(Default)]
+struct StepColumns {
+    run_ids: Vec<Uuid>,
+    positions: Vec<i32>,
+    step_ids: Vec<String>,
+    kinds: Vec<String>,
+    statuses: Vec<&'static str>,
+    attempts: Vec<i32>,
+    outputs: Vec<Option<String>>,
+    errors: Vec<Option<String>>,
+    workers: Vec<Option<String>>,
+    queued: Vec<Option<DateTime<Utc>>>,
+    started: Vec<Option<DateTime<Utc>>>,
+    ended: Vec<Option<DateTime<Utc>>>,
+    next: Vec<Option<DateTime<Utc>>>,
+}
+
+impl StepColumns {
+    fn push(&mut self, run_id: Uuid, position: usize, s: &StepState) {
+        self.run_ids.push(run_id);
+        self.positions.push(position as i32);
+        self.step_ids.push(s.step_id.clone());
+        self.kinds.push(s.kind.clone());
+        self.statuses.push(s.status.as_str());
+        self.attempts.push(s.attempt as i32);
+        self.outputs.push(json_text(&s.output));
+        self.errors.push(s.error.clone());
+        self.workers.push(s.worker_id.clone());
+        self.queued.push(ts(s.queued_at));
+        self.started.push(ts(s.started_at));
+        self.ended.push(ts(s.ended_at));
+        self.next.push(ts(s.next_attempt_at));
+    }
+
+    fn bind<'q>(
+        &'q self,
+        q: sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>,
+    ) -> sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments> {
+        q.bind(&self.run_ids)
+            .bind(&self.positions)
+            .bind(&self.step_ids)
+            .bind(&self.kinds)
+            .bind(&self.statuses)
+            .bind(&self.attempts)
+            .bind(&self.outputs)
+            .bind(&self.errors)
+            .bind(&self.workers)
+            .bind(&self.queued)
+            .bind(&self.started)
+            .bind(&self.ended)
+            .bind(&self.next)
+    }
+}
+
+const STEP_UNNEST: &str = "UNNEST($1::uuid[], $2::int4[], $3::text[], $4::text[], $5::text[], $6::int4[], \
+     $7::text[], $8::text[], $9::text[], $10::timestamptz[], $11::timestamptz[], $12::timestamptz[], \
+     $13::timestamptz[]) AS u(run_id, position, step_id, kind, status, attempt, output, error, worker_id, \
+     queued_at, started_at, ended_at, next_attempt_at)";
+
+async fn persist(tx: &mut Transaction<'_, Postgres>, runs: &[RunState]) -> Result<(), StoreError> {
+    let changed: Vec<&RunState> = runs.iter().filter(|r| r.is_changed()).collect();
+    if changed.is_empty() {
+        return Ok(());
+    }
+    let mut ids = Vec::new();
+    let mut statuses = Vec::new();
+    let mut outputs = Vec::new();
+    let mut errors = Vec::new();
+    let mut max_parallel = Vec::new();
+    let mut deadlines = Vec::new();
+    let mut started = Vec::new();
+    let mut ended = Vec::new();
+    let mut seqs = Vec::new();
+    let mut inserts = StepColumns::default();
+    let mut updates = StepColumns::default();
+    let mut events = Vec::new();
+    let mut attempts: Vec<(Uuid, &AttemptRecord)> = Vec::new();
+    for run in &changed {
+        ids.push(run.id);
+        statuses.push(run.status.as_str());
+        outputs.push(json_text(&run.output));
+        errors.push(run.error.clone());
+        max_parallel.push(run.max_parallel as i32);
+        deadlines.push(ts(run.deadline));
+        started.push(ts(run.started_at));
+        ended.push(ts(run.ended_at));
+        seqs.push(run.last_sequence);
+        for (position, step) in run.steps.iter().enumerate() {
+            if run.steps_created {
+                inserts.push(run.id, position, step);
+            } else if step.dirty {
+                updates.push(run.id, position, step);
+            }
+        }
+        events.extend(run.new_events.iter().map(|e| (run.id, e)));
+        attempts.extend(run.new_attempts.iter().map(|a| (run.id, a)));
+    }
+    sqlx::query(
+        "UPDATE runs SET status = u.status, output = u.output::jsonb, error = u.error, \
+           max_parallel = u.max_parallel, deadline = u.deadline, started_at = u.started_at, \
+           ended_at = u.ended_at, last_sequence = u.seq \
+         FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::int4[], $6::timestamptz[], \
+           $7::timestamptz[], $8::timestamptz[], $9::int8[]) \
+           AS u(id, status, output, error, max_parallel, deadline, started_at, ended_at, seq) \
+         WHERE runs.id = u.id",
+    )
+    .bind(&ids)
+    .bind(&statuses)
+    .bind(&outputs)
+    .bind(&errors)
+    .bind(&max_parallel)
+    .bind(&deadlines)
+    .bind(&started)
+    .bind(&ended)
+    .bind(&seqs)
+    .execute(&mut **tx)
+    .await?;
+    if !inserts.run_ids.is_empty() {
+        let sql = format!("INSERT INTO step_runs ({STEP_COLUMNS}) SELECT run_id, position, step_id, kind, status, attempt, output::jsonb, error, worker_id, queued_at, started_at, ended_at, next_attempt_at FROM {STEP_UNNEST}");
+        inserts.bind(sqlx::query(trusted(sql))).execute(&mut **tx).await?;
+    }
+    if !updates.run_ids.is_empty() {
+        let sql = format!(
+            "UPDATE step_runs s SET status = u.status, attempt = u.attempt, output = u.output::jsonb, \
+               error = u.error, worker_id = u.worker_id, queued_at = u.queued_at, started_at = u.started_at, \
+               ended_at = u.ended_at, next_attempt_at = u.next_attempt_at \
+             FROM {STEP_UNNEST} WHERE s.run_id = u.run_id AND s.position = u.position"
+        );
+        updates.bind(sqlx::query(trusted(sql))).execute(&mut **tx).await?;
+    }
+    if !attempts.is_empty() {
+        let run_ids: Vec<Uuid> = attempts.iter().map(|(r, _)| *r).collect();
+        let step_ids: Vec<&str> = attempts.iter().map(|(_, a)| a.step_id.as_str()).collect();
+        let numbers: Vec<i32> = attempts.iter().map(|(_, a)| a.attempt as i32).collect();
+        let statuses: Vec<&str> = attempts.iter().map(|(_, a)| a.status.as_str()).collect();
+        let errors: Vec<Option<&str>> = attempts.iter().map(|(_, a)| a.error.as_deref()).collect();
+        let workers: Vec<Option<&str>> = attempts.iter().map(|(_, a)| a.worker_id.as_deref()).collect();
+        let queued: Vec<Option<DateTime<Utc>>> = attempts.iter().map(|(_, a)| ts(a.queued_at)).collect();
+        let started: Vec<Option<DateTime<Utc>>> = attempts.iter().map(|(_, a)| ts(a.started_at)).collect();
+        let ended: Vec<Option<DateTime<Utc>>> = attempts.iter().map(|(_, a)| ts(Some(a.ended_at))).collect();
+        sqlx::query(
+            "INSERT INTO step_attempts (run_id, step_id, attempt, status, error, worker_id, queued_at, started_at, ended_at) \
+             SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::int4[], $4::text[], $5::text[], $6::text[], \
+               $7::timestamptz[], $8::timestamptz[], $9::timestamptz[]) \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(&run_ids)
+        .bind(&step_ids)
+        .bind(&numbers)
+        .bind(&statuses)
+        .bind(&errors)
+        .bind(&workers)
+        .bind(&queued)
+        .bind(&started)
+        .bind(&ended)
+        .execute(&mut **tx)
+        .await?;
+    }
+    insert_events(tx, &events).await
+}
+
+fn parse_run_token(token: &str) -> Result<Option<(DateTime<Utc>, Uuid)>, StoreError> {
+    if token.is_empty() {
+        return Ok(None);
+    }
+    let (t, id) = token.split_once('_').ok_or(StoreError::BadPageToken)?;
+    let t = t.parse::<i64>().map_err(|_| StoreError::BadPageToken)?;
+    let id = id.parse::<Uuid>().map_err(|_| StoreError::BadPageToken)?;
+    Ok(Some((DateTime::from_timestamp_micros(t).ok_or(StoreError::BadPageToken)?, id)))
+}
+
+fn page_size(page: &PageRequest) -> i64 {
+    match page.size {
+        0 => 100,
+        n => i64::from(n.min(1_000)),
+    }
+}
+
+struct PgRunBatch {
+    tx: Transaction<'static, Postgres>,
+    runs: Vec<RunState>,
+}
+
+#[async_trait]
+impl RunBatch for PgRunBatch {
+    fn runs(&mut self) -> &mut [RunState] {
+        &mut self.runs
+    }
+
+    async fn commit(mut self: Box<Self>) -> Result<Vec<RunState>, StoreError> {
+        persist(&mut self.tx, &self.runs).await?;
+        self.tx.commit().await?;
+        Ok(self.runs)
+    }
+}
+
+#[async_trait]
+impl Store for PgStore {
+    #[tracing::instrument(skip_all, fields(workflow = %format!("{}/{}@{}", wf.owner, wf.name, wf.version)))]
+    async fn put_workflow(&self, wf: NewWorkflow) -> Result<PutWorkflowOutcome, StoreError> {
+        let inserted = sqlx::query(trusted(format!(
+            "INSERT INTO workflows (owner, name, version, digest, definition) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT DO NOTHING RETURNING {WORKFLOW_COLUMNS}"
+        )))
+        .bind(&wf.owner)
+        .bind(&wf.name)
+        .bind(wf.version as i32)
+        .bind(&wf.digest)
+        .bind(&wf.definition)
+        .fetch_optional(&self.pool)
+        .await?;
+        if let Some(row) = inserted {
+            return Ok(PutWorkflowOutcome::Created(workflow_from_row(&row)?));
+        }
+        let existing = self
+            .get_workflow(&wf.owner, &wf.name, Some(wf.version))
+            .await?
+            .ok_or_else(|| StoreError::Conflict("workflow vanished while registering".into()))?;
+        Ok(if existing.digest == wf.digest {
+            PutWorkflowOutcome::Unchanged(existing)
+        } else {
+            PutWorkflowOutcome::Conflict(existing)
+        })
+    }
+
+    async fn get_workflow(
+        &self,
+        owner: &str,
+        name: &str,
+        version: Option<u32>,
+    ) -> Result<Option<StoredWorkflow>, StoreError> {
+        let row = sqlx::query(trusted(format!(
+            "SELECT {WORKFLOW_COLUMNS} FROM workflows WHERE owner = $1 AND name = $2 \
+             AND ($3::int4 IS NULL OR version = $3) ORDER BY version DESC LIMIT 1"
+        )))
+        .bind(owner)
+        .bind(name)
+        .bind(version.map(|v| v as i32))
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(workflow_from_row).transpose()
+    }
+
+    async fn list_workflows(
+        &self,
+        owner: Option<&str>,
+        page: PageRequest,
+    ) -> Result<Page<StoredWorkflow>, StoreError> {
+        let after = if page.token.is_empty() {
+            None
+        } else {
+            let r: baton_workflow::WorkflowRef = page.token.parse().map_err(|_| StoreError::BadPageToken)?;
+            Some((r.owner, r.name, -(r.version.ok_or(StoreError::BadPageToken)? as i32)))
+        };
+        let limit = page_size(&page);
+        let rows = sqlx::query(trusted(format!(
+            "SELECT {WORKFLOW_COLUMNS} FROM workflows WHERE ($1::text IS NULL OR owner = $1) \
+             AND ($2::text IS NULL OR (owner, name, -version) > ($2, $3, $4)) \
+             ORDER BY owner, name, version DESC LIMIT $5"
+        )))
+        .bind(owner)
+        .bind(after.as_ref().map(|a| a.0.as_str()))
+        .bind(after.as_ref().map(|a| a.1.as_str()))
+        .bind(after.as_ref().map(|a| a.2))
+        .bind(limit + 1)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut items = rows.iter().map(workflow_from_row).collect::<Result<Vec<_>, _>>()?;
+        let next_token = if items.len() as i64 > limit {
+            items.truncate(limit as usize);
+            items.last().map(StoredWorkflow::workflow_ref).unwrap_or_default()
+        } else {
+            String::new()
+        };
+        Ok(Page { items, next_token })
+    }
+
+    #[tracing::instrument(skip_all, fields(run.id = %run.id, tenant = %run.tenant))]
+    async fn create_run(&self, run: NewRun) -> Result<(RunState, bool), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let created_at = ts(Some(run.created_at)).unwrap_or_else(Utc::now);
+        let inserted = sqlx::query(trusted(format!(
+            "INSERT INTO runs (id, tenant, workflow_ref, status, inputs, idempotency_key, created_at, last_sequence) \
+             VALUES ($1, $2, $3, 'queued', $4, $5, $6, 1) \
+             ON CONFLICT (tenant, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING \
+             RETURNING {RUN_COLUMNS}"
+        )))
+        .bind(run.id)
+        .bind(&run.tenant)
+        .bind(&run.workflow_ref)
+        .bind(&run.inputs)
+        .bind(&run.idempotency_key)
+        .bind(created_at)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(row) = inserted {
+            let state = run_from_row(&row)?;
+            let first = EventRecord {
+                sequence: 1,
+                event_type: RunEventType::RunQueued,
+                step_id: None,
+                attempt: 0,
+                time: run.created_at,
+                message: None,
+                output: None,
+            };
+            insert_events(&mut tx, &[(state.id, &first)]).await?;
+            tx.commit().await?;
+            return Ok((state, true));
+        }
+        let row = sqlx::query(trusted(format!(
+            "SELECT {RUN_COLUMNS} FROM runs WHERE tenant = $1 AND idempotency_key = $2"
+        )))
+        .bind(&run.tenant)
+        .bind(&run.idempotency_key)
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        let existing = run_from_row(&row)?;
+        if existing.workflow_ref != run.workflow_ref {
+            return Err(StoreError::Conflict(format!(
+                "idempotency key `{}` was used for run {} of workflow {}",
+                run.idempotency_key.unwrap_or_default(),
+                existing.id,
+                existing.workflow_ref
+            )));
+        }
+        Ok((existing, false))
+    }
+
+    async fn get_run(&self, id: Uuid) -> Result<Option<RunDetail>, StoreError> {
+        let Some(row) = sqlx::query(trusted(format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = $1")))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let mut run = run_from_row(&row)?;
+        let steps = sqlx::query(trusted(format!(
+            "SELECT {STEP_COLUMNS} FROM step_runs WHERE run_id = $1 ORDER BY position"
+        )))
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?;
+        run.steps = steps.iter().map(step_from_row).collect::<Result<_, _>>()?;
+        let rows = sqlx::query(
+            "SELECT step_id, attempt, status, error, worker_id, queued_at, started_at, ended_at \
+             FROM step_attempts WHERE run_id = $1 ORDER BY ended_at, step_id, attempt",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?;
+        let attempts = rows
+            .iter()
+            .map(|r| {
+                let status: String = r.try_get("status")?;
+                Ok(AttemptRecord {
+                    step_id: r.try_get("step_id")?,
+                    attempt: u32::try_from(r.try_get::<i32, _>("attempt")?).unwrap_or(0),
+                    status: status.parse::<StepStatus>().map_err(corrupt)?,
+                    error: r.try_get("error")?,
+                    worker_id: r.try_get("worker_id")?,
+                    queued_at: micros(r.try_get("queued_at")?),
+                    started_at: micros(r.try_get("started_at")?),
+                    ended_at: r.try_get::<DateTime<Utc>, _>("ended_at")?.timestamp_micros(),
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        Ok(Some(RunDetail { run, attempts }))
+    }
+
+    async fn list_runs(&self, filter: RunFilter, page: PageRequest) -> Result<Page<RunState>, StoreError> {
+        let after = parse_run_token(&page.token)?;
+        let limit = page_size(&page);
+        let rows = sqlx::query(trusted(format!(
+            "SELECT {RUN_COLUMNS} FROM runs WHERE tenant = $1 \
+             AND ($2::text IS NULL OR workflow_ref = $2) AND ($3::text IS NULL OR status = $3) \
+             AND ($4::timestamptz IS NULL OR (created_at, id) < ($4, $5)) \
+             ORDER BY created_at DESC, id DESC LIMIT $6"
+        )))
+        .bind(&filter.tenant)
+        .bind(&filter.workflow_ref)
+        .bind(filter.status.map(|s| s.as_str()))
+        .bind(after.map(|a| a.0))
+        .bind(after.map(|a| a.1))
+        .bind(limit + 1)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut items = rows.iter().map(run_from_row).collect::<Result<Vec<_>, _>>()?;
+        let next_token = if items.len() as i64 > limit {
+            items.truncate(limit as usize);
+            items.last().map(|r| format!("{}_{}", r.created_at, r.id)).unwrap_or_default()
+        } else {
+            String::new()
+        };
+        Ok(Page { items, next_token })
+    }
+
+    async fn list_events(&self, run_id: Uuid, after: i64, limit: i64) -> Result<Vec<StoredEvent>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT run_id, sequence, event_type, step_id, attempt, message, output, time FROM run_events \
+             WHERE run_id = $1 AND sequence > $2 ORDER BY sequence LIMIT $3",
+        )
+        .bind(run_id)
+        .bind(after)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(event_from_row).collect()
+    }
+
+    #[tracing::instrument(skip_all, fields(runs = ids.len()))]
+    async fn lock_runs(&self, ids: &[Uuid]) -> Result<Box<dyn RunBatch>, StoreError> {
+        let mut ids = ids.to_vec();
+        ids.sort_unstable();
+        ids.dedup();
+        let mut tx = self.pool.begin().await?;
+        let rows = sqlx::query(trusted(format!(
+            "SELECT {RUN_COLUMNS} FROM runs WHERE id = ANY($1) ORDER BY id FOR UPDATE"
+        )))
+        .bind(&ids)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut runs = rows.iter().map(run_from_row).collect::<Result<Vec<_>, _>>()?;
+        let started: Vec<Uuid> = runs.iter().filter(|r| r.status != RunStatus::Queued).map(|r| r.id).collect();
+        if !started.is_empty() {
+            let index: HashMap<Uuid, usize> = runs.iter().enumerate().map(|(i, r)| (r.id, i)).collect();
+            let steps = sqlx::query(trusted(format!(
+                "SELECT {STEP_COLUMNS} FROM step_runs WHERE run_id = ANY($1) ORDER BY run_id, position"
+            )))
+            .bind(&started)
+            .fetch_all(&mut *tx)
+            .await?;
+            for row in &steps {
+                let run_id: Uuid = row.try_get("run_id")?;
+                if let Some(&i) = index.get(&run_id) {
+                    runs[i].steps.push(step_from_row(row)?);
+                }
+            }
+        }
+        Ok(Box::new(PgRunBatch { tx, runs }))
+    }
+
+    async fn overdue_runs(&self, now_micros: i64, grace_micros: i64, limit: i64) -> Result<Vec<WakeCandidate>, StoreError> {
+        let cutoff = ts(Some(now_micros - grace_micros)).unwrap_or_else(Utc::now);
+        let queued: Vec<Uuid> = sqlx::query_scalar(
+            "SELECT id FROM runs WHERE status = 'queued' AND created_at < $1 ORDER BY created_at LIMIT $2",
+        )
+        .bind(cutoff)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        let overdue: Vec<Uuid> = sqlx::query_scalar(
+            "SELECT run_id FROM step_runs WHERE status = 'retrying' AND next_attempt_at < $1 \
+             UNION SELECT id FROM runs WHERE status = 'running' AND deadline < $1 LIMIT $2",
+        )
+        .bind(cutoff)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(queued
+            .into_iter()
+            .map(WakeCandidate::NotStarted)
+            .chain(overdue.into_iter().map(WakeCandidate::Overdue))
+            .collect())
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Development loop: local Redis + PostgreSQL, debug build, then both services
+# in the foreground with readable logs, each line prefixed with the service
+# name. Ctrl-C stops both; if one service exits, the other is stopped too.
+#
+# Env (all optional):
+#   CARGO_TARGET_DIR   default $HOME/.cache/baton-target
+#   DATABASE_URL       default postgres://postgres@127.0.0.1:5432/baton
+#   REDIS_URL          default redis://127.0.0.1:6379
+#   LOG_LEVEL          default info
+#   ORCHESTRATOR_PORT  default 8002     RUNNER_PORT  default 8003
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/baton-target}"
+export DATABASE_URL="${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/baton}"
+export REDIS_URL="${REDIS_URL:-redis://127.0.0.1:6379}"
+export LOG_LEVEL="${LOG_LEVEL:-info}"
+export LOG_FORMAT=pretty
+ORCHESTRATOR_PORT="${ORCHESTRATOR_PORT:-8002}"
+RUNNER_PORT="${RUNNER_PORT:-8003}"
+BIN="$CARGO_TARGET_DIR/debug"
+
+scripts/deps.sh
+echo "==> cargo build --bins"
+cargo build --bins
+
+if [[ -t 1 ]]; then
+    c_orch=$'\e[36m' c_run=$'\e[35m' c_off=$'\e[0m'
+else
+    c_orch='' c_run='' c_off=''
+    export NO_COLOR=1
+fi
+prefix() { sed -u "s/^/$1 | /"; }
+
+pids=()
+# shellcheck disable=SC2317  # invoked from the EXIT trap
+stop() {
+    local pid
+    ((${#pids[@]})) || return 0
+    for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+    for _ in $(seq 1 50); do
+        local alive=0
+        for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+        ((alive)) || break
+        sleep 0.2
+    done
+    for pid in "${pids[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    pids=()
+}
+trap stop EXIT
+trap 'echo; echo "==> stopping"; exit 130' INT
+trap 'exit 143' TERM
+
+echo "==> orchestrator on 127.0.0.1:$ORCHESTRATOR_PORT, workflow-runner health on 127.0.0.1:$RUNNER_PORT (Ctrl-C stops both)"
+GRPC_PORT="$ORCHESTRATOR_PORT" "$BIN/baton-orchestrator" \
+    > >(prefix "${c_orch}orchestrator   ${c_off}") 2>&1 &
+pids+=($!)
+GRPC_PORT="$RUNNER_PORT" "$BIN/baton-workflow-runner" \
+    > >(prefix "${c_run}workflow-runner${c_off}") 2>&1 &
+pids+=($!)
+
+# Return as soon as either service exits; the EXIT trap stops the other one.
+status=0
+wait -n "${pids[@]}" || status=$?
+echo "==> a service exited (status $status); stopping the other" >&2
+exit "$status"

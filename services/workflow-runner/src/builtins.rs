@@ -1,0 +1,106 @@
+//! The built-in step kinds, executed by a worker pool inside the runner through the same queues
+//! as every other kind: `noop`, `echo`, `sleep` and `fail`.
+
+use std::{sync::Arc, time::Duration};
+
+use async_trait::async_trait;
+use baton_proto::v1;
+use baton_worker::{StepExecutor, StepFailure, WorkerPool};
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+/// Does nothing; its output is `null`.
+pub struct Noop;
+/// Outputs its rendered input.
+pub struct Echo;
+/// Waits `input.duration`.
+pub struct Sleep;
+/// Fails with `input.message`; with `input.times: N`, only the first N attempts fail.
+pub struct Fail;
+
+#[async_trait]
+impl StepExecutor for Noop {
+    async fn execute(&self, _: &v1::Job, _: Value, _: CancellationToken) -> Result<Value, StepFailure> {
+        Ok(Value::Null)
+    }
+}
+
+#[async_trait]
+impl StepExecutor for Echo {
+    async fn execute(&self, _: &v1::Job, input: Value, _: CancellationToken) -> Result<Value, StepFailure> {
+        Ok(input)
+    }
+}
+
+#[async_trait]
+impl StepExecutor for Sleep {
+    async fn execute(&self, _: &v1::Job, input: Value, cancel: CancellationToken) -> Result<Value, StepFailure> {
+        let text = input
+            .get("duration")
+            .and_then(Value::as_str)
+            .ok_or_else(|| StepFailure::permanent("input.duration: must be a duration such as `200ms`"))?;
+        let duration: Duration = humantime::parse_duration(text)
+            .map_err(|e| StepFailure::permanent(format!("input.duration: `{text}` is not a duration ({e})")))?;
+        tokio::select! {
+            _ = tokio::time::sleep(duration) => Ok(json!({ "slept_ms": duration.as_millis() as u64 })),
+            _ = cancel.cancelled() => Err(StepFailure::permanent("cancelled")),
+        }
+    }
+}
+
+#[async_trait]
+impl StepExecutor for Fail {
+    async fn execute(&self, job: &v1::Job, input: Value, _: CancellationToken) -> Result<Value, StepFailure> {
+        let message = input.get("message").and_then(Value::as_str).unwrap_or("step failed");
+        match input.get("times") {
+            None => Err(StepFailure::retryable(message)),
+            Some(times) => {
+                let times = times
+                    .as_u64()
+                    .ok_or_else(|| StepFailure::permanent("input.times: must be a whole number"))?;
+                if u64::from(job.attempt) <= times {
+                    Err(StepFailure::retryable(message))
+                } else {
+                    Ok(json!({ "attempt": job.attempt, "failed_attempts": times }))
+                }
+            }
+        }
+    }
+}
+
+/// Registers every built-in kind on a pool.
+pub fn with_builtins(pool: WorkerPool) -> WorkerPool {
+    pool.with_executor("noop", Arc::new(Noop))
+        .with_executor("echo", Arc::new(Echo))
+        .with_executor("sleep", Arc::new(Sleep))
+        .with_executor("fail", Arc::new(Fail))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(attempt: u32) -> v1::Job {
+        v1::Job { attempt, ..Default::default() }
+    }
+
+    #[tokio::test]
+    async fn fail_times_then_succeeds() {
+        let input = json!({"message": "flaky", "times": 2});
+        for attempt in 1..=2 {
+            let err = Fail.execute(&job(attempt), input.clone(), CancellationToken::new()).await.unwrap_err();
+            assert!(err.retryable && err.message == "flaky");
+        }
+        assert!(Fail.execute(&job(3), input, CancellationToken::new()).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn sleep_stops_when_cancelled() {
+        let token = CancellationToken::new();
+        token.cancel();
+        let res = Sleep.execute(&job(1), json!({"duration": "1h"}), token).await;
+        assert!(res.is_err());
+        let bad = Sleep.execute(&job(1), json!({"duration": "soon"}), CancellationToken::new()).await;
+        assert!(bad.unwrap_err().message.contains("input.duration"));
+    }
+}

@@ -1,0 +1,89 @@
+//! Runner configuration from the environment. Every variable, its default and why.
+
+use std::time::Duration;
+
+use baton_runtime::env::{ConfigError, Env};
+
+#[derive(Clone, Debug)]
+pub struct RunnerConfig {
+    /// `DATABASE_URL`.
+    pub database_url: String,
+    /// `DATABASE_MAX_CONNECTIONS` (default 10): batches hold one connection each.
+    pub database_max_connections: u32,
+    /// `REDIS_URL`.
+    pub redis_url: String,
+    /// `BATON_REDIS_PREFIX` (default `baton`): every key lives under it.
+    pub redis_prefix: String,
+    /// `GRPC_PORT` (default 8003): gRPC health for probes.
+    pub grpc_port: u16,
+    /// This replica's consumer name: `BATON_CONSUMER_NAME`, default `runner-<host>-<pid>`.
+    pub consumer: String,
+    /// `maxParallel` for definitions without one: `ORCHESTRATION_MAX_CONCURRENCY` if set, else
+    /// `ORCHESTRATION_DEFAULT_MAX_PARALLEL`, else 1 (sequential, the safe choice).
+    pub default_max_parallel: u32,
+    /// `BATON_RUNNER_BATCH` (default 512): most inbox messages applied in one transaction.
+    pub batch_size: usize,
+    /// `BATON_INBOX_VISIBILITY` (default 15s): inbox messages a runner took and did not finish
+    /// are taken over after this long.
+    pub inbox_visibility: Duration,
+    /// `BATON_TIMER_POLL` (default 10ms): how often due retries and deadlines are checked.
+    pub timer_poll: Duration,
+    /// `BATON_SWEEP_INTERVAL` (default 5s): how often lost wake-ups are looked for in Postgres.
+    pub sweep_interval: Duration,
+    /// `BATON_SWEEP_GRACE` (default 10s): how overdue a run must be before the sweeper wakes it.
+    pub sweep_grace: Duration,
+    /// `BATON_BUILTIN_WORKERS` (default true): run the built-in kinds' workers in this process.
+    pub builtin_workers: bool,
+    /// `BATON_WORKER_CONCURRENCY` (default 256): most built-in jobs of one kind running at once.
+    pub worker_concurrency: usize,
+    /// `BATON_VISIBILITY_TIMEOUT` (default 30s): a job whose worker went silent this long is run
+    /// again elsewhere.
+    pub visibility_timeout: Duration,
+    /// `BATON_MAX_DELIVERIES` (default 5): a message delivered more often goes to dead letters.
+    pub max_deliveries: u32,
+}
+
+impl RunnerConfig {
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        let host = env.string_or("HOSTNAME", "local");
+        let default_max_parallel = match env.parse::<u32>("ORCHESTRATION_MAX_CONCURRENCY")? {
+            Some(n) => n,
+            None => env.parse_or("ORCHESTRATION_DEFAULT_MAX_PARALLEL", 1)?,
+        }
+        .max(1);
+        Ok(Self {
+            database_url: env.string_or("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/baton"),
+            database_max_connections: env.parse_or("DATABASE_MAX_CONNECTIONS", 10)?,
+            redis_url: env.string_or("REDIS_URL", "redis://127.0.0.1:6379"),
+            redis_prefix: env.string_or("BATON_REDIS_PREFIX", "baton"),
+            grpc_port: env.parse_or("GRPC_PORT", 8003)?,
+            consumer: env.string_or("BATON_CONSUMER_NAME", &format!("runner-{host}-{}", std::process::id())),
+            default_max_parallel,
+            batch_size: env.parse_or("BATON_RUNNER_BATCH", 512)?,
+            inbox_visibility: env.duration_or("BATON_INBOX_VISIBILITY", Duration::from_secs(15))?,
+            timer_poll: env.duration_or("BATON_TIMER_POLL", Duration::from_millis(10))?,
+            sweep_interval: env.duration_or("BATON_SWEEP_INTERVAL", Duration::from_secs(5))?,
+            sweep_grace: env.duration_or("BATON_SWEEP_GRACE", Duration::from_secs(10))?,
+            builtin_workers: env.bool_or("BATON_BUILTIN_WORKERS", true)?,
+            worker_concurrency: env.parse_or("BATON_WORKER_CONCURRENCY", 256)?,
+            visibility_timeout: env.duration_or("BATON_VISIBILITY_TIMEOUT", Duration::from_secs(30))?,
+            max_deliveries: env.parse_or("BATON_MAX_DELIVERIES", 5)?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn max_parallel_precedence() {
+        let both = Env::from_pairs([("ORCHESTRATION_MAX_CONCURRENCY", "7"), ("ORCHESTRATION_DEFAULT_MAX_PARALLEL", "3")]);
+        assert_eq!(RunnerConfig::from_env(&both).unwrap().default_max_parallel, 7);
+        let default_only = Env::from_pairs([("ORCHESTRATION_DEFAULT_MAX_PARALLEL", "3")]);
+        assert_eq!(RunnerConfig::from_env(&default_only).unwrap().default_max_parallel, 3);
+        assert_eq!(RunnerConfig::from_env(&Env::from_pairs([])).unwrap().default_max_parallel, 1);
+        let bad = Env::from_pairs([("ORCHESTRATION_MAX_CONCURRENCY", "many")]);
+        assert!(RunnerConfig::from_env(&bad).unwrap_err().to_string().contains("ORCHESTRATION_MAX_CONCURRENCY"));
+    }
+}

@@ -1,0 +1,320 @@
+//! The runner loop: take a batch from the inbox, lock its runs, let the engine decide, enqueue the
+//! jobs and timers, commit, then publish events and acknowledge. Jobs go out before the commit so
+//! a crash in between can only leave a job whose result is ignored (its attempt is not recorded
+//! as in flight), never a step recorded as queued with no job behind it.
+
+use std::{
+    collections::{HashMap, HashSet},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use baton_engine::{
+    Effects, EngineConfig, RunStatus, abort_run, apply_job_result, apply_job_started, now_micros,
+    start_run, wake_run,
+};
+use baton_proto::v1::{self, runner_message::Message};
+use baton_queue::{BatchOutcome, Delivery, JobQueue, TimerEntry};
+use baton_store::{Store, WakeCandidate};
+use baton_workflow::{CompiledWorkflow, WorkflowRef, compile_registered};
+use prost::Message as _;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::{RunnerConfig, RunnerError};
+
+/// Compiled definitions by `owner/name@version`. Registered versions never change, so entries
+/// never go stale.
+#[derive(Default)]
+struct WorkflowCache {
+    compiled: Mutex<HashMap<String, Arc<CompiledWorkflow>>>,
+}
+
+/// Most definitions kept compiled.
+const WORKFLOW_CACHE_LIMIT: usize = 10_000;
+
+impl WorkflowCache {
+    async fn get(&self, store: &dyn Store, workflow_ref: &str) -> Result<Arc<CompiledWorkflow>, String> {
+        if let Some(wf) = self.compiled.lock().unwrap_or_else(|e| e.into_inner()).get(workflow_ref) {
+            return Ok(wf.clone());
+        }
+        let r: WorkflowRef = workflow_ref.parse()?;
+        let stored = store
+            .get_workflow(&r.owner, &r.name, r.version)
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("workflow {workflow_ref} is not registered"))?;
+        let definition = serde_json::from_value(stored.definition).map_err(|e| e.to_string())?;
+        let compiled = Arc::new(compile_registered(definition).map_err(|e| e.to_string())?);
+        let mut cache = self.compiled.lock().unwrap_or_else(|e| e.into_inner());
+        if cache.len() >= WORKFLOW_CACHE_LIMIT {
+            cache.clear();
+        }
+        cache.insert(workflow_ref.to_owned(), compiled.clone());
+        Ok(compiled)
+    }
+}
+
+/// One runner replica. Any number may share a store and a queue.
+pub struct Runner {
+    store: Arc<dyn Store>,
+    queue: Arc<dyn JobQueue>,
+    config: RunnerConfig,
+    engine: EngineConfig,
+    workflows: WorkflowCache,
+}
+
+fn run_id_of(message: &Message) -> &str {
+    match message {
+        Message::StartRun(m) => &m.run_id,
+        Message::JobStarted(m) => &m.run_id,
+        Message::JobResult(m) => &m.run_id,
+        Message::WakeRun(m) => &m.run_id,
+    }
+}
+
+fn dead_letter_for(stream: &str, delivery_id: &str, reason: String, payload: Vec<u8>) -> v1::DeadLetter {
+    v1::DeadLetter {
+        stream: stream.to_owned(),
+        entry_id: delivery_id.to_owned(),
+        reason,
+        payload,
+        dead_at: Some(baton_proto::timestamp_from_micros(now_micros())),
+    }
+}
+
+impl Runner {
+    pub fn new(store: Arc<dyn Store>, queue: Arc<dyn JobQueue>, config: RunnerConfig) -> Self {
+        let engine = EngineConfig { default_max_parallel: config.default_max_parallel };
+        Self { store, queue, config, engine, workflows: WorkflowCache::default() }
+    }
+
+    /// Takes and applies inbox batches until `shutdown`.
+    pub async fn run_inbox(self: Arc<Self>, shutdown: CancellationToken) {
+        let mut backoff = Duration::from_millis(50);
+        while !shutdown.is_cancelled() {
+            let read = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                r = self.queue.read_runner(&self.config.consumer, self.config.batch_size, Duration::from_secs(1)) => r,
+            };
+            match read {
+                Ok(batch) if batch.is_empty() => {}
+                Ok(batch) => {
+                    backoff = Duration::from_millis(50);
+                    self.process(batch).await;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read the runner inbox");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+
+    /// Applies a batch; when it fails as a whole, applies it run by run so one bad run cannot
+    /// hold back the others. What still fails stays unacknowledged and is retried on reclaim.
+    pub async fn process(&self, batch: Vec<Delivery<v1::RunnerMessage>>) {
+        let mut by_run: HashMap<Uuid, Vec<(String, Message)>> = HashMap::new();
+        let mut dead = Vec::new();
+        for delivery in batch {
+            let message = match delivery.message {
+                Ok(v1::RunnerMessage { message: Some(m) }) => m,
+                Ok(_) => {
+                    dead.push((delivery.id, "runner message is empty".to_owned(), delivery.payload));
+                    continue;
+                }
+                Err(reason) => {
+                    dead.push((delivery.id, reason, delivery.payload));
+                    continue;
+                }
+            };
+            if delivery.deliveries > self.config.max_deliveries {
+                let reason = format!("runner message failed {} times", delivery.deliveries - 1);
+                dead.push((delivery.id, reason, delivery.payload));
+                continue;
+            }
+            match run_id_of(&message).parse::<Uuid>() {
+                Ok(id) => by_run.entry(id).or_default().push((delivery.id, message)),
+                Err(_) => dead.push((delivery.id, format!("`{}` is not a run id", run_id_of(&message)), delivery.payload)),
+            }
+        }
+        for (id, reason, payload) in dead {
+            tracing::error!(entry = %id, %reason, "moving runner message to the dead-letter stream");
+            let letter = dead_letter_for("runner", &id, reason, payload);
+            if let Err(e) = self.queue.dead_letter(None, letter).await {
+                tracing::error!(error = %e, "cannot dead-letter runner message");
+            }
+        }
+        if by_run.is_empty() {
+            return;
+        }
+        let runs = by_run.len();
+        if let Err(e) = self.apply(&by_run).await {
+            if runs == 1 {
+                tracing::error!(error = %e, "cannot apply runner messages; they will be retried");
+                return;
+            }
+            tracing::warn!(error = %e, runs, "batch failed; applying it run by run");
+            for (id, messages) in by_run {
+                let single = HashMap::from([(id, messages)]);
+                if let Err(e) = self.apply(&single).await {
+                    tracing::error!(run.id = %id, error = %e, "cannot apply runner messages; they will be retried");
+                }
+            }
+        }
+    }
+
+    #[tracing::instrument(name = "runner_batch", skip_all, fields(runs = by_run.len(), messages))]
+    async fn apply(&self, by_run: &HashMap<Uuid, Vec<(String, Message)>>) -> Result<(), RunnerError> {
+        let ids: Vec<Uuid> = by_run.keys().copied().collect();
+        let acks: Vec<String> = by_run.values().flatten().map(|(id, _)| id.clone()).collect();
+        tracing::Span::current().record("messages", acks.len());
+        let mut batch = self.store.lock_runs(&ids).await?;
+
+        let refs: HashSet<String> = batch.runs().iter().map(|r| r.workflow_ref.clone()).collect();
+        let mut workflows = HashMap::with_capacity(refs.len());
+        for r in refs {
+            let wf = self.workflows.get(self.store.as_ref(), &r).await;
+            workflows.insert(r, wf);
+        }
+
+        let now = now_micros();
+        let mut fx = Effects::default();
+        let mut found = HashSet::with_capacity(ids.len());
+        for run in batch.runs() {
+            found.insert(run.id);
+            let Some(messages) = by_run.get(&run.id) else { continue };
+            let wf = match &workflows[&run.workflow_ref] {
+                Ok(wf) => wf.clone(),
+                Err(reason) => {
+                    tracing::error!(run.id = %run.id, %reason, "cannot load the run's workflow; failing the run");
+                    abort_run(run, RunStatus::Failed, reason, now, &mut fx);
+                    continue;
+                }
+            };
+            for (_, message) in messages {
+                match message {
+                    Message::StartRun(_) => start_run(run, &wf, &self.engine, now, &mut fx),
+                    Message::JobStarted(m) => apply_job_started(run, m, now),
+                    Message::JobResult(m) => apply_job_result(run, &wf, m, now, &mut fx),
+                    Message::WakeRun(_) => wake_run(run, &wf, now, &mut fx),
+                }
+            }
+        }
+        for id in ids.iter().filter(|id| !found.contains(id)) {
+            tracing::warn!(run.id = %id, "messages for an unknown run; dropping them");
+        }
+
+        let timers: Vec<TimerEntry> = fx
+            .timers
+            .iter()
+            .map(|t| TimerEntry {
+                due_ms: t.due_at / 1_000,
+                wake: v1::WakeRunCommand {
+                    run_id: t.run_id.to_string(),
+                    reason: t.reason as i32,
+                    due_at: Some(baton_proto::timestamp_from_micros(t.due_at)),
+                },
+            })
+            .collect();
+        self.queue.dispatch(&fx.jobs, &timers).await?;
+        let runs = batch.commit().await?;
+
+        let mut outcome = BatchOutcome { ack: acks, ..BatchOutcome::default() };
+        for run in &runs {
+            outcome.events.extend(run.new_events.iter().map(|e| run.event_to_proto(e)));
+            if run.status.is_terminal() && run.new_events.iter().any(|e| e.step_id.is_none()) {
+                tracing::info!(run.id = %run.id, workflow = %run.workflow_ref, status = %run.status, "run ended");
+            }
+        }
+        outcome.cancels = fx
+            .cancelled_runs
+            .iter()
+            .map(|(id, reason)| v1::CancelNotice { run_id: id.to_string(), reason: reason.clone() })
+            .collect();
+        outcome.dead_letters = fx
+            .exhausted
+            .iter()
+            .map(|r| {
+                let kind = runs
+                    .iter()
+                    .find(|run| run.id.to_string() == r.run_id)
+                    .and_then(|run| run.steps.iter().find(|s| s.step_id == r.step_id))
+                    .map(|s| s.kind.clone())
+                    .unwrap_or_default();
+                let reason = format!("step `{}` failed on its last attempt ({}): {}", r.step_id, r.attempt, r.error);
+                dead_letter_for(&format!("jobs:{kind}"), "", reason, r.encode_to_vec())
+            })
+            .collect();
+        self.queue.complete_batch(outcome).await?;
+        Ok(())
+    }
+
+    /// Moves due timers into the inbox until `shutdown`.
+    pub async fn run_timers(self: Arc<Self>, shutdown: CancellationToken) {
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(self.config.timer_poll) => {}
+            }
+            if let Err(e) = self.queue.fire_due_timers(now_micros() / 1_000, 1_000).await {
+                tracing::warn!(error = %e, "cannot fire timers");
+            }
+        }
+    }
+
+    /// Takes over inbox messages of runners that stopped, and wakes runs whose wake-up was lost.
+    pub async fn run_recovery(self: Arc<Self>, shutdown: CancellationToken) {
+        let reclaim_every = (self.config.inbox_visibility / 2).max(Duration::from_millis(50));
+        let mut reclaim = tokio::time::interval(reclaim_every);
+        let mut sweep = tokio::time::interval(self.config.sweep_interval);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = reclaim.tick() => {
+                    match self.queue.reclaim_runner(&self.config.consumer, self.config.inbox_visibility, self.config.batch_size).await {
+                        Ok(batch) if !batch.is_empty() => {
+                            tracing::info!(messages = batch.len(), "reclaimed runner messages left unfinished");
+                            self.process(batch).await;
+                        }
+                        Ok(_) => {}
+                        Err(e) => tracing::warn!(error = %e, "cannot reclaim runner messages"),
+                    }
+                }
+                _ = sweep.tick() => {
+                    if let Err(e) = self.sweep().await {
+                        tracing::warn!(error = %e, "sweep failed");
+                    }
+                }
+            }
+        }
+    }
+
+    async fn sweep(&self) -> Result<(), RunnerError> {
+        let grace = i64::try_from(self.config.sweep_grace.as_micros()).unwrap_or(i64::MAX);
+        let candidates = self.store.overdue_runs(now_micros(), grace, 500).await?;
+        if candidates.is_empty() {
+            return Ok(());
+        }
+        tracing::info!(runs = candidates.len(), "waking runs whose wake-up was lost");
+        let messages: Vec<v1::RunnerMessage> = candidates
+            .into_iter()
+            .map(|c| {
+                let message = match c {
+                    WakeCandidate::NotStarted(id) => {
+                        Message::StartRun(v1::StartRunCommand { run_id: id.to_string(), ..Default::default() })
+                    }
+                    WakeCandidate::Overdue(id) => Message::WakeRun(v1::WakeRunCommand {
+                        run_id: id.to_string(),
+                        reason: v1::WakeReason::Sweep as i32,
+                        due_at: None,
+                    }),
+                };
+                v1::RunnerMessage { message: Some(message) }
+            })
+            .collect();
+        self.queue.send_to_runner(&messages).await?;
+        Ok(())
+    }
+}
