@@ -1,1 +1,83 @@
-//! baton-orchestrator
+//! The orchestrator: Baton's public gRPC API (workflows, runs, info), with gRPC health and server
+//! reflection on the same port. `main.rs` only reads configuration and calls [`serve`].
+
+mod api;
+mod config;
+mod convert;
+mod error;
+mod events;
+
+use std::{sync::Arc, time::{Duration, Instant}};
+
+use baton_proto::v1::{
+    info_service_server::InfoServiceServer, run_service_server::RunServiceServer,
+    workflow_service_server::WorkflowServiceServer,
+};
+use baton_queue::{JobQueue, QueueError};
+use baton_store::Store;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub use api::Api;
+pub use config::OrchestratorConfig;
+pub use error::ApiError;
+
+/// The gRPC services the orchestrator serves, as health service names.
+pub const SERVICES: [&str; 3] = ["baton.v1.WorkflowService", "baton.v1.RunService", "baton.v1.InfoService"];
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+    #[error("gRPC server failed: {0}")]
+    Transport(#[from] tonic::transport::Error),
+    #[error("reflection set-up failed: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+}
+
+/// Serves the API on `listener` until `shutdown`, then drains in-flight calls.
+pub async fn serve(
+    store: Arc<dyn Store>,
+    queue: Arc<dyn JobQueue>,
+    config: OrchestratorConfig,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<(), ServeError> {
+    queue.ensure_groups(&[]).await?;
+    let hub = events::EventHub::start(queue.clone(), shutdown.clone());
+    let api = Arc::new(Api { store: store.clone(), queue: queue.clone(), config, hub, started: Instant::now() });
+
+    let (reporter, health) = tonic_health::server::health_reporter();
+    baton_runtime::spawn_health_checks(
+        reporter,
+        SERVICES.iter().map(|s| (*s).to_owned()).collect(),
+        Arc::new(move || {
+            let store = store.clone();
+            let queue = queue.clone();
+            Box::pin(async move {
+                store.ping().await.map_err(|e| e.to_string())?;
+                queue.ping().await.map_err(|e| e.to_string())
+            })
+        }),
+        Duration::from_secs(2),
+        shutdown.clone(),
+    );
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(baton_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+
+    let addr = listener.local_addr().ok();
+    tracing::info!(?addr, "orchestrator listening");
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    tonic::transport::Server::builder()
+        .add_service(health)
+        .add_service(reflection)
+        .add_service(WorkflowServiceServer::from_arc(api.clone()))
+        .add_service(RunServiceServer::from_arc(api.clone()))
+        .add_service(InfoServiceServer::from_arc(api))
+        .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
+        .await?;
+    tracing::info!("orchestrator stopped");
+    Ok(())
+}

@@ -1,0 +1,264 @@
+//! `RunService`: start, read, list, cancel and watch runs.
+
+use std::{pin::Pin, sync::Arc, time::Duration};
+
+use baton_engine::{Effects, RunStatus, abort_run, now_micros};
+use baton_proto::v1::{
+    self, CancelRunRequest, CancelRunResponse, GetRunRequest, GetRunResponse, ListRunsRequest,
+    ListRunsResponse, RunEventType, StartRunRequest, StartRunResponse, WatchRunRequest,
+    WatchRunResponse, run_service_server::RunService,
+};
+use baton_queue::BatchOutcome;
+use baton_store::{NewRun, PageRequest, RunFilter, Store};
+use tokio::sync::{broadcast::error::RecvError, mpsc};
+use tokio_stream::{Stream, wrappers::ReceiverStream};
+use tonic::{Request, Response, Status};
+use uuid::Uuid;
+
+use super::{Api, page_size, workflows::parse_ref};
+use crate::{convert, error::ApiError};
+
+const DEFAULT_TENANT: &str = "default";
+/// Longest idempotency key accepted.
+const MAX_IDEMPOTENCY_KEY: usize = 256;
+/// How often a watcher re-reads Postgres when no live event arrives, in case one was missed.
+const WATCH_POLL: Duration = Duration::from_secs(1);
+/// Events read from Postgres at a time when replaying.
+const REPLAY_PAGE: i64 = 500;
+
+fn parse_run_id(text: &str) -> Result<Uuid, ApiError> {
+    text.trim()
+        .parse()
+        .map_err(|_| ApiError::InvalidArgument(format!("run_id: `{text}` is not a run id (a UUID)")))
+}
+
+fn tenant(text: &str) -> Result<String, ApiError> {
+    let t = text.trim();
+    if t.is_empty() {
+        return Ok(DEFAULT_TENANT.to_owned());
+    }
+    if t.len() > 100 || !t.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+        return Err(ApiError::InvalidArgument(
+            "tenant: must be 1 to 100 letters, digits, `-`, `_` or `.`".into(),
+        ));
+    }
+    Ok(t.to_owned())
+}
+
+fn is_run_end(t: RunEventType) -> bool {
+    matches!(
+        t,
+        RunEventType::RunCompleted | RunEventType::RunFailed | RunEventType::RunCancelled | RunEventType::RunTimedOut
+    )
+}
+
+#[tonic::async_trait]
+impl RunService for Api {
+    #[tracing::instrument(skip_all, fields(workflow.definition, run.id, tenant))]
+    async fn start_run(&self, request: Request<StartRunRequest>) -> Result<Response<StartRunResponse>, Status> {
+        let req = request.into_inner();
+        let r = parse_ref(&req.workflow_ref)?;
+        let tenant = tenant(&req.tenant)?;
+        let inputs: serde_json::Value = match req.inputs_json.trim() {
+            "" => serde_json::json!({}),
+            text => serde_json::from_str(text)
+                .map_err(|e| ApiError::InvalidArgument(format!("inputs_json: not valid JSON: {e}")))?,
+        };
+        if !inputs.is_object() {
+            return Err(ApiError::InvalidArgument("inputs_json: must be a JSON object".into()).into());
+        }
+        let key = req.idempotency_key.trim();
+        if key.len() > MAX_IDEMPOTENCY_KEY {
+            return Err(ApiError::InvalidArgument(format!(
+                "idempotency_key: longer than {MAX_IDEMPOTENCY_KEY} characters"
+            ))
+            .into());
+        }
+        let workflow = self
+            .store
+            .get_workflow(&r.owner, &r.name, r.version)
+            .await
+            .map_err(ApiError::from)?
+            .ok_or_else(|| ApiError::NotFound(format!("workflow {r} is not registered")))?;
+        let workflow_ref = workflow.workflow_ref();
+        let span = tracing::Span::current();
+        span.record("workflow.definition", workflow_ref.as_str());
+        span.record("tenant", tenant.as_str());
+        let new = NewRun {
+            id: Uuid::now_v7(),
+            tenant,
+            workflow_ref,
+            inputs,
+            idempotency_key: (!key.is_empty()).then(|| key.to_owned()),
+            created_at: now_micros(),
+        };
+        let (run, created) = self.store.create_run(new).await.map_err(ApiError::from)?;
+        span.record("run.id", tracing::field::display(run.id));
+        if created {
+            let start = v1::RunnerMessage {
+                message: Some(v1::runner_message::Message::StartRun(v1::StartRunCommand {
+                    run_id: run.id.to_string(),
+                    trace_context: Default::default(),
+                })),
+            };
+            // The run is recorded; if Redis is down now, the runner's sweeper starts it later.
+            if let Err(e) = self.queue.send_to_runner(&[start]).await {
+                tracing::warn!(run.id = %run.id, error = %e, "cannot hand the run to the runner yet; it will be picked up by the sweeper");
+            }
+        }
+        Ok(Response::new(StartRunResponse { run: Some(convert::run(&run, None)), created }))
+    }
+
+    async fn get_run(&self, request: Request<GetRunRequest>) -> Result<Response<GetRunResponse>, Status> {
+        let id = parse_run_id(&request.get_ref().run_id)?;
+        let detail = self
+            .store
+            .get_run(id)
+            .await
+            .map_err(ApiError::from)?
+            .ok_or_else(|| ApiError::NotFound(format!("run {id} does not exist")))?;
+        Ok(Response::new(GetRunResponse { run: Some(convert::run(&detail.run, Some(&detail.attempts))) }))
+    }
+
+    async fn list_runs(&self, request: Request<ListRunsRequest>) -> Result<Response<ListRunsResponse>, Status> {
+        let req = request.into_inner();
+        let status = match v1::RunStatus::try_from(req.status) {
+            Ok(v1::RunStatus::Unspecified) => None,
+            Ok(s) => RunStatus::from_proto(s),
+            Err(_) => return Err(ApiError::InvalidArgument(format!("status: unknown status {}", req.status)).into()),
+        };
+        let workflow_ref = match req.workflow_ref.trim() {
+            "" => None,
+            text => Some(parse_ref(text)?.to_string()),
+        };
+        let filter = RunFilter { tenant: tenant(&req.tenant)?, workflow_ref, status };
+        let page = PageRequest { size: page_size(req.page_size)?, token: req.page_token };
+        let page = self.store.list_runs(filter, page).await.map_err(ApiError::from)?;
+        Ok(Response::new(ListRunsResponse {
+            runs: page.items.iter().map(|r| convert::run(r, None)).collect(),
+            next_page_token: page.next_token,
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(run.id))]
+    async fn cancel_run(&self, request: Request<CancelRunRequest>) -> Result<Response<CancelRunResponse>, Status> {
+        let req = request.into_inner();
+        let id = parse_run_id(&req.run_id)?;
+        tracing::Span::current().record("run.id", tracing::field::display(id));
+        let reason = match req.reason.trim() {
+            "" => "cancelled by request".to_owned(),
+            r => r.to_owned(),
+        };
+        let mut batch = self.store.lock_runs(&[id]).await.map_err(ApiError::from)?;
+        let mut fx = Effects::default();
+        let Some(run) = batch.runs().first_mut() else {
+            return Err(ApiError::NotFound(format!("run {id} does not exist")).into());
+        };
+        if run.status.is_terminal() {
+            return Err(ApiError::FailedPrecondition(format!("run {id} already ended: {}", run.status)).into());
+        }
+        abort_run(run, RunStatus::Cancelled, &reason, now_micros(), &mut fx);
+        let runs = batch.commit().await.map_err(ApiError::from)?;
+        let run = &runs[0];
+        let outcome = BatchOutcome {
+            events: run.new_events.iter().map(|e| run.event_to_proto(e)).collect(),
+            cancels: vec![v1::CancelNotice { run_id: id.to_string(), reason: reason.clone() }],
+            ..BatchOutcome::default()
+        };
+        // The cancel is durable; live watchers fall back to Postgres if this publish is lost.
+        if let Err(e) = self.queue.complete_batch(outcome).await {
+            tracing::warn!(run.id = %id, error = %e, "cannot publish the cancel");
+        }
+        tracing::info!(run.id = %id, %reason, "run cancelled");
+        Ok(Response::new(CancelRunResponse { run: Some(convert::run(run, None)) }))
+    }
+
+    type WatchRunStream = Pin<Box<dyn Stream<Item = Result<WatchRunResponse, Status>> + Send>>;
+
+    async fn watch_run(&self, request: Request<WatchRunRequest>) -> Result<Response<Self::WatchRunStream>, Status> {
+        let req = request.into_inner();
+        let id = parse_run_id(&req.run_id)?;
+        if req.after_sequence < 0 {
+            return Err(ApiError::InvalidArgument("after_sequence: must not be negative".into()).into());
+        }
+        // Subscribe before the first read so nothing falls between the replay and live events.
+        let live = self.hub.subscribe();
+        let detail = self.store.get_run(id).await.map_err(ApiError::from)?;
+        if detail.is_none() {
+            return Err(ApiError::NotFound(format!("run {id} does not exist")).into());
+        }
+        let (tx, rx) = mpsc::channel(256);
+        let store = self.store.clone();
+        tokio::spawn(watch(store, id, req.after_sequence, live, tx));
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}
+
+type Live = tokio::sync::broadcast::Receiver<Arc<v1::RunEvent>>;
+type Out = mpsc::Sender<Result<WatchRunResponse, Status>>;
+
+/// Sends the run's events after `last`, in order and without gaps, until the run ends or the
+/// client goes away. Postgres decides what is sent; live events only say when to look.
+async fn watch(store: Arc<dyn Store>, id: Uuid, mut last: i64, mut live: Live, tx: Out) {
+    let run_id = id.to_string();
+    loop {
+        // Catch up from Postgres.
+        loop {
+            let events = match store.list_events(id, last, REPLAY_PAGE).await {
+                Ok(events) => events,
+                Err(e) => {
+                    let _ = tx.send(Err(ApiError::from(e).into())).await;
+                    return;
+                }
+            };
+            let count = events.len() as i64;
+            for stored in events {
+                let record = &stored.record;
+                let event = v1::RunEvent {
+                    run_id: run_id.clone(),
+                    sequence: record.sequence,
+                    r#type: record.event_type as i32,
+                    step_id: record.step_id.clone().unwrap_or_default(),
+                    attempt: record.attempt,
+                    time: Some(baton_proto::timestamp_from_micros(record.time)),
+                    message: record.message.clone().unwrap_or_default(),
+                    output_json: record.output.as_ref().map(|o| o.to_string()).unwrap_or_default(),
+                    workflow_ref: String::new(),
+                    tenant: String::new(),
+                };
+                last = record.sequence;
+                let end = is_run_end(record.event_type);
+                if tx.send(Ok(WatchRunResponse { event: Some(event) })).await.is_err() || end {
+                    return;
+                }
+            }
+            if count < REPLAY_PAGE {
+                break;
+            }
+        }
+        // Follow live events until one cannot be sent in order.
+        loop {
+            let next = tokio::select! {
+                _ = tx.closed() => return,
+                _ = tokio::time::sleep(WATCH_POLL) => break,
+                next = live.recv() => next,
+            };
+            match next {
+                Ok(event) if event.run_id != run_id || event.sequence <= last => {}
+                Ok(event) if event.sequence == last + 1 => {
+                    last = event.sequence;
+                    let end = RunEventType::try_from(event.r#type).is_ok_and(is_run_end);
+                    if tx.send(Ok(WatchRunResponse { event: Some((*event).clone()) })).await.is_err() || end {
+                        return;
+                    }
+                }
+                // A gap, or this watcher fell behind: read Postgres again.
+                Ok(_) | Err(RecvError::Lagged(_)) => break,
+                Err(RecvError::Closed) => {
+                    let _ = tx.send(Err(Status::unavailable("the orchestrator is shutting down"))).await;
+                    return;
+                }
+            }
+        }
+    }
+}

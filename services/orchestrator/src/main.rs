@@ -1,0 +1,28 @@
+//! `baton-orchestrator`: reads configuration from the environment and serves the public API.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use baton_orchestrator::OrchestratorConfig;
+use baton_queue::{RedisQueue, RedisQueueConfig};
+use baton_runtime::{env::Env, redact_url};
+use baton_store::PgStore;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    baton_runtime::init_logging("orchestrator");
+    let config = OrchestratorConfig::from_env(&Env::os())?;
+    let store = PgStore::connect(&config.database_url, config.database_max_connections)
+        .await
+        .with_context(|| format!("cannot connect to Postgres at {}", redact_url(&config.database_url)))?;
+    store.migrate().await.context("cannot migrate the database")?;
+    let queue = RedisQueue::connect(RedisQueueConfig::new(&config.redis_url, &config.redis_prefix))
+        .await
+        .with_context(|| format!("cannot connect to Redis at {}", redact_url(&config.redis_url)))?;
+    let listener = tokio::net::TcpListener::bind(("0.0.0.0", config.grpc_port))
+        .await
+        .with_context(|| format!("cannot listen on port {} (GRPC_PORT)", config.grpc_port))?;
+    let shutdown = baton_runtime::shutdown_token();
+    baton_orchestrator::serve(Arc::new(store), Arc::new(queue), config, listener, shutdown).await?;
+    Ok(())
+}
