@@ -31,7 +31,8 @@ else
     c_orch='' c_run='' c_off=''
     export NO_COLOR=1
 fi
-prefix() { sed -u "s/^/$1 | /"; }
+# The prefixers ignore Ctrl-C so that the services' shutdown logs still show.
+prefix() { trap '' INT; sed -u "s/^/$1 | /"; }
 
 pids=()
 # shellcheck disable=SC2317  # invoked from the EXIT trap
