@@ -27,16 +27,16 @@ help: ## List the targets
 	@echo "CARGO_TARGET_DIR=$(CARGO_TARGET_DIR)"
 
 deps: ## Install (apt) and start local Redis + PostgreSQL; create database 'baton'
-	@scripts/deps.sh
+	@bash scripts/deps.sh
 
 build: ## Build all binaries (debug)
 	cargo build --workspace --bins
 
 demo: ## One-command demo: services in the background, run examples/hello to completion
-	@scripts/demo.sh
+	@bash scripts/demo.sh
 
 dev: ## Run orchestrator + workflow-runner in the foreground (Ctrl-C stops both)
-	@scripts/dev.sh
+	@bash scripts/dev.sh
 
 test: deps ## Run the test suite (cargo nextest; cargo test when nextest is missing)
 	@if cargo nextest --version >/dev/null 2>&1; then \

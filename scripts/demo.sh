@@ -28,7 +28,7 @@ step() { printf '\n==> %s\n' "$*"; }
 port_open() { timeout 1 bash -c "exec 3<>/dev/tcp/127.0.0.1/$1" 2>/dev/null; }
 
 step "dependencies (scripts/deps.sh)"
-scripts/deps.sh
+bash scripts/deps.sh
 
 step "build (cargo build --release --bins)"
 cargo build --release --bins

@@ -21,7 +21,7 @@ ORCHESTRATOR_PORT="${ORCHESTRATOR_PORT:-8002}"
 RUNNER_PORT="${RUNNER_PORT:-8003}"
 BIN="$CARGO_TARGET_DIR/debug"
 
-scripts/deps.sh
+bash scripts/deps.sh
 echo "==> cargo build --bins"
 cargo build --bins
 
