@@ -1,411 +1,424 @@
-//! End-to-end tests of the `baton` binary against an in-process fake orchestrator: the real gRPC
-//! contracts, canned answers. They check what users see: lines, JSON and exit codes.
+//! End-to-end tests of the `baton` binary against a real Baton: each test starts its own
+//! orchestrator and workflow-runner in process (`baton-testkit`, over a fresh Postgres database
+//! and Redis key prefix) and runs the built binary against it. They check what users see: lines,
+//! JSON and exit codes.
 
-use std::collections::HashMap;
-use std::pin::Pin;
-use std::process::Output;
-use std::sync::{Arc, Mutex};
+use std::fmt;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
 
-use baton_proto::prost_types;
-use baton_proto::v1::run_service_server::{RunService, RunServiceServer};
-use baton_proto::v1::workflow_service_server::{WorkflowService, WorkflowServiceServer};
-use baton_proto::v1::*;
-use tokio_stream::Stream;
-use tokio_stream::wrappers::TcpListenerStream;
-use tonic::{Request, Response, Status};
+use baton_proto::v1::{RunStatus, StepStatus};
+use baton_testkit::{TestStack, status, step, step_status};
+use serde_json::{Value, json};
+use tokio::io::AsyncWriteExt as _;
+use tokio::process::Command;
 
-const T0: i64 = 1_700_000_000_000_000;
+/// Longest any one `baton` invocation may take before the test fails.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
+/// Longest a run may take to reach a state the test waits for.
+const WAIT: Duration = Duration::from_secs(20);
 
-fn at(ms: i64) -> Option<prost_types::Timestamp> {
-    Some(baton_proto::timestamp_from_micros(T0 + ms * 1_000))
+const HELLO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/hello.yaml");
+
+/// What one `baton` invocation did.
+struct Out {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
 }
 
-#[derive(Default)]
-struct Fake {
-    registered: Mutex<Vec<RegisterWorkflowRequest>>,
-    started: Mutex<Vec<StartRunRequest>>,
-    runs: HashMap<String, (Run, Vec<RunEvent>)>,
-}
-
-fn step(id: &str, kind: &str, status: StepStatus, attempt: u32, start: i64, end: i64) -> StepRun {
-    StepRun {
-        step_id: id.into(),
-        kind: kind.into(),
-        status: status as i32,
-        attempt,
-        started_at: at(start),
-        ended_at: at(end),
-        ..StepRun::default()
-    }
-}
-
-fn event(
-    run: &str,
-    seq: i64,
-    kind: RunEventType,
-    step: &str,
-    attempt: u32,
-    ms: i64,
-    message: &str,
-) -> RunEvent {
-    RunEvent {
-        run_id: run.into(),
-        sequence: seq,
-        r#type: kind as i32,
-        step_id: step.into(),
-        attempt,
-        time: at(ms),
-        message: message.into(),
-        workflow_ref: "examples/hello@1".into(),
-        tenant: "default".into(),
-        ..RunEvent::default()
+impl fmt::Display for Out {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "exit code {:?}\n--- stdout\n{}--- stderr\n{}---",
+            self.code, self.stdout, self.stderr
+        )
     }
 }
 
-fn fake() -> Fake {
-    use RunEventType as T;
-    let mut runs = HashMap::new();
-    let ok = Run {
-        id: "ok-run".into(),
-        workflow_ref: "examples/hello@1".into(),
-        tenant: "default".into(),
-        status: RunStatus::Completed as i32,
-        inputs_json: r#"{"name":"Ada"}"#.into(),
-        output_json: r#"{"greet":{"message":"Hello, Ada"}}"#.into(),
-        created_at: at(0),
-        started_at: at(0),
-        ended_at: at(412),
-        steps: vec![step("greet", "echo", StepStatus::Completed, 1, 10, 13)],
-        last_sequence: 6,
-        ..Run::default()
-    };
-    let mut done = event("ok-run", 5, T::StepCompleted, "greet", 1, 13, "");
-    done.output_json = r#"{"message":"Hello, Ada"}"#.into();
-    let ok_events = vec![
-        event("ok-run", 1, T::RunQueued, "", 0, 0, ""),
-        event("ok-run", 2, T::RunStarted, "", 0, 0, ""),
-        event("ok-run", 3, T::StepQueued, "greet", 1, 5, ""),
-        event("ok-run", 4, T::StepStarted, "greet", 1, 10, ""),
-        done,
-        event("ok-run", 6, T::RunCompleted, "", 0, 412, ""),
-    ];
-    runs.insert("ok-run".to_owned(), (ok, ok_events));
-    let bad = Run {
-        id: "bad-run".into(),
-        workflow_ref: "examples/hello@1".into(),
-        tenant: "default".into(),
-        status: RunStatus::Failed as i32,
-        error: "step left failed: flaky".into(),
-        created_at: at(0),
-        started_at: at(0),
-        ended_at: at(300),
-        steps: vec![step("left", "fail", StepStatus::Failed, 2, 200, 210)],
-        ..Run::default()
-    };
-    let bad_events = vec![
-        event("bad-run", 1, T::RunStarted, "", 0, 0, ""),
-        event("bad-run", 2, T::StepStarted, "left", 1, 10, ""),
-        event(
-            "bad-run",
-            3,
-            T::StepRetrying,
-            "left",
-            1,
-            12,
-            "flaky; attempt 2 of 3 in 100ms",
-        ),
-        event("bad-run", 4, T::StepStarted, "left", 2, 200, ""),
-        event("bad-run", 5, T::StepFailed, "left", 2, 210, "flaky"),
-        event(
-            "bad-run",
-            6,
-            T::RunFailed,
-            "",
-            0,
-            300,
-            "step left failed: flaky",
-        ),
-    ];
-    runs.insert("bad-run".to_owned(), (bad, bad_events));
-    Fake {
-        runs,
-        ..Fake::default()
-    }
-}
-
-#[derive(Clone)]
-struct Server(Arc<Fake>);
-
-fn workflow(version: u32) -> Workflow {
-    Workflow {
-        owner: "examples".into(),
-        name: "hello".into(),
-        version,
-        workflow_ref: format!("examples/hello@{version}"),
-        definition_json: r#"{"steps":[]}"#.into(),
-        digest: "abcd1234ef567890".into(),
-        steps: vec![
-            WorkflowStep {
-                id: "greet".into(),
-                kind: "echo".into(),
-                needs: vec![],
-            },
-            WorkflowStep {
-                id: "join".into(),
-                kind: "echo".into(),
-                needs: vec!["greet".into(), "left".into()],
-            },
-        ],
-        created_at: at(0),
-    }
-}
-
-#[tonic::async_trait]
-impl WorkflowService for Server {
-    async fn register_workflow(
-        &self,
-        request: Request<RegisterWorkflowRequest>,
-    ) -> Result<Response<RegisterWorkflowResponse>, Status> {
-        let mut registered = self.0.registered.lock().unwrap();
-        registered.push(request.into_inner());
-        let created = registered.len() == 1;
-        Ok(Response::new(RegisterWorkflowResponse {
-            workflow: Some(workflow(1)),
-            created,
-        }))
+impl Out {
+    /// Asserts the exit code and returns self for more checks.
+    #[track_caller]
+    fn expect_code(&self, code: i32) -> &Self {
+        assert_eq!(self.code, Some(code), "{self}");
+        self
     }
 
-    async fn get_workflow(
-        &self,
-        request: Request<GetWorkflowRequest>,
-    ) -> Result<Response<GetWorkflowResponse>, Status> {
-        match request.into_inner().workflow_ref.as_str() {
-            "examples/hello" | "examples/hello@1" => Ok(Response::new(GetWorkflowResponse {
-                workflow: Some(workflow(1)),
-            })),
-            other => Err(Status::not_found(format!("workflow {other} not found"))),
-        }
+    /// Stdout parsed as one JSON document.
+    #[track_caller]
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{self}"))
     }
 
-    async fn list_workflows(
-        &self,
-        request: Request<ListWorkflowsRequest>,
-    ) -> Result<Response<ListWorkflowsResponse>, Status> {
-        let request = request.into_inner();
-        let all: Vec<Workflow> = (1..=3).rev().map(workflow).collect();
-        let page_size = if request.page_size == 0 {
-            100
-        } else {
-            request.page_size as usize
-        };
-        let from: usize = request.page_token.parse().unwrap_or(0);
-        let to = (from + page_size).min(all.len());
-        let next_page_token = if to < all.len() {
-            to.to_string()
-        } else {
-            String::new()
-        };
-        Ok(Response::new(ListWorkflowsResponse {
-            workflows: all[from..to].to_vec(),
-            next_page_token,
-        }))
-    }
-}
-
-type EventStream = Pin<Box<dyn Stream<Item = Result<WatchRunResponse, Status>> + Send>>;
-
-impl Server {
-    fn run(&self, id: &str) -> Result<&(Run, Vec<RunEvent>), Status> {
-        self.0
-            .runs
-            .get(id)
-            .ok_or_else(|| Status::not_found(format!("run {id} not found")))
-    }
-}
-
-#[tonic::async_trait]
-impl RunService for Server {
-    async fn start_run(
-        &self,
-        request: Request<StartRunRequest>,
-    ) -> Result<Response<StartRunResponse>, Status> {
-        let request = request.into_inner();
-        let created = request.idempotency_key.is_empty();
-        self.0.started.lock().unwrap().push(request);
-        let mut run = self.run("ok-run")?.0.clone();
-        run.status = RunStatus::Queued as i32;
-        Ok(Response::new(StartRunResponse {
-            run: Some(run),
-            created,
-        }))
-    }
-
-    async fn get_run(
-        &self,
-        request: Request<GetRunRequest>,
-    ) -> Result<Response<GetRunResponse>, Status> {
-        let run = self.run(&request.into_inner().run_id)?.0.clone();
-        Ok(Response::new(GetRunResponse { run: Some(run) }))
-    }
-
-    async fn list_runs(
-        &self,
-        request: Request<ListRunsRequest>,
-    ) -> Result<Response<ListRunsResponse>, Status> {
-        let request = request.into_inner();
-        let all: Vec<Run> = (0..250)
-            .map(|i| Run {
-                id: format!("run-{i:03}"),
-                status: RunStatus::Completed as i32,
-                ..Run::default()
+    /// Every stdout line parsed as JSON.
+    #[track_caller]
+    fn json_lines(&self) -> Vec<Value> {
+        self.stdout
+            .lines()
+            .map(|line| {
+                serde_json::from_str(line)
+                    .unwrap_or_else(|e| panic!("line `{line}` is not JSON ({e}):\n{self}"))
             })
-            .collect();
-        let page_size = if request.page_size == 0 {
-            100
-        } else {
-            request.page_size as usize
-        };
-        let from: usize = request.page_token.parse().unwrap_or(0);
-        let to = (from + page_size).min(all.len());
-        let next_page_token = if to < all.len() {
-            to.to_string()
-        } else {
-            String::new()
-        };
-        Ok(Response::new(ListRunsResponse {
-            runs: all[from..to].to_vec(),
-            next_page_token,
-        }))
+            .collect()
     }
 
-    async fn cancel_run(
-        &self,
-        request: Request<CancelRunRequest>,
-    ) -> Result<Response<CancelRunResponse>, Status> {
-        let mut run = self.run(&request.into_inner().run_id)?.0.clone();
-        run.status = RunStatus::Cancelled as i32;
-        Ok(Response::new(CancelRunResponse { run: Some(run) }))
-    }
-
-    type WatchRunStream = EventStream;
-
-    async fn watch_run(
-        &self,
-        request: Request<WatchRunRequest>,
-    ) -> Result<Response<EventStream>, Status> {
-        let request = request.into_inner();
-        let events: Vec<_> = self
-            .run(&request.run_id)?
-            .1
-            .iter()
-            .filter(|e| e.sequence > request.after_sequence)
-            .map(|e| {
-                Ok(WatchRunResponse {
-                    event: Some(e.clone()),
-                })
-            })
-            .collect();
-        Ok(Response::new(Box::pin(tokio_stream::iter(events))))
+    /// The run id of `started run <id>` / `existing run <id> …`, the first line of `run start`.
+    #[track_caller]
+    fn run_id(&self) -> String {
+        let first = self.stdout.lines().next().unwrap_or_default();
+        let id = first
+            .strip_prefix("started run ")
+            .or_else(|| first.strip_prefix("existing run "))
+            .and_then(|rest| rest.split_whitespace().next());
+        id.unwrap_or_else(|| panic!("no run id:\n{self}"))
+            .to_owned()
     }
 }
 
-async fn serve() -> (String, Arc<Fake>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = format!("http://{}", listener.local_addr().unwrap());
-    let state = Arc::new(fake());
-    let server = Server(state.clone());
-    tokio::spawn(async move {
-        tonic::transport::Server::builder()
-            .add_service(WorkflowServiceServer::new(server.clone()))
-            .add_service(RunServiceServer::new(server))
-            .serve_with_incoming(TcpListenerStream::new(listener))
-            .await
-            .unwrap();
-    });
-    (addr, state)
-}
-
-async fn baton(addr: &str, args: &[&str]) -> Output {
-    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_baton"));
+/// Runs the built `baton` binary: `stdin` is fed to it, and it is killed when it outlives
+/// [`COMMAND_TIMEOUT`]. `BATON_ADDR` is cleared unless the caller sets it again.
+async fn exec(mut command: Command, stdin: Option<&str>) -> Out {
     command
-        .arg("--addr")
-        .arg(addr)
-        .args(args)
-        .env_remove("BATON_ADDR")
-        .env("TZ", "UTC");
-    tokio::task::spawn_blocking(move || command.output().unwrap())
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let mut child = command.spawn().expect("the baton binary starts");
+    if let Some(text) = stdin {
+        let mut pipe = child.stdin.take().expect("a stdin pipe");
+        pipe.write_all(text.as_bytes()).await.unwrap();
+        drop(pipe);
+    }
+    let output = tokio::time::timeout(COMMAND_TIMEOUT, child.wait_with_output())
         .await
-        .unwrap()
+        .unwrap_or_else(|_| panic!("baton did not finish within {COMMAND_TIMEOUT:?}"))
+        .expect("baton runs");
+    Out {
+        code: output.status.code(),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
 }
 
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
+fn baton_command() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_baton"));
+    command.env_remove("BATON_ADDR").env("TZ", "UTC");
+    command
 }
 
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
+/// `baton --addr <addr> <args…>`.
+async fn baton_at(addr: &str, args: &[&str]) -> Out {
+    let mut command = baton_command();
+    command.arg("--addr").arg(addr).args(args);
+    exec(command, None).await
+}
+
+/// A real Baton, a scratch directory, and the `baton` binary pointed at both.
+struct Env {
+    stack: TestStack,
+    dir: PathBuf,
+}
+
+impl Env {
+    async fn start() -> Self {
+        let stack = TestStack::start()
+            .await
+            .expect("a Baton stack (is Postgres at DATABASE_URL and Redis at REDIS_URL?)");
+        let dir = std::env::temp_dir().join(format!("baton-cli-{}", stack.prefix));
+        std::fs::create_dir_all(&dir).unwrap();
+        Self { stack, dir }
+    }
+
+    async fn baton(&self, args: &[&str]) -> Out {
+        baton_at(&self.stack.endpoint(), args).await
+    }
+
+    /// Writes a scratch file and returns its path as text.
+    fn file(&self, name: &str, text: &str) -> String {
+        let path = self.dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path.to_str().unwrap().to_owned()
+    }
+
+    async fn register(&self, yaml: &str) {
+        self.stack.register(yaml).await.expect("a valid definition");
+    }
+
+    async fn register_hello(&self) {
+        self.register(&std::fs::read_to_string(HELLO).unwrap())
+            .await;
+    }
+
+    async fn stop(self) {
+        std::fs::remove_dir_all(&self.dir).ok();
+        self.stack.stop().await;
+    }
+}
+
+fn is_uuid(text: &str) -> bool {
+    let parts: Vec<&str> = text.split('-').collect();
+    parts.iter().map(|p| p.len()).collect::<Vec<_>>() == [8, 4, 4, 4, 12]
+        && parts
+            .iter()
+            .all(|p| p.chars().all(|c| c.is_ascii_hexdigit()))
+}
+
+/// The event lines of a followed run for one subject (a step id or `run`), without their time.
+fn event_texts(stdout: &str, subject: &str) -> Vec<String> {
+    stdout
+        .lines()
+        .filter_map(|line| {
+            // `  HH:MM:SS.mmm  <subject padded>  <text>`
+            let rest = line.strip_prefix("  ")?;
+            let (time, rest) = rest.split_once("  ")?;
+            if time.len() != 12 || !time.contains(':') {
+                return None;
+            }
+            let (who, text) = rest.split_once(' ')?;
+            (who == subject).then(|| text.trim_start().to_owned())
+        })
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn apply_registers_then_reports_unchanged() {
-    let (addr, state) = serve().await;
-    let dir = std::env::temp_dir().join(format!("baton-cli-test-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("hello.yml");
-    std::fs::write(
-        &file,
-        "owner: examples\nname: hello\nversion: 1\nsteps: []\n",
-    )
-    .unwrap();
-    let file = file.to_str().unwrap();
+async fn workflow_apply_registers_once_and_rejects_conflicts_and_cycles() {
+    let env = Env::start().await;
 
-    let first = baton(&addr, &["workflow", "apply", "-f", file]).await;
-    assert!(first.status.success(), "{}", stderr(&first));
-    assert_eq!(
-        stdout(&first),
-        "registered examples/hello@1 (digest abcd1234…)\n"
+    let first = env.baton(&["workflow", "apply", "-f", HELLO]).await;
+    first.expect_code(0);
+    let digest = first
+        .stdout
+        .strip_prefix("registered examples/hello@1 (digest ")
+        .and_then(|rest| rest.strip_suffix("…)\n"))
+        .unwrap_or_else(|| panic!("{first}"));
+    assert_eq!(digest.len(), 8, "{first}");
+    assert!(digest.chars().all(|c| c.is_ascii_hexdigit()), "{first}");
+
+    let again = env.baton(&["workflow", "apply", "-f", HELLO]).await;
+    again.expect_code(0);
+    assert_eq!(again.stdout, "unchanged examples/hello@1\n", "{again}");
+
+    // The same definition from standard input, as JSON output.
+    let text = std::fs::read_to_string(HELLO).unwrap();
+    let mut command = baton_command();
+    command.args([
+        "--addr",
+        &env.stack.endpoint(),
+        "workflow",
+        "apply",
+        "-f",
+        "-",
+        "-o",
+        "json",
+    ]);
+    let piped = exec(command, Some(&text)).await;
+    piped.expect_code(0);
+    let value = piped.json();
+    assert_eq!(value["created"], false, "{piped}");
+    assert_eq!(value["workflow"]["workflow_ref"], "examples/hello@1");
+    assert!(
+        value["workflow"]["digest"]
+            .as_str()
+            .unwrap()
+            .starts_with(digest),
+        "{piped}"
     );
-    let second = baton(&addr, &["workflow", "apply", "-f", file]).await;
-    assert_eq!(stdout(&second), "unchanged examples/hello@1\n");
 
-    let registered = state.registered.lock().unwrap();
-    assert_eq!(registered[0].format, DefinitionFormat::Yaml as i32);
-    assert!(registered[0].definition.contains("name: hello"));
-    std::fs::remove_dir_all(&dir).ok();
+    // Same version, different content.
+    let changed = env.file("hello-changed.yaml", &text.replace("200ms", "300ms"));
+    let conflict = env.baton(&["workflow", "apply", "-f", &changed]).await;
+    conflict.expect_code(2);
+    assert_eq!(conflict.stdout, "", "{conflict}");
+    assert!(
+        conflict.stderr.starts_with(
+            "error: AlreadyExists: examples/hello@1 is already registered with different content"
+        ),
+        "{conflict}"
+    );
+
+    let cycle = env.file(
+        "cycle.yml",
+        "owner: t\nname: cycle\nversion: 1\nsteps:\n  - {id: a, kind: noop, needs: [b]}\n  - {id: b, kind: noop, needs: [a]}\n",
+    );
+    let invalid = env.baton(&["workflow", "apply", "-f", &cycle]).await;
+    invalid.expect_code(2);
+    assert!(
+        invalid
+            .stderr
+            .starts_with("error: InvalidArgument: steps form a cycle: "),
+        "{invalid}"
+    );
+    assert!(
+        invalid.stderr.contains("a -> b -> a") || invalid.stderr.contains("b -> a -> b"),
+        "{invalid}"
+    );
+
+    let missing = env
+        .baton(&["workflow", "apply", "-f", "/nonexistent/flow.yaml"])
+        .await;
+    missing.expect_code(2);
+    assert!(
+        missing
+            .stderr
+            .starts_with("error: cannot read definition file /nonexistent/flow.yaml"),
+        "{missing}"
+    );
+
+    // Nothing but the first apply registered anything.
+    let list = env.baton(&["workflow", "list", "-o", "json"]).await;
+    let workflows = list.json();
+    let refs: Vec<&str> = workflows
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["workflow_ref"].as_str().unwrap())
+        .collect();
+    assert_eq!(refs, ["examples/hello@1"], "{list}");
+    env.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn workflow_list_follows_pages_and_get_shows_steps() {
-    let (addr, _) = serve().await;
-    let list = baton(&addr, &["workflow", "list", "--page-size", "2"]).await;
-    let text = stdout(&list);
-    assert!(list.status.success(), "{}", stderr(&list));
-    assert!(text.starts_with("REF"), "{text}");
-    for version in 1..=3 {
+async fn workflow_list_and_get() {
+    let env = Env::start().await;
+    let empty = env.baton(&["workflow", "list"]).await;
+    empty.expect_code(0);
+    assert_eq!(empty.stdout, "no workflows\n", "{empty}");
+
+    env.register_hello().await;
+    let text = std::fs::read_to_string(HELLO).unwrap();
+    env.register(&text.replace("version: 1", "version: 2"))
+        .await;
+    env.register("owner: other\nname: tiny\nversion: 7\nsteps:\n  - {id: only, kind: noop}\n")
+        .await;
+
+    // Pages of one, followed to the end.
+    let list = env.baton(&["workflow", "list", "--page-size", "1"]).await;
+    list.expect_code(0);
+    let lines: Vec<&str> = list.stdout.lines().collect();
+    assert_eq!(lines.len(), 4, "{list}");
+    assert!(
+        lines[0].starts_with("REF               STEPS  CREATED"),
+        "{list}"
+    );
+    for (workflow_ref, steps) in [
+        ("examples/hello@1", 4),
+        ("examples/hello@2", 4),
+        ("other/tiny@7", 1),
+    ] {
         assert!(
-            text.contains(&format!("examples/hello@{version}  2")),
-            "{text}"
+            lines
+                .iter()
+                .any(|l| l.starts_with(&format!("{workflow_ref:<16}  {steps:<5}  "))),
+            "{workflow_ref}: {list}"
         );
     }
-    let json = baton(
-        &addr,
-        &["workflow", "list", "--page-size", "2", "-o", "json"],
-    )
-    .await;
-    let value: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
-    assert_eq!(value.as_array().unwrap().len(), 3);
 
-    let get = baton(&addr, &["workflow", "get", "examples/hello"]).await;
-    let text = stdout(&get);
-    assert!(text.contains("join   echo  greet, left"), "{text}");
+    let json = env
+        .baton(&["workflow", "list", "--page-size", "2", "--output", "json"])
+        .await;
+    json.expect_code(0);
+    let all = json.json();
+    let mut refs: Vec<&str> = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["workflow_ref"].as_str().unwrap())
+        .collect();
+    refs.sort_unstable();
+    assert_eq!(
+        refs,
+        ["examples/hello@1", "examples/hello@2", "other/tiny@7"],
+        "{json}"
+    );
+
+    let owned = env
+        .baton(&["workflow", "list", "--owner", "other", "-o", "json"])
+        .await;
+    assert_eq!(owned.json().as_array().unwrap().len(), 1, "{owned}");
+
+    let get = env.baton(&["workflow", "get", "examples/hello@1"]).await;
+    get.expect_code(0);
+    assert!(
+        get.stdout
+            .starts_with("workflow  examples/hello@1\ndigest    "),
+        "{get}"
+    );
+    assert!(
+        get.stdout.ends_with(
+            "\nSTEP   KIND   NEEDS\ngreet  echo   -\nleft   fail   greet\nright  sleep  greet\njoin   echo   left, right\n"
+        ),
+        "{get}"
+    );
+
+    let get = env
+        .baton(&["workflow", "get", "examples/hello@1", "--output", "json"])
+        .await;
+    get.expect_code(0);
+    let wf = get.json();
+    assert_eq!(wf["workflow_ref"], "examples/hello@1");
+    assert_eq!(
+        (
+            wf["owner"].as_str(),
+            wf["name"].as_str(),
+            wf["version"].as_u64()
+        ),
+        (Some("examples"), Some("hello"), Some(1))
+    );
+    assert_eq!(wf["digest"].as_str().map(str::len), Some(64), "{get}");
+    assert_eq!(
+        wf["steps"],
+        json!([
+            {"id": "greet", "kind": "echo", "needs": []},
+            {"id": "left", "kind": "fail", "needs": ["greet"]},
+            {"id": "right", "kind": "sleep", "needs": ["greet"]},
+            {"id": "join", "kind": "echo", "needs": ["left", "right"]},
+        ])
+    );
+    assert_eq!(
+        wf["definition"]["steps"][3]["when"], "inputs.count > 1",
+        "{get}"
+    );
+
+    // Without a version: the latest.
+    let latest = env
+        .baton(&["workflow", "get", "examples/hello", "-o", "json"])
+        .await;
+    assert_eq!(
+        latest.json()["workflow_ref"],
+        "examples/hello@2",
+        "{latest}"
+    );
+
+    let unknown = env.baton(&["workflow", "get", "examples/nope@1"]).await;
+    unknown.expect_code(2);
+    assert_eq!(
+        unknown.stderr, "error: NotFound: workflow examples/nope@1 is not registered\n",
+        "{unknown}"
+    );
+    let bad = env.baton(&["workflow", "get", "nope"]).await;
+    bad.expect_code(2);
+    assert!(
+        bad.stderr.starts_with(
+            "error: InvalidArgument: workflow_ref: `nope` is not a workflow reference"
+        ),
+        "{bad}"
+    );
+    env.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn start_follow_prints_events_and_exits_zero() {
-    let (addr, state) = serve().await;
-    let output = baton(
-        &addr,
-        &[
+async fn start_follow_runs_hello_to_completion() {
+    let env = Env::start().await;
+    env.register_hello().await;
+    let out = env
+        .baton(&[
             "run",
             "start",
             "examples/hello@1",
@@ -413,170 +426,585 @@ async fn start_follow_prints_events_and_exits_zero() {
             "name=Ada",
             "--input",
             "count=3",
-            "-i",
-            "x=[1,2]",
             "--follow",
-        ],
-    )
-    .await;
-    let text = stdout(&output);
-    assert_eq!(output.status.code(), Some(0), "{text}\n{}", stderr(&output));
-    assert!(text.starts_with("started run ok-run\n"), "{text}");
-    assert!(
-        text.contains("  22:13:20.010  greet  started (attempt 1)\n"),
-        "{text}"
-    );
-    assert!(
-        text.contains(r#"greet  completed in 3ms → {"message":"Hello, Ada"}"#),
-        "{text}"
-    );
-    assert!(text.contains("run    completed in 412ms\n"), "{text}");
-    assert!(text.contains("\nrun ok-run completed in 412ms\n"), "{text}");
+        ])
+        .await;
+    out.expect_code(0);
+    let id = out.run_id();
+    assert!(is_uuid(&id), "{out}");
+    let text = &out.stdout;
 
-    let started = state.started.lock().unwrap();
-    let inputs: serde_json::Value = serde_json::from_str(&started[0].inputs_json).unwrap();
-    assert_eq!(
-        inputs,
-        serde_json::json!({"name": "Ada", "count": 3, "x": [1, 2]})
+    let greet = event_texts(text, "greet");
+    assert!(greet.iter().any(|t| t == "started (attempt 1)"), "{out}");
+    assert!(
+        greet.iter().any(|t| t.starts_with("completed in ")
+            && t.ends_with(r#" → {"count":3,"message":"Hello, Ada"}"#)),
+        "{out}"
     );
+    let left = event_texts(text, "left");
+    assert!(
+        left.iter()
+            .any(|t| t.starts_with("retrying: flaky; attempt 2 of 3 in ")),
+        "{out}"
+    );
+    assert!(left.iter().any(|t| t == "started (attempt 2)"), "{out}");
+    assert!(left.iter().any(|t| t.starts_with("completed in ")), "{out}");
+    let right = event_texts(text, "right");
+    assert!(
+        right
+            .iter()
+            .any(|t| t.starts_with("completed in ") && t.ends_with(r#" → {"slept_ms":200}"#)),
+        "{out}"
+    );
+    let join = event_texts(text, "join");
+    assert!(
+        join.iter().any(|t| t.starts_with("completed in ")
+            && t.ends_with(r#" → {"text":"Hello, Ada!","total":3}"#)),
+        "{out}"
+    );
+    let run = event_texts(text, "run");
+    assert_eq!(run.first().map(String::as_str), Some("queued"), "{out}");
+    assert!(run.iter().any(|t| t == "started"), "{out}");
+    assert!(run.last().unwrap().starts_with("completed in "), "{out}");
+    // `  HH:MM:SS.mmm  <subject>  <text>`: the subject column is as wide as the longest step id
+    // from the first line on, although the run had no steps yet when it was started.
+    let events: Vec<&str> = text.lines().filter(|l| l.starts_with("  ")).collect();
+    assert!(events.len() >= 15, "{out}");
+    for line in events {
+        assert!(
+            line.get(21..23) == Some("  ") && !line[23..].starts_with(' '),
+            "misaligned `{line}`:\n{out}"
+        );
+    }
+    assert!(text.contains("  run    queued\n"), "{out}");
+
+    assert!(
+        text.contains(&format!("\n\nrun {id} completed in ")),
+        "{out}"
+    );
+    assert!(
+        text.ends_with("output: {\"join\":{\"text\":\"Hello, Ada!\",\"total\":3}}\n"),
+        "{out}"
+    );
+
+    let run = env.stack.get_run(&id).await.unwrap();
+    assert_eq!(status(&run), RunStatus::Completed);
+    assert_eq!(step(&run, "left").attempt, 2);
+    env.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn start_with_idempotency_key_reports_existing_run() {
-    let (addr, state) = serve().await;
-    let output = baton(
-        &addr,
-        &[
+async fn start_follow_json_is_one_object_per_line() {
+    let env = Env::start().await;
+    env.register_hello().await;
+    let out = env
+        .baton(&[
             "run",
             "start",
             "examples/hello@1",
-            "--idempotency-key",
-            "k1",
-            "--tenant",
-            "t1",
-        ],
-    )
-    .await;
-    assert_eq!(stdout(&output), "existing run ok-run (idempotency key)\n");
-    let started = state.started.lock().unwrap();
+            "-i",
+            "name=Ada",
+            "-i",
+            "count=3",
+            "--follow",
+            "--output",
+            "json",
+        ])
+        .await;
+    out.expect_code(0);
+    let lines = out.json_lines();
+    assert!(lines.len() > 3, "{out}");
+    let started = &lines[0];
+    assert_eq!(started["created"], true, "{out}");
+    let id = started["run"]["id"].as_str().unwrap().to_owned();
     assert_eq!(
-        (
-            started[0].idempotency_key.as_str(),
-            started[0].tenant.as_str()
-        ),
-        ("k1", "t1")
-    );
-    assert_eq!(started[0].inputs_json, "{}");
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn watch_of_a_failed_run_exits_one() {
-    let (addr, _) = serve().await;
-    let output = baton(&addr, &["run", "watch", "bad-run"]).await;
-    let text = stdout(&output);
-    assert_eq!(output.status.code(), Some(1), "{text}");
-    assert!(
-        text.contains("left  retrying: flaky; attempt 2 of 3 in 100ms\n"),
-        "{text}"
-    );
-    assert!(text.contains("left  failed after 10ms: flaky\n"), "{text}");
-    assert!(
-        text.ends_with("run bad-run failed after 300ms: step left failed: flaky\n"),
-        "{text}"
+        started["run"]["inputs"],
+        json!({"name": "Ada", "count": 3}),
+        "{out}"
     );
 
-    let after = baton(&addr, &["run", "watch", "bad-run", "--after-sequence", "4"]).await;
-    let text = stdout(&after);
-    assert!(!text.contains("retrying"), "{text}");
-    assert!(
-        text.contains("left  failed after 10ms: flaky\n"),
-        "seeded from GetRun: {text}"
-    );
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn watch_json_is_one_object_per_line() {
-    let (addr, _) = serve().await;
-    let output = baton(&addr, &["run", "watch", "ok-run", "--output", "json"]).await;
-    assert_eq!(output.status.code(), Some(0));
-    let lines: Vec<serde_json::Value> = stdout(&output)
-        .lines()
-        .map(|line| serde_json::from_str(line).unwrap())
+    let events = &lines[1..lines.len() - 1];
+    let mut sequences: Vec<i64> = events
+        .iter()
+        .map(|e| e["sequence"].as_i64().unwrap())
         .collect();
-    assert_eq!(lines.len(), 7);
-    assert_eq!(lines[4]["type"], "step_completed");
-    assert_eq!(lines[4]["duration_ms"], 3);
-    assert_eq!(
-        lines[4]["output"],
-        serde_json::json!({"message": "Hello, Ada"})
+    assert!(sequences.windows(2).all(|w| w[0] < w[1]), "{out}");
+    sequences.dedup();
+    assert!(events.iter().all(|e| e["run_id"] == id.as_str()), "{out}");
+    let of = |kind: &str, step: &str| -> Vec<&Value> {
+        events
+            .iter()
+            .filter(|e| {
+                e["type"] == kind
+                    && (e["step_id"] == step || (step.is_empty() && e["step_id"].is_null()))
+            })
+            .collect()
+    };
+    let retrying = of("step_retrying", "left");
+    assert_eq!(retrying.len(), 1, "{out}");
+    assert_eq!(retrying[0]["attempt"], 1);
+    assert!(
+        retrying[0]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("flaky; attempt 2 of 3"),
+        "{out}"
     );
-    assert_eq!(lines[4]["time"], "2023-11-14T22:13:20.013Z");
-    assert_eq!(lines[6]["status"], "completed");
-    assert_eq!(lines[6]["output"]["greet"]["message"], "Hello, Ada");
+    let join = of("step_completed", "join");
+    assert_eq!(join.len(), 1, "{out}");
+    assert_eq!(
+        join[0]["output"],
+        json!({"total": 3, "text": "Hello, Ada!"})
+    );
+    assert!(join[0]["duration_ms"].is_u64(), "{out}");
+    assert_eq!(of("run_completed", "").len(), 1, "{out}");
+
+    let run = lines.last().unwrap();
+    assert_eq!(run["id"], id.as_str(), "{out}");
+    assert_eq!(run["status"], "completed", "{out}");
+    assert_eq!(
+        run["output"],
+        json!({"join": {"total": 3, "text": "Hello, Ada!"}})
+    );
+    let steps: Vec<(&str, &str)> = run["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["step_id"].as_str().unwrap(),
+                s["status"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            ("greet", "completed"),
+            ("left", "completed"),
+            ("right", "completed"),
+            ("join", "completed")
+        ]
+    );
+    let left = &run["steps"][1];
+    assert_eq!(left["attempt"], 2);
+    let attempts: Vec<&str> = left["attempts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(attempts, ["failed", "completed"], "{out}");
+    env.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn get_list_and_cancel() {
-    let (addr, _) = serve().await;
-    let get = baton(&addr, &["run", "get", "bad-run"]).await;
-    let text = stdout(&get);
-    assert!(text.contains("status    failed\n"), "{text}");
+async fn inputs_file_is_merged_with_inputs() {
+    let env = Env::start().await;
+    env.register_hello().await;
+    let file = env.file(
+        "inputs.yaml",
+        "name: Bo\ncount: 1\ntags: [a, b]\nnested: {deep: true}\n",
+    );
+    let out = env
+        .baton(&[
+            "run",
+            "start",
+            "examples/hello@1",
+            "--inputs-file",
+            &file,
+            "--input",
+            "count=3",
+            "--input",
+            "name=Ada",
+        ])
+        .await;
+    out.expect_code(0);
+    let id = out.run_id();
+    assert_eq!(out.stdout, format!("started run {id}\n"), "{out}");
+
+    let get = env.baton(&["run", "get", &id, "--output", "json"]).await;
+    get.expect_code(0);
+    let run = get.json();
+    assert_eq!(
+        run["inputs"],
+        json!({"name": "Ada", "count": 3, "tags": ["a", "b"], "nested": {"deep": true}}),
+        "{get}"
+    );
+    assert!(run["inputs"]["count"].is_u64(), "{get}");
+    assert_eq!(run["id"], id.as_str());
+    assert_eq!(run["tenant"], "default");
+    assert_eq!(run["workflow_ref"], "examples/hello@1");
+
+    // The typed count reaches the steps: `join` runs only when it is above 1.
+    let run = env.stack.wait_for_end(&id, WAIT).await.unwrap();
+    assert_eq!(status(&run), RunStatus::Completed, "{}", run.error);
+    assert_eq!(step_status(step(&run, "join")), StepStatus::Completed);
+
+    let text = env.baton(&["run", "get", &id]).await;
+    text.expect_code(0);
     assert!(
-        text.contains("error     step left failed: flaky\n"),
+        text.stdout.starts_with(&format!(
+            "run       {id}\nworkflow  examples/hello@1\ntenant    default\nstatus    completed\n"
+        )),
         "{text}"
     );
     assert!(
-        text.contains(
-            "STEP  KIND  STATUS  ATTEMPT  DURATION  ERROR/OUTPUT\nleft  fail  failed  2        10ms"
+        text.stdout.contains(
+            r#"inputs    {"count":3,"name":"Ada","nested":{"deep":true},"tags":["a","b"]}"#
         ),
         "{text}"
     );
+    assert!(
+        text.stdout
+            .contains("\nSTEP   KIND   STATUS     ATTEMPT  DURATION  ERROR/OUTPUT\n"),
+        "{text}"
+    );
+    assert!(
+        text.stdout.contains(r#"left   fail   completed  2  "#),
+        "{text}"
+    );
 
-    let json = baton(&addr, &["run", "get", "ok-run", "-o", "json"]).await;
-    let value: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
-    assert_eq!(value["inputs"], serde_json::json!({"name": "Ada"}));
-    assert_eq!(value["steps"][0]["status"], "completed");
-
-    let list = baton(&addr, &["run", "list", "--limit", "150"]).await;
-    assert_eq!(stdout(&list).lines().count(), 151);
-    let all = baton(&addr, &["run", "list", "--limit", "0", "-o", "json"]).await;
-    let value: serde_json::Value = serde_json::from_slice(&all.stdout).unwrap();
-    assert_eq!(value.as_array().unwrap().len(), 250);
-
-    let cancel = baton(&addr, &["run", "cancel", "ok-run", "--reason", "test"]).await;
-    assert_eq!(stdout(&cancel), "run ok-run is cancelled\n");
+    let bad = env.file("list.json", "[1, 2]");
+    let rejected = env
+        .baton(&["run", "start", "examples/hello@1", "--inputs-file", &bad])
+        .await;
+    rejected.expect_code(2);
+    assert!(
+        rejected
+            .stderr
+            .contains("expected an object of inputs, found a list"),
+        "{rejected}"
+    );
+    env.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn errors_exit_two() {
-    let (addr, _) = serve().await;
-    let missing = baton(&addr, &["run", "get", "nope"]).await;
-    assert_eq!(missing.status.code(), Some(2));
-    assert_eq!(stderr(&missing), "error: NotFound: run nope not found\n");
-
-    let bad_input = baton(
-        &addr,
-        &["run", "start", "examples/hello@1", "--input", "count"],
+async fn failing_run_followed_exits_one() {
+    let env = Env::start().await;
+    env.register(
+        "owner: t\nname: broken\nversion: 1\nsteps:\n  - {id: bad, kind: fail, input: {message: boom}}\n  - {id: after, kind: noop, needs: [bad]}\n",
     )
     .await;
-    assert_eq!(bad_input.status.code(), Some(2));
+    let out = env.baton(&["run", "start", "t/broken@1", "--follow"]).await;
+    out.expect_code(1);
+    let id = out.run_id();
+    let bad = event_texts(&out.stdout, "bad");
     assert!(
-        stderr(&bad_input).contains("expected KEY=VALUE"),
-        "{}",
-        stderr(&bad_input)
+        bad.iter()
+            .any(|t| t.starts_with("failed after ") && t.ends_with(": boom")),
+        "{out}"
+    );
+    assert!(!bad.iter().any(|t| t.starts_with("retrying")), "{out}");
+    let after = event_texts(&out.stdout, "after");
+    assert!(after.iter().all(|t| !t.starts_with("started")), "{out}");
+    assert!(
+        out.stdout.contains(&format!("\n\nrun {id} failed after ")),
+        "{out}"
+    );
+    assert!(out.stdout.ends_with(": step `bad` failed: boom\n"), "{out}");
+    assert!(!out.stdout.contains("output:"), "{out}");
+
+    // Watching it again replays the same story and exits 1 again.
+    let watch = env.baton(&["run", "watch", &id, "-o", "json"]).await;
+    watch.expect_code(1);
+    let lines = watch.json_lines();
+    assert_eq!(lines.last().unwrap()["status"], "failed", "{watch}");
+    assert_eq!(
+        lines.last().unwrap()["error"],
+        "step `bad` failed: boom",
+        "{watch}"
+    );
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn idempotency_key_returns_the_first_run() {
+    let env = Env::start().await;
+    env.register_hello().await;
+    let args = [
+        "run",
+        "start",
+        "examples/hello@1",
+        "-i",
+        "name=Ada",
+        "--idempotency-key",
+        "order-42",
+    ];
+    let first = env.baton(&args).await;
+    first.expect_code(0);
+    let id = first.run_id();
+    assert_eq!(first.stdout, format!("started run {id}\n"), "{first}");
+
+    let second = env.baton(&args).await;
+    second.expect_code(0);
+    assert_eq!(
+        second.stdout,
+        format!("existing run {id} (idempotency key)\n"),
+        "{second}"
     );
 
+    let mut json_args = args.to_vec();
+    json_args.extend(["-o", "json"]);
+    let third = env.baton(&json_args).await;
+    third.expect_code(0);
+    let value = third.json();
+    assert_eq!(value["created"], false, "{third}");
+    assert_eq!(value["run"]["id"], id.as_str(), "{third}");
+    assert_eq!(value["run"]["idempotency_key"], "order-42", "{third}");
+
+    // The key is per tenant.
+    let other = env
+        .baton(&[&args[..], &["--tenant", "acme"]].concat())
+        .await;
+    other.expect_code(0);
+    assert_ne!(other.run_id(), id, "{other}");
+    assert!(other.stdout.starts_with("started run "), "{other}");
+
+    let get = env.baton(&["run", "get", &id]).await;
+    assert!(get.stdout.contains("\nkey       order-42\n"), "{get}");
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn run_list_and_get_errors() {
+    let env = Env::start().await;
+    let empty = env.baton(&["run", "list"]).await;
+    empty.expect_code(0);
+    assert_eq!(empty.stdout, "no runs\n", "{empty}");
+
+    env.register_hello().await;
+    env.register("owner: t\nname: quick\nversion: 1\nsteps:\n  - {id: only, kind: noop}\n")
+        .await;
+    let hello = env
+        .stack
+        .start_run("examples/hello@1", json!({"name": "Ada", "count": 1}))
+        .await
+        .unwrap();
+    let quick = env.stack.start_run("t/quick@1", json!({})).await.unwrap();
+    for id in [&hello.id, &quick.id] {
+        let run = env.stack.wait_for_end(id, WAIT).await.unwrap();
+        assert_eq!(status(&run), RunStatus::Completed, "{}", run.error);
+    }
+
+    let list = env.baton(&["run", "list"]).await;
+    list.expect_code(0);
+    let lines: Vec<&str> = list.stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "{list}");
+    assert!(
+        lines[0].starts_with("ID  ")
+            && lines[0].contains("  WORKFLOW  ")
+            && lines[0].ends_with("  DURATION"),
+        "{list}"
+    );
+    // Newest first.
+    assert!(
+        lines[1].starts_with(&format!("{}  t/quick@1  ", quick.id)),
+        "{list}"
+    );
+    assert!(
+        lines[2].starts_with(&format!("{}  examples/hello@1  completed  ", hello.id)),
+        "{list}"
+    );
+
+    let json = env
+        .baton(&[
+            "run",
+            "list",
+            "-o",
+            "json",
+            "--page-size",
+            "1",
+            "--limit",
+            "0",
+        ])
+        .await;
+    json.expect_code(0);
+    let runs = json.json();
+    let ids: Vec<&str> = runs
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [quick.id.as_str(), hello.id.as_str()], "{json}");
+    assert!(runs[0].get("steps").is_none(), "{json}");
+
+    let limited = env.baton(&["run", "list", "--limit", "1"]).await;
+    limited.expect_code(0);
+    assert_eq!(limited.stdout.lines().count(), 2, "{limited}");
+    assert_eq!(
+        limited.stderr, "(showing the first 1 runs; use --limit to see more)\n",
+        "{limited}"
+    );
+
+    let filtered = env
+        .baton(&[
+            "run",
+            "list",
+            "--workflow",
+            "t/quick@1",
+            "--status",
+            "completed",
+            "-o",
+            "json",
+        ])
+        .await;
+    let runs = filtered.json();
+    assert_eq!(runs.as_array().unwrap().len(), 1, "{filtered}");
+    assert_eq!(runs[0]["id"], quick.id.as_str());
+    let none = env.baton(&["run", "list", "--status", "failed"]).await;
+    assert_eq!(none.stdout, "no runs\n", "{none}");
+    let other_tenant = env.baton(&["run", "list", "--tenant", "acme"]).await;
+    assert_eq!(other_tenant.stdout, "no runs\n", "{other_tenant}");
+
+    let unknown = "0190b4c8-0000-7000-8000-000000000000";
+    let missing = env.baton(&["run", "get", unknown]).await;
+    missing.expect_code(2);
+    assert_eq!(missing.stdout, "", "{missing}");
+    assert_eq!(
+        missing.stderr,
+        format!("error: NotFound: run {unknown} does not exist\n"),
+        "{missing}"
+    );
+
+    let malformed = env.baton(&["run", "get", "not-a-run"]).await;
+    malformed.expect_code(2);
+    assert_eq!(
+        malformed.stderr, "error: InvalidArgument: run_id: `not-a-run` is not a run id (a UUID)\n",
+        "{malformed}"
+    );
+
+    let watch_missing = env.baton(&["run", "watch", unknown]).await;
+    watch_missing.expect_code(2);
+    assert!(
+        watch_missing.stderr.starts_with("error: NotFound: "),
+        "{watch_missing}"
+    );
+
+    let unregistered = env.baton(&["run", "start", "t/nope@1"]).await;
+    unregistered.expect_code(2);
+    assert_eq!(
+        unregistered.stderr, "error: NotFound: workflow t/nope@1 is not registered\n",
+        "{unregistered}"
+    );
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cancel_ends_a_sleeping_run_and_watch_exits_one() {
+    let env = Env::start().await;
+    env.register("owner: t\nname: slow\nversion: 1\nsteps:\n  - {id: nap, kind: sleep, input: {duration: 30s}}\n  - {id: after, kind: noop, needs: [nap]}\n")
+        .await;
+    let started = env.baton(&["run", "start", "t/slow@1"]).await;
+    started.expect_code(0);
+    let id = started.run_id();
+    env.stack
+        .wait_for(&id, WAIT, |run| {
+            run.steps
+                .iter()
+                .any(|s| s.step_id == "nap" && step_status(s) == StepStatus::Running)
+        })
+        .await
+        .unwrap();
+
+    let cancel = env
+        .baton(&["run", "cancel", &id, "--reason", "test is over"])
+        .await;
+    cancel.expect_code(0);
+    assert_eq!(
+        cancel.stdout,
+        format!("run {id} is cancelled\n"),
+        "{cancel}"
+    );
+
+    let began = Instant::now();
+    let watch = env.baton(&["run", "watch", &id]).await;
+    watch.expect_code(1);
+    assert!(
+        began.elapsed() < Duration::from_secs(10),
+        "watch took {:?}",
+        began.elapsed()
+    );
+    assert!(
+        event_texts(&watch.stdout, "nap")
+            .iter()
+            .any(|t| t == "cancelled: test is over"),
+        "{watch}"
+    );
+    assert!(
+        event_texts(&watch.stdout, "run")
+            .last()
+            .unwrap()
+            .ends_with(": test is over"),
+        "{watch}"
+    );
+    assert!(watch.stdout.ends_with(": test is over\n"), "{watch}");
+    assert!(
+        watch
+            .stdout
+            .contains(&format!("\n\nrun {id} cancelled after ")),
+        "{watch}"
+    );
+
+    let again = env.baton(&["run", "cancel", &id]).await;
+    again.expect_code(2);
+    assert!(
+        again.stderr.starts_with(&format!(
+            "error: FailedPrecondition: run {id} already ended"
+        )),
+        "{again}"
+    );
+
+    let run = env.stack.get_run(&id).await.unwrap();
+    assert_eq!(status(&run), RunStatus::Cancelled);
+    assert_eq!(run.error, "test is over");
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn addr_from_env_and_info() {
+    let env = Env::start().await;
+    let mut command = baton_command();
+    command
+        .env("BATON_ADDR", env.stack.addr.to_string())
+        .arg("info");
+    let info = exec(command, None).await;
+    info.expect_code(0);
+    assert!(
+        info.stdout
+            .starts_with("service   orchestrator\nversion   "),
+        "{info}"
+    );
+    assert!(info.stdout.contains("\nuptime    "), "{info}");
+
+    let json = env.baton(&["info", "-o", "json"]).await;
+    assert_eq!(json.json()["service"], "orchestrator", "{json}");
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn closed_port_is_unavailable_with_a_hint() {
     // Nothing listens on a port that was just released.
     let closed = {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         format!("http://{}", listener.local_addr().unwrap())
     };
-    let down = baton(&closed, &["run", "get", "x"]).await;
-    assert_eq!(down.status.code(), Some(2));
-    let err = stderr(&down);
-    assert!(err.starts_with("error: Unavailable"), "{err}");
+    let down = baton_at(&closed, &["run", "list"]).await;
+    down.expect_code(2);
+    assert_eq!(down.stdout, "", "{down}");
+    assert!(down.stderr.starts_with("error: Unavailable"), "{down}");
     assert!(
-        err.contains(&format!("is the orchestrator running at {closed}?")),
-        "{err}"
+        down.stderr.ends_with(&format!(
+            "hint: is the orchestrator running at {closed}? (set --addr or BATON_ADDR)\n"
+        )),
+        "{down}"
+    );
+
+    let bad_usage = baton_at(&closed, &["run", "start", "a/b@1", "--input", "count"]).await;
+    bad_usage.expect_code(2);
+    assert!(
+        bad_usage.stderr.contains("expected KEY=VALUE"),
+        "{bad_usage}"
     );
 }

@@ -7,7 +7,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::bail;
-use baton_proto::v1::{Run, RunEvent, RunEventType, RunStatus, WatchRunRequest};
+use baton_proto::v1::{
+    GetWorkflowRequest, Run, RunEvent, RunEventType, RunStatus, WatchRunRequest,
+};
 
 use super::{Ctx, run::fetch_run};
 use crate::json::{self, event_type_label, run_status_label};
@@ -23,6 +25,19 @@ const OUTPUT_WIDTH: usize = 60;
 pub async fn watch(ctx: &Ctx, run_id: &str, after_sequence: i64) -> anyhow::Result<ExitCode> {
     let initial = fetch_run(ctx, run_id).await?;
     let mut tracker = Tracker::new(&initial);
+    if initial.steps.is_empty() && !ctx.json() {
+        // A queued run has no steps yet (always so right after `start --follow`): size the
+        // subject column from the workflow instead, so the first lines line up with the rest.
+        // Only cosmetic, so a failure here is no reason to stop.
+        let request = GetWorkflowRequest {
+            workflow_ref: initial.workflow_ref.clone(),
+        };
+        if let Ok(response) = ctx.workflows().get_workflow(request).await
+            && let Some(workflow) = response.into_inner().workflow
+        {
+            tracker.widen(workflow.steps.iter().map(|s| s.id.as_str()));
+        }
+    }
     let mut after = after_sequence.max(0);
     let mut idle = 0;
     let run = loop {
@@ -161,6 +176,13 @@ impl Tracker {
             width,
             run_started,
             step_started,
+        }
+    }
+
+    /// Makes the subject column wide enough for these step ids.
+    fn widen<'a>(&mut self, step_ids: impl IntoIterator<Item = &'a str>) {
+        for id in step_ids {
+            self.width = self.width.max(id.chars().count());
         }
     }
 
@@ -342,6 +364,16 @@ mod tests {
             text(event(T::RunFailed, "", 0, 412, "step left failed")),
             "failed after 412ms: step left failed"
         );
+    }
+
+    #[test]
+    fn width_from_workflow_steps() {
+        let mut tracker = Tracker::new(&Run::default());
+        assert_eq!(tracker.width, 3);
+        tracker.widen(["greet", "a"]);
+        assert_eq!(tracker.width, 5);
+        tracker.widen(["ab"]);
+        assert_eq!(tracker.width, 5);
     }
 
     #[test]

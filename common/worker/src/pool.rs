@@ -88,8 +88,14 @@ impl WorkerPool {
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), QueueError> {
         self.queue.ensure_groups(&self.kinds()).await?;
         let cancels: SharedCancels = Arc::default();
-        let listener = tokio::spawn(listen_for_cancels(self.queue.clone(), cancels.clone(), shutdown.clone()));
-        let mut kinds = Vec::new();
+        // Every task below belongs to this future: dropping it (a process dying, a test aborting
+        // a worker) stops them all, leaving unfinished jobs unacknowledged for reclaiming.
+        let _listener = AbortOnDrop(tokio::spawn(listen_for_cancels(
+            self.queue.clone(),
+            cancels.clone(),
+            shutdown.clone(),
+        )));
+        let mut kinds = tokio::task::JoinSet::new();
         for (kind, executor) in self.executors {
             let worker = KindWorker {
                 queue: self.queue.clone(),
@@ -99,12 +105,9 @@ impl WorkerPool {
                 cancels: cancels.clone(),
                 in_flight: Arc::default(),
             };
-            kinds.push(tokio::spawn(worker.run(shutdown.clone())));
+            kinds.spawn(worker.run(shutdown.clone()));
         }
-        for k in kinds {
-            let _ = k.await;
-        }
-        listener.abort();
+        while kinds.join_next().await.is_some() {}
         Ok(())
     }
 }
@@ -140,6 +143,15 @@ fn cancel_run(cancels: &SharedCancels, run_id: &str) {
     }
 }
 
+/// Aborts a task when dropped, so tasks never outlive the future that started them.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 struct KindWorker {
     queue: Arc<dyn JobQueue>,
     kind: String,
@@ -158,11 +170,13 @@ impl KindWorker {
     async fn run(self, shutdown: CancellationToken) {
         let this = Arc::new(self);
         let (tx, rx) = mpsc::channel(8_192);
-        let reporter = tokio::spawn(run_reporter(this.queue.clone(), this.kind.clone(), rx));
+        let mut reporter = AbortOnDrop(tokio::spawn(run_reporter(this.queue.clone(), this.kind.clone(), rx)));
         let slots = Arc::new(Semaphore::new(this.config.concurrency));
         let background = CancellationToken::new();
-        tokio::spawn(this.clone().heartbeat(background.clone()));
-        tokio::spawn(this.clone().reclaimer(slots.clone(), tx.clone(), background.clone()));
+        let _heartbeat = AbortOnDrop(tokio::spawn(this.clone().heartbeat(background.clone())));
+        let _reclaimer =
+            AbortOnDrop(tokio::spawn(this.clone().reclaimer(slots.clone(), tx.clone(), background.clone())));
+        let mut jobs = tokio::task::JoinSet::new();
 
         let mut backoff = Duration::from_millis(50);
         while !shutdown.is_cancelled() {
@@ -177,14 +191,15 @@ impl KindWorker {
                 r = this.queue.read_jobs(&this.kind, &this.config.worker_id, want, this.config.poll_block) => r,
             };
             drop(first);
+            while jobs.try_join_next().is_some() {}
             match read {
-                Ok(jobs) => {
+                Ok(deliveries) => {
                     backoff = Duration::from_millis(50);
-                    for delivery in jobs {
+                    for delivery in deliveries {
                         let Ok(permit) = slots.clone().acquire_owned().await else { break };
                         let this = this.clone();
                         let tx = tx.clone();
-                        tokio::spawn(async move {
+                        jobs.spawn(async move {
                             this.handle(delivery, &tx).await;
                             drop(permit);
                         });
@@ -203,7 +218,7 @@ impl KindWorker {
         let _ = tokio::time::timeout(this.config.shutdown_grace, slots.acquire_many(all)).await;
         background.cancel();
         drop(tx);
-        let _ = tokio::time::timeout(Duration::from_secs(5), reporter).await;
+        let _ = tokio::time::timeout(Duration::from_secs(5), &mut reporter.0).await;
     }
 
     async fn heartbeat(self: Arc<Self>, stop: CancellationToken) {
@@ -222,11 +237,13 @@ impl KindWorker {
 
     async fn reclaimer(self: Arc<Self>, slots: Arc<Semaphore>, tx: mpsc::Sender<Report>, stop: CancellationToken) {
         let every = (self.config.visibility_timeout / 2).max(Duration::from_millis(50));
+        let mut jobs = tokio::task::JoinSet::new();
         loop {
             tokio::select! {
                 _ = stop.cancelled() => return,
                 _ = tokio::time::sleep(every) => {}
             }
+            while jobs.try_join_next().is_some() {}
             let want = slots.available_permits().min(MAX_READ);
             if want == 0 {
                 continue;
@@ -236,13 +253,13 @@ impl KindWorker {
                 .reclaim_jobs(&self.kind, &self.config.worker_id, self.config.visibility_timeout, want)
                 .await;
             match reclaimed {
-                Ok(jobs) => {
-                    for delivery in jobs {
+                Ok(deliveries) => {
+                    for delivery in deliveries {
                         tracing::info!(kind = %self.kind, entry = %delivery.id, deliveries = delivery.deliveries, "reclaimed a job from a worker that stopped answering");
                         let Ok(permit) = slots.clone().acquire_owned().await else { return };
                         let this = self.clone();
                         let tx = tx.clone();
-                        tokio::spawn(async move {
+                        jobs.spawn(async move {
                             this.handle(delivery, &tx).await;
                             drop(permit);
                         });
@@ -345,19 +362,18 @@ impl KindWorker {
         let executor = self.executor.clone();
         let job_owned = job.clone();
         let cancel_inner = cancel.clone();
-        let work = tokio::spawn(async move { executor.execute(&job_owned, input, cancel_inner).await });
+        // Its own task, so a panicking executor fails the attempt instead of the worker.
+        let mut work = AbortOnDrop(tokio::spawn(async move { executor.execute(&job_owned, input, cancel_inner).await }));
         let timeout = (job.timeout_ms > 0).then(|| Duration::from_millis(job.timeout_ms));
-        let abort = work.abort_handle();
         let joined = match timeout {
-            Some(limit) => match tokio::time::timeout(limit, work).await {
+            Some(limit) => match tokio::time::timeout(limit, &mut work.0).await {
                 Ok(joined) => joined,
                 Err(_) => {
-                    abort.abort();
                     let text = format!("step timed out after {}", humanize(limit));
                     return (v1::JobOutcome::TimedOut, String::new(), text, true);
                 }
             },
-            None => work.await,
+            None => (&mut work.0).await,
         };
         match joined {
             Ok(Ok(output)) => (v1::JobOutcome::Succeeded, output.to_string(), String::new(), false),

@@ -353,6 +353,9 @@ fn find_cycle(needs: &[Vec<usize>]) -> Option<Vec<usize>> {
                         // dependency order, so reverse it.
                         let mut cycle: Vec<usize> = stack[pos..].iter().map(|&(n, _)| n).collect();
                         cycle.reverse();
+                        // Start at the step written first, so the message is stable.
+                        let first = (0..cycle.len()).min_by_key(|&i| cycle[i]).unwrap_or(0);
+                        cycle.rotate_left(first);
                         cycle.push(cycle[0]);
                         return Some(cycle);
                     }

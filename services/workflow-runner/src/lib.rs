@@ -54,19 +54,19 @@ pub async fn serve(
 ) -> Result<(), RunnerError> {
     queue.ensure_groups(&[]).await?;
     let runner = Arc::new(Runner::new(store.clone(), queue.clone(), config.clone()));
-    let mut tasks = vec![
-        tokio::spawn(runner.clone().run_inbox(shutdown.clone())),
-        tokio::spawn(runner.clone().run_timers(shutdown.clone())),
-        tokio::spawn(runner.clone().run_recovery(shutdown.clone())),
-    ];
+    // A JoinSet, so dropping this future stops every task it started.
+    let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(runner.clone().run_inbox(shutdown.clone()));
+    tasks.spawn(runner.clone().run_timers(shutdown.clone()));
+    tasks.spawn(runner.clone().run_recovery(shutdown.clone()));
     if config.builtin_workers {
         let pool = builtin_pool(queue.clone(), &config);
         let token = shutdown.clone();
-        tasks.push(tokio::spawn(async move {
+        tasks.spawn(async move {
             if let Err(e) = pool.run(token).await {
                 tracing::error!(error = %e, "built-in workers stopped");
             }
-        }));
+        });
     }
     if let Some(listener) = health_listener {
         let (reporter, health) = tonic_health::server::health_reporter();
@@ -87,7 +87,7 @@ pub async fn serve(
             shutdown.clone(),
         );
         let token = shutdown.clone();
-        tasks.push(tokio::spawn(async move {
+        tasks.spawn(async move {
             let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
             let served = tonic::transport::Server::builder()
                 .add_service(health)
@@ -96,7 +96,7 @@ pub async fn serve(
             if let Err(e) = served {
                 tracing::error!(error = %e, "health server stopped");
             }
-        }));
+        });
     }
     tracing::info!(
         consumer = %config.consumer,
@@ -104,9 +104,7 @@ pub async fn serve(
         default_max_parallel = config.default_max_parallel,
         "workflow-runner running"
     );
-    for task in tasks {
-        let _ = task.await;
-    }
+    while tasks.join_next().await.is_some() {}
     tracing::info!("workflow-runner stopped");
     Ok(())
 }

@@ -1,0 +1,107 @@
+//! Command-line flags. They exist so that a quick run (`--chain-runs 100 --scenario chain`) and an
+//! inspection run (`--keep --service-log-level info`) need no code change.
+
+use std::path::PathBuf;
+
+use clap::{Parser, ValueEnum};
+
+/// Benchmarks a real Baton deployment: spawns the release `baton-orchestrator` and
+/// `baton-workflow-runner` binaries against a fresh database and Redis prefix, drives them over
+/// gRPC and reports throughput, latency, dispatch delays and resident memory.
+#[derive(Parser, Debug, Clone)]
+#[command(name = "baton-bench", version)]
+pub struct Args {
+    /// Runs of the 10-step noop chain in the throughput scenario.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub chain_runs: u32,
+    /// Runs of the 102-step fan-out/fan-in in the throughput scenario.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
+    pub fanout_runs: u32,
+    /// Measured runs of the lone-chain latency scenario, started one at a time.
+    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..))]
+    pub lone_runs: u32,
+    /// Unmeasured runs before the lone-chain latency scenario.
+    #[arg(long, default_value_t = 20)]
+    pub warmup_runs: u32,
+    /// Which scenarios to run.
+    #[arg(long, value_enum, default_value_t = Scenario::All)]
+    pub scenario: Scenario,
+    /// StartRun calls in flight at once in the throughput scenarios.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
+    pub concurrency: u32,
+    /// Leave the services running and the database and Redis keys in place for inspection.
+    #[arg(long)]
+    pub keep: bool,
+    /// Also write the figures as JSON to this file.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    /// `LOG_LEVEL` of the spawned services (their output goes to files in the log directory).
+    #[arg(long, default_value = "warn", value_name = "LEVEL")]
+    pub service_log_level: String,
+    /// Longest a scenario may take before the bench gives up, in seconds.
+    #[arg(long, default_value_t = 300, value_name = "SECONDS")]
+    pub timeout_secs: u64,
+    /// Admin URL of PostgreSQL; the bench creates and drops its own database through it.
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/postgres",
+        hide_env_values = true
+    )]
+    pub database_url: String,
+    /// Redis URL; the bench uses a fresh key prefix and deletes its keys at the end.
+    #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379")]
+    pub redis_url: String,
+    /// Directory holding the service binaries; default: the directory of this executable.
+    #[arg(long, value_name = "DIR")]
+    pub bin_dir: Option<PathBuf>,
+}
+
+/// The scenarios `--scenario` selects.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Scenario {
+    /// Chain throughput, fan-out throughput, then lone-chain latency.
+    All,
+    /// Chain throughput (with its dispatch latency and memory figures).
+    Chain,
+    /// Fan-out throughput.
+    Fanout,
+    /// Lone-chain latency (with its dispatch latency figures).
+    Lone,
+}
+
+impl Scenario {
+    pub fn chain(self) -> bool {
+        matches!(self, Self::All | Self::Chain)
+    }
+    pub fn fanout(self) -> bool {
+        matches!(self, Self::All | Self::Fanout)
+    }
+    pub fn lone(self) -> bool {
+        matches!(self, Self::All | Self::Lone)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn flags_are_consistent() {
+        Args::command().debug_assert();
+    }
+
+    #[test]
+    fn defaults() {
+        let args = Args::try_parse_from(["baton-bench"]).unwrap();
+        assert_eq!(
+            (args.chain_runs, args.fanout_runs, args.lone_runs),
+            (1000, 20, 200)
+        );
+        assert_eq!(args.concurrency, 64);
+        assert_eq!(args.scenario, Scenario::All);
+        assert!(Args::try_parse_from(["baton-bench", "--concurrency", "0"]).is_err());
+    }
+}

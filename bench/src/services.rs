@@ -1,0 +1,201 @@
+//! The service processes under test: the real release binaries, spawned as children with their
+//! output in log files, so the bench measures what a deployment runs (and each process's memory)
+//! rather than an in-process imitation.
+
+use std::fs::File;
+use std::net::{Ipv4Addr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+/// How long a service gets to stop after SIGTERM before it is killed.
+const STOP_GRACE: Duration = Duration::from_secs(5);
+
+/// A spawned service.
+pub struct Service {
+    pub name: &'static str,
+    pub port: u16,
+    pub log: PathBuf,
+    child: Child,
+    stopped: bool,
+}
+
+impl Service {
+    /// Starts `binary` with the inherited environment plus `GRPC_PORT=port` and `env`, its stdout
+    /// and stderr going to `log_dir/<name>.log`.
+    pub fn spawn(
+        name: &'static str,
+        binary: &Path,
+        args: &[&str],
+        port: u16,
+        env: &[(&str, String)],
+        log_dir: &Path,
+    ) -> anyhow::Result<Self> {
+        let log = log_dir.join(format!("{name}.log"));
+        let out = File::create(&log).with_context(|| format!("cannot create {}", log.display()))?;
+        let err = out.try_clone()?;
+        let mut command = Command::new(binary);
+        command
+            .args(args)
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .env("GRPC_PORT", port.to_string())
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err);
+        let child = command
+            .spawn()
+            .with_context(|| format!("cannot start {}", binary.display()))?;
+        Ok(Self {
+            name,
+            port,
+            log,
+            child,
+            stopped: false,
+        })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The exit status, if the process has ended.
+    pub fn exited(&mut self) -> Option<ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
+    /// Fails, with the end of the service's log, if the process has ended.
+    pub fn ensure_alive(&mut self) -> anyhow::Result<()> {
+        if let Some(status) = self.exited() {
+            bail!(
+                "{} exited ({status}); end of {}:\n{}",
+                self.name,
+                self.log.display(),
+                self.log_tail(40)
+            );
+        }
+        Ok(())
+    }
+
+    /// The last `lines` lines of the service's log.
+    pub fn log_tail(&self, lines: usize) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let all: Vec<&str> = text.lines().collect();
+        let tail = &all[all.len().saturating_sub(lines)..];
+        if tail.is_empty() {
+            "  (empty)".to_owned()
+        } else {
+            tail.iter().map(|l| format!("  | {l}\n")).collect()
+        }
+    }
+
+    /// Stops the process: SIGTERM (with the `kill` command), then SIGKILL after a grace period.
+    /// Blocks; safe to call more than once.
+    pub fn stop(&mut self) {
+        if self.stopped {
+            return;
+        }
+        self.stopped = true;
+        if self.exited().is_some() {
+            return;
+        }
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        let deadline = Instant::now() + STOP_GRACE;
+        while Instant::now() < deadline {
+            if self.exited().is_some() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        eprintln!(
+            "{} did not stop within {STOP_GRACE:?} of SIGTERM; killing it",
+            self.name
+        );
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `count` distinct free loopback ports (held together while choosing, so they differ).
+pub fn free_ports(count: usize) -> anyhow::Result<Vec<u16>> {
+    let listeners = (0..count)
+        .map(|_| TcpListener::bind((Ipv4Addr::LOCALHOST, 0)))
+        .collect::<Result<Vec<_>, _>>()
+        .context("cannot find a free loopback port")?;
+    listeners
+        .iter()
+        .map(|l| Ok(l.local_addr()?.port()))
+        .collect()
+}
+
+/// Waits until something accepts TCP connections on the loopback port, while the service runs.
+pub async fn wait_port(service: &mut Service, timeout: Duration) -> anyhow::Result<()> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        service.ensure_alive()?;
+        if tokio::net::TcpStream::connect((Ipv4Addr::LOCALHOST, service.port))
+            .await
+            .is_ok()
+        {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "{} did not listen on port {} within {timeout:?}; end of {}:\n{}",
+                service.name,
+                service.port,
+                service.log.display(),
+                service.log_tail(40)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The path of a service binary in `dir`, with a hint when it is missing.
+pub fn binary(dir: &Path, name: &str) -> anyhow::Result<PathBuf> {
+    let path = dir.join(name);
+    if !path.is_file() {
+        bail!(
+            "{} not found; build the release binaries first (`cargo build --release --bins`) \
+             or pass --bin-dir",
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ports_differ() {
+        let ports = free_ports(3).unwrap();
+        assert!(ports[0] != ports[1] && ports[1] != ports[2] && ports[0] != ports[2]);
+    }
+
+    #[test]
+    fn stops_a_child() {
+        let dir = std::env::temp_dir().join(format!("baton-bench-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut service =
+            Service::spawn("sleeper", Path::new("sleep"), &["30"], 1, &[], &dir).unwrap();
+        assert!(service.ensure_alive().is_ok());
+        let started = Instant::now();
+        service.stop();
+        assert!(
+            started.elapsed() < STOP_GRACE,
+            "SIGTERM should end `sleep` at once"
+        );
+        assert!(service.exited().is_some());
+        assert!(service.ensure_alive().is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
