@@ -137,12 +137,7 @@ async fn run(
     let info = api
         .wait_ready(READY_TIMEOUT, || alive(&mut env.services))
         .await
-        .with_context(|| {
-            format!(
-                "the orchestrator did not become ready; its log:\n{}",
-                env.log_tails(40)
-            )
-        })?;
+        .context("the orchestrator did not become ready")?;
     eprintln!(
         "starting {} (health on 127.0.0.1:{})",
         binaries[1].display(),

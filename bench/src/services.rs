@@ -66,15 +66,10 @@ impl Service {
         self.child.try_wait().ok().flatten()
     }
 
-    /// Fails, with the end of the service's log, if the process has ended.
+    /// Fails if the process has ended (the caller shows the log).
     pub fn ensure_alive(&mut self) -> anyhow::Result<()> {
         if let Some(status) = self.exited() {
-            bail!(
-                "{} exited ({status}); end of {}:\n{}",
-                self.name,
-                self.log.display(),
-                self.log_tail(40)
-            );
+            bail!("{} exited unexpectedly ({status})", self.name);
         }
         Ok(())
     }
@@ -147,11 +142,9 @@ pub async fn wait_port(service: &mut Service, timeout: Duration) -> anyhow::Resu
         }
         if Instant::now() > deadline {
             bail!(
-                "{} did not listen on port {} within {timeout:?}; end of {}:\n{}",
+                "{} did not listen on port {} within {timeout:?}",
                 service.name,
-                service.port,
-                service.log.display(),
-                service.log_tail(40)
+                service.port
             );
         }
         tokio::time::sleep(Duration::from_millis(50)).await;

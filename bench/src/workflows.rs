@@ -23,11 +23,7 @@ pub fn chain(name: &str, len: usize) -> Definition {
             let _ = writeln!(yaml, "  - {{id: s{i}, kind: noop, needs: [s{}]}}", i - 1);
         }
     }
-    Definition {
-        name: name.to_owned(),
-        yaml,
-        steps: len,
-    }
+    Definition { yaml, steps: len }
 }
 
 /// `start` → `width` parallel noop steps → `end` needing all of them, all branches at once.
@@ -44,7 +40,6 @@ pub fn fanout(name: &str, width: usize) -> Definition {
         needs.join(", ")
     );
     Definition {
-        name: name.to_owned(),
         yaml,
         steps: width + 2,
     }

@@ -5,7 +5,10 @@
 mod planner;
 mod state;
 
-pub use planner::{Effects, EngineConfig, Timer, abort_run, apply_job_result, apply_job_started, start_run, wake_run};
+pub use planner::{
+    Effects, EngineConfig, Timer, abort_run, apply_job_result, apply_job_started, start_run,
+    wake_run,
+};
 pub use state::{
     AttemptRecord, EventRecord, RunState, RunStatus, StepState, StepStatus, now_micros,
 };

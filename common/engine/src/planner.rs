@@ -3,7 +3,9 @@
 //! to tell. Every transition is guarded, so a message applied twice changes nothing.
 
 use baton_proto::v1::{self, RunEventType as Ev};
-use baton_workflow::{CompiledWorkflow, RetryPolicy, TemplateContext, eval_condition, render_input};
+use baton_workflow::{
+    CompiledWorkflow, RetryPolicy, TemplateContext, eval_condition, render_input,
+};
 use serde_json::Value as Json;
 
 use crate::{AttemptRecord, RunState, RunStatus, StepState, StepStatus};
@@ -17,7 +19,9 @@ pub struct EngineConfig {
 
 impl Default for EngineConfig {
     fn default() -> Self {
-        Self { default_max_parallel: 1 }
+        Self {
+            default_max_parallel: 1,
+        }
     }
 }
 
@@ -41,7 +45,13 @@ pub struct Effects {
 }
 
 /// Begins a queued run: creates its steps and dispatches the ready ones.
-pub fn start_run(run: &mut RunState, wf: &CompiledWorkflow, cfg: &EngineConfig, now: i64, fx: &mut Effects) {
+pub fn start_run(
+    run: &mut RunState,
+    wf: &CompiledWorkflow,
+    cfg: &EngineConfig,
+    now: i64,
+    fx: &mut Effects,
+) {
     if run.status != RunStatus::Queued {
         return;
     }
@@ -56,12 +66,20 @@ pub fn start_run(run: &mut RunState, wf: &CompiledWorkflow, cfg: &EngineConfig, 
         .unwrap_or(cfg.default_max_parallel)
         .max(1);
     run.dirty = true;
-    run.steps = wf.steps().iter().map(|s| StepState::new(s.id.clone(), s.kind.clone())).collect();
+    run.steps = wf
+        .steps()
+        .iter()
+        .map(|s| StepState::new(s.id.clone(), s.kind.clone()))
+        .collect();
     run.steps_created = true;
     if let Some(timeout) = wf.definition.execution.timeout {
         let deadline = now + i64::try_from(timeout.0.as_micros()).unwrap_or(i64::MAX / 2);
         run.deadline = Some(deadline);
-        fx.timers.push(Timer { run_id: run.id, due_at: deadline, reason: v1::WakeReason::RunDeadline });
+        fx.timers.push(Timer {
+            run_id: run.id,
+            due_at: deadline,
+            reason: v1::WakeReason::RunDeadline,
+        });
     }
     run.push_event(Ev::RunStarted, None, now, None, None);
     advance(run, wf, now, fx);
@@ -69,11 +87,17 @@ pub fn start_run(run: &mut RunState, wf: &CompiledWorkflow, cfg: &EngineConfig, 
 
 /// A worker began an attempt.
 pub fn apply_job_started(run: &mut RunState, msg: &v1::JobStarted, now: i64) {
-    let Some(i) = find_attempt(run, &msg.step_id, msg.attempt) else { return };
+    let Some(i) = find_attempt(run, &msg.step_id, msg.attempt) else {
+        return;
+    };
     if run.steps[i].status != StepStatus::Queued {
         return;
     }
-    let started = msg.started_at.as_ref().map(baton_proto::timestamp_to_micros).unwrap_or(now);
+    let started = msg
+        .started_at
+        .as_ref()
+        .map(baton_proto::timestamp_to_micros)
+        .unwrap_or(now);
     mark_running(run, i, started, &msg.worker_id);
 }
 
@@ -90,7 +114,9 @@ fn find_attempt(run: &RunState, step_id: &str, attempt: u32) -> Option<usize> {
     if run.status != RunStatus::Running {
         return None;
     }
-    run.steps.iter().position(|s| s.step_id == step_id && s.attempt == attempt)
+    run.steps
+        .iter()
+        .position(|s| s.step_id == step_id && s.attempt == attempt)
 }
 
 /// An attempt ended. A result for an attempt that is not the step's current one, or for a step
@@ -102,12 +128,21 @@ pub fn apply_job_result(
     now: i64,
     fx: &mut Effects,
 ) {
-    let Some(i) = find_attempt(run, &result.step_id, result.attempt) else { return };
+    let Some(i) = find_attempt(run, &result.step_id, result.attempt) else {
+        return;
+    };
     if !run.steps[i].status.is_in_flight() {
         return;
     }
-    let started = result.started_at.as_ref().map(baton_proto::timestamp_to_micros);
-    let finished = result.finished_at.as_ref().map(baton_proto::timestamp_to_micros).unwrap_or(now);
+    let started = result
+        .started_at
+        .as_ref()
+        .map(baton_proto::timestamp_to_micros);
+    let finished = result
+        .finished_at
+        .as_ref()
+        .map(baton_proto::timestamp_to_micros)
+        .unwrap_or(now);
     if run.steps[i].status == StepStatus::Queued {
         mark_running(run, i, started.unwrap_or(finished), &result.worker_id);
     }
@@ -136,14 +171,26 @@ pub fn apply_job_result(
         };
         step.error = Some(error.clone());
         attempt_status = StepStatus::Failed;
-        let policy = def.retry.clone().unwrap_or(RetryPolicy { max_attempts: 1, ..RetryPolicy::default() });
+        let policy = def.retry.clone().unwrap_or(RetryPolicy {
+            max_attempts: 1,
+            ..RetryPolicy::default()
+        });
         if result.retryable && step.attempt < policy.max_attempts {
             let delay = policy.backoff(step.attempt + 1, rand::random::<f64>());
             let due = now + i64::try_from(delay.as_micros()).unwrap_or(i64::MAX / 2);
             step.status = StepStatus::Retrying;
             step.next_attempt_at = Some(due);
-            fx.timers.push(Timer { run_id: run.id, due_at: due, reason: v1::WakeReason::RetryDue });
-            let message = format!("{error}; attempt {} of {} in {}ms", step.attempt + 1, policy.max_attempts, delay.as_millis());
+            fx.timers.push(Timer {
+                run_id: run.id,
+                due_at: due,
+                reason: v1::WakeReason::RetryDue,
+            });
+            let message = format!(
+                "{error}; attempt {} of {} in {}ms",
+                step.attempt + 1,
+                policy.max_attempts,
+                delay.as_millis()
+            );
             run.push_event(Ev::StepRetrying, Some(i), finished, Some(message), None);
         } else {
             step.status = StepStatus::Failed;
@@ -156,7 +203,10 @@ pub fn apply_job_result(
         step_id: step.step_id.clone(),
         attempt: step.attempt,
         status: attempt_status,
-        error: step.error.clone().filter(|_| attempt_status == StepStatus::Failed),
+        error: step
+            .error
+            .clone()
+            .filter(|_| attempt_status == StepStatus::Failed),
         worker_id,
         queued_at: step.queued_at,
         started_at: step.started_at,
@@ -171,7 +221,13 @@ pub fn wake_run(run: &mut RunState, wf: &CompiledWorkflow, now: i64, fx: &mut Ef
         return;
     }
     if run.deadline.is_some_and(|d| d <= now) {
-        abort_run(run, RunStatus::TimedOut, "run exceeded its timeout", now, fx);
+        abort_run(
+            run,
+            RunStatus::TimedOut,
+            "run exceeded its timeout",
+            now,
+            fx,
+        );
         return;
     }
     advance(run, wf, now, fx);
@@ -179,7 +235,13 @@ pub fn wake_run(run: &mut RunState, wf: &CompiledWorkflow, now: i64, fx: &mut Ef
 
 /// Ends an active run as `cancelled`, `timed_out` or `failed`: every unfinished step is cancelled.
 /// Returns false when the run had already ended.
-pub fn abort_run(run: &mut RunState, status: RunStatus, reason: &str, now: i64, fx: &mut Effects) -> bool {
+pub fn abort_run(
+    run: &mut RunState,
+    status: RunStatus,
+    reason: &str,
+    now: i64,
+    fx: &mut Effects,
+) -> bool {
     if run.status.is_terminal() {
         return false;
     }
@@ -192,7 +254,13 @@ pub fn abort_run(run: &mut RunState, status: RunStatus, reason: &str, now: i64, 
         step.ended_at = Some(now);
         step.error = Some(reason.to_owned());
         step.dirty = true;
-        run.push_event(Ev::StepCancelled, Some(i), now, Some(reason.to_owned()), None);
+        run.push_event(
+            Ev::StepCancelled,
+            Some(i),
+            now,
+            Some(reason.to_owned()),
+            None,
+        );
     }
     let event = match status {
         RunStatus::TimedOut => Ev::RunTimedOut,
@@ -224,7 +292,9 @@ fn advance(run: &mut RunState, wf: &CompiledWorkflow, now: i64, fx: &mut Effects
             if run.steps[i].status != StepStatus::Pending {
                 continue;
             }
-            let Some(blocker) = blocked_by(run, wf, i) else { continue };
+            let Some(blocker) = blocked_by(run, wf, i) else {
+                continue;
+            };
             if let Some(reason) = blocker {
                 skip(run, i, reason, now);
                 settled = true;
@@ -339,7 +409,11 @@ fn dispatch(
         step_id: step.step_id.clone(),
         kind: def.kind.clone(),
         attempt: step.attempt,
-        input_json: if input.is_null() { String::new() } else { input.to_string() },
+        input_json: if input.is_null() {
+            String::new()
+        } else {
+            input.to_string()
+        },
         timeout_ms: def.timeout.map(|t| t.as_millis()).unwrap_or(0),
         enqueued_at: Some(baton_proto::timestamp_from_micros(now)),
         run_deadline: run.deadline.map(baton_proto::timestamp_from_micros),
@@ -364,7 +438,10 @@ fn template_context(run: &RunState, _wf: &CompiledWorkflow) -> TemplateContext {
             steps.insert(step.step_id.clone(), Json::Object(entry));
         }
     }
-    TemplateContext { inputs: run.inputs.clone(), steps }
+    TemplateContext {
+        inputs: run.inputs.clone(),
+        steps,
+    }
 }
 
 fn complete(run: &mut RunState, wf: &CompiledWorkflow, now: i64) {
@@ -376,13 +453,20 @@ fn complete(run: &mut RunState, wf: &CompiledWorkflow, now: i64) {
     let mut output = serde_json::Map::new();
     for (i, step) in run.steps.iter().enumerate() {
         if wf.dependents[i].is_empty() && step.status == StepStatus::Completed {
-            output.insert(step.step_id.clone(), step.output.clone().unwrap_or(Json::Null));
+            output.insert(
+                step.step_id.clone(),
+                step.output.clone().unwrap_or(Json::Null),
+            );
         }
     }
     run.output = Some(Json::Object(output));
     match failed {
         Some((_, step)) => {
-            let error = format!("step `{}` failed: {}", step.step_id, step.error.as_deref().unwrap_or("failed"));
+            let error = format!(
+                "step `{}` failed: {}",
+                step.step_id,
+                step.error.as_deref().unwrap_or("failed")
+            );
             finish(run, RunStatus::Failed, Some(error.clone()), now);
             run.push_event(Ev::RunFailed, None, now, Some(error), None);
         }

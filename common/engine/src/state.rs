@@ -72,7 +72,10 @@ impl RunStatus {
 
 impl StepStatus {
     pub fn is_terminal(self) -> bool {
-        matches!(self, Self::Completed | Self::Failed | Self::Skipped | Self::Cancelled)
+        matches!(
+            self,
+            Self::Completed | Self::Failed | Self::Skipped | Self::Cancelled
+        )
     }
 
     /// Holding one of the run's `maxParallel` slots.

@@ -106,7 +106,12 @@ pub trait JobQueue: Send + Sync + 'static {
     ) -> Result<Vec<Delivery<v1::Job>>, QueueError>;
     /// Resets the idle time of jobs a worker is still running, so they are not reclaimed while
     /// it works on them.
-    async fn touch_jobs(&self, kind: &str, consumer: &str, ids: &[String]) -> Result<(), QueueError>;
+    async fn touch_jobs(
+        &self,
+        kind: &str,
+        consumer: &str,
+        ids: &[String],
+    ) -> Result<(), QueueError>;
     /// Sends workers' reports to the runner and acknowledges the jobs they finished, in one round
     /// trip, so a job is acknowledged only once its result is on the inbox.
     async fn report(
@@ -117,7 +122,11 @@ pub trait JobQueue: Send + Sync + 'static {
     ) -> Result<(), QueueError>;
     /// Moves an entry of `stream` (a job kind, or the runner inbox when `None`) to the dead-letter
     /// stream and acknowledges it.
-    async fn dead_letter(&self, kind: Option<&str>, letter: v1::DeadLetter) -> Result<(), QueueError>;
+    async fn dead_letter(
+        &self,
+        kind: Option<&str>,
+        letter: v1::DeadLetter,
+    ) -> Result<(), QueueError>;
 
     /// Tells workers to stop a run's jobs.
     async fn publish_cancel(&self, notice: &v1::CancelNotice) -> Result<(), QueueError>;

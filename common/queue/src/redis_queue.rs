@@ -45,7 +45,11 @@ pub struct RedisQueueConfig {
 
 impl RedisQueueConfig {
     pub fn new(url: impl Into<String>, prefix: impl Into<String>) -> Self {
-        Self { url: url.into(), prefix: prefix.into(), events_max_len: 100_000 }
+        Self {
+            url: url.into(),
+            prefix: prefix.into(),
+            events_max_len: 100_000,
+        }
     }
 }
 
@@ -90,12 +94,18 @@ impl RedisQueue {
         let config = AsyncConnectionConfig::new()
             .set_response_timeout(None)
             .set_connection_timeout(Some(Duration::from_secs(5)));
-        Ok(self.client.get_multiplexed_async_connection_with_config(&config).await?)
+        Ok(self
+            .client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await?)
     }
 
     /// Runs a blocking command on a pooled connection, returning the connection only on success
     /// (a failed one may be broken).
-    async fn blocking_query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, QueueError> {
+    async fn blocking_query<T: redis::FromRedisValue>(
+        &self,
+        cmd: &redis::Cmd,
+    ) -> Result<T, QueueError> {
         let mut conn = self.blocking_conn().await?;
         let value: T = cmd.query_async(&mut conn).await?;
         self.blocking.lock().await.push(conn);
@@ -179,8 +189,11 @@ impl RedisQueue {
         if pending.ids.is_empty() {
             return Ok(Vec::new());
         }
-        let counts: HashMap<String, usize> =
-            pending.ids.iter().map(|p| (p.id.clone(), p.times_delivered)).collect();
+        let counts: HashMap<String, usize> = pending
+            .ids
+            .iter()
+            .map(|p| (p.id.clone(), p.times_delivered))
+            .collect();
         let mut cmd = redis::cmd("XCLAIM");
         cmd.arg(stream).arg(group).arg(consumer).arg(idle_ms);
         for p in &pending.ids {
@@ -213,11 +226,21 @@ fn decode<T: Message + Default>(entry: StreamId, deliveries: u32) -> Delivery<T>
     } else {
         Err(format!("entry has no `{FIELD}` field"))
     };
-    Delivery { id: entry.id, message, payload, deliveries }
+    Delivery {
+        id: entry.id,
+        message,
+        payload,
+        deliveries,
+    }
 }
 
 fn xadd(pipe: &mut redis::Pipeline, stream: &str, payload: Vec<u8>) {
-    pipe.cmd("XADD").arg(stream).arg("*").arg(FIELD).arg(payload).ignore();
+    pipe.cmd("XADD")
+        .arg(stream)
+        .arg("*")
+        .arg(FIELD)
+        .arg(payload)
+        .ignore();
 }
 
 fn ack_and_delete(pipe: &mut redis::Pipeline, stream: &str, group: &str, ids: &[String]) {
@@ -233,7 +256,8 @@ impl JobQueue for RedisQueue {
     async fn ensure_groups(&self, kinds: &[String]) -> Result<(), QueueError> {
         self.create_group(&self.keys.runner(), RUNNER_GROUP).await?;
         for kind in kinds {
-            self.create_group(&self.keys.jobs(kind), WORKER_GROUP).await?;
+            self.create_group(&self.keys.jobs(kind), WORKER_GROUP)
+                .await?;
         }
         Ok(())
     }
@@ -257,7 +281,8 @@ impl JobQueue for RedisQueue {
         max: usize,
         block: Duration,
     ) -> Result<Vec<Delivery<v1::RunnerMessage>>, QueueError> {
-        self.read_group(&self.keys.runner(), RUNNER_GROUP, consumer, max, block).await
+        self.read_group(&self.keys.runner(), RUNNER_GROUP, consumer, max, block)
+            .await
     }
 
     async fn reclaim_runner(
@@ -266,7 +291,8 @@ impl JobQueue for RedisQueue {
         min_idle: Duration,
         max: usize,
     ) -> Result<Vec<Delivery<v1::RunnerMessage>>, QueueError> {
-        self.reclaim(&self.keys.runner(), RUNNER_GROUP, consumer, min_idle, max).await
+        self.reclaim(&self.keys.runner(), RUNNER_GROUP, consumer, min_idle, max)
+            .await
     }
 
     async fn dispatch(&self, jobs: &[v1::Job], timers: &[TimerEntry]) -> Result<(), QueueError> {
@@ -282,7 +308,11 @@ impl JobQueue for RedisQueue {
             let member = v1::RunnerMessage {
                 message: Some(v1::runner_message::Message::WakeRun(t.wake.clone())),
             };
-            pipe.cmd("ZADD").arg(&timer_key).arg(t.due_ms).arg(member.encode_to_vec()).ignore();
+            pipe.cmd("ZADD")
+                .arg(&timer_key)
+                .arg(t.due_ms)
+                .arg(member.encode_to_vec())
+                .ignore();
         }
         pipe.query_async::<()>(&mut self.conn.clone()).await?;
         Ok(())
@@ -304,7 +334,10 @@ impl JobQueue for RedisQueue {
         }
         let channel = self.keys.cancel_channel();
         for c in &outcome.cancels {
-            pipe.cmd("PUBLISH").arg(&channel).arg(c.encode_to_vec()).ignore();
+            pipe.cmd("PUBLISH")
+                .arg(&channel)
+                .arg(c.encode_to_vec())
+                .ignore();
         }
         let dead = self.keys.dead();
         for d in &outcome.dead_letters {
@@ -334,7 +367,8 @@ impl JobQueue for RedisQueue {
         max: usize,
         block: Duration,
     ) -> Result<Vec<Delivery<v1::Job>>, QueueError> {
-        self.read_group(&self.keys.jobs(kind), WORKER_GROUP, consumer, max, block).await
+        self.read_group(&self.keys.jobs(kind), WORKER_GROUP, consumer, max, block)
+            .await
     }
 
     async fn reclaim_jobs(
@@ -344,10 +378,16 @@ impl JobQueue for RedisQueue {
         min_idle: Duration,
         max: usize,
     ) -> Result<Vec<Delivery<v1::Job>>, QueueError> {
-        self.reclaim(&self.keys.jobs(kind), WORKER_GROUP, consumer, min_idle, max).await
+        self.reclaim(&self.keys.jobs(kind), WORKER_GROUP, consumer, min_idle, max)
+            .await
     }
 
-    async fn touch_jobs(&self, kind: &str, consumer: &str, ids: &[String]) -> Result<(), QueueError> {
+    async fn touch_jobs(
+        &self,
+        kind: &str,
+        consumer: &str,
+        ids: &[String],
+    ) -> Result<(), QueueError> {
         if ids.is_empty() {
             return Ok(());
         }
@@ -383,7 +423,11 @@ impl JobQueue for RedisQueue {
         Ok(())
     }
 
-    async fn dead_letter(&self, kind: Option<&str>, letter: v1::DeadLetter) -> Result<(), QueueError> {
+    async fn dead_letter(
+        &self,
+        kind: Option<&str>,
+        letter: v1::DeadLetter,
+    ) -> Result<(), QueueError> {
         let (stream, group) = match kind {
             Some(kind) => (self.keys.jobs(kind), WORKER_GROUP),
             None => (self.keys.runner(), RUNNER_GROUP),
@@ -444,16 +488,26 @@ impl JobQueue for RedisQueue {
 
     async fn stats(&self, kinds: &[String]) -> Result<Vec<StreamStats>, QueueError> {
         let mut streams = vec![(self.keys.runner(), Some(RUNNER_GROUP))];
-        streams.extend(kinds.iter().map(|k| (self.keys.jobs(k), Some(WORKER_GROUP))));
+        streams.extend(
+            kinds
+                .iter()
+                .map(|k| (self.keys.jobs(k), Some(WORKER_GROUP))),
+        );
         streams.push((self.keys.dead(), None));
         let mut conn = self.conn.clone();
         let mut out = Vec::with_capacity(streams.len());
         for (stream, group) in streams {
-            let length: u64 = redis::cmd("XLEN").arg(&stream).query_async(&mut conn).await?;
+            let length: u64 = redis::cmd("XLEN")
+                .arg(&stream)
+                .query_async(&mut conn)
+                .await?;
             let pending = match group {
                 Some(group) => {
-                    let summary: Result<Value, RedisError> =
-                        redis::cmd("XPENDING").arg(&stream).arg(group).query_async(&mut conn).await;
+                    let summary: Result<Value, RedisError> = redis::cmd("XPENDING")
+                        .arg(&stream)
+                        .arg(group)
+                        .query_async(&mut conn)
+                        .await;
                     match summary {
                         Ok(Value::Array(items)) => match items.first() {
                             Some(Value::Int(n)) => *n as u64,
@@ -464,7 +518,11 @@ impl JobQueue for RedisQueue {
                 }
                 None => 0,
             };
-            out.push(StreamStats { stream, length, pending });
+            out.push(StreamStats {
+                stream,
+                length,
+                pending,
+            });
         }
         Ok(out)
     }
@@ -478,11 +536,17 @@ impl JobQueue for RedisQueue {
             .arg(max)
             .query_async(&mut self.conn.clone())
             .await?;
-        Ok(reply.ids.into_iter().filter_map(|e| decode::<v1::DeadLetter>(e, 1).message.ok()).collect())
+        Ok(reply
+            .ids
+            .into_iter()
+            .filter_map(|e| decode::<v1::DeadLetter>(e, 1).message.ok())
+            .collect())
     }
 
     async fn ping(&self) -> Result<(), QueueError> {
-        redis::cmd("PING").query_async::<()>(&mut self.conn.clone()).await?;
+        redis::cmd("PING")
+            .query_async::<()>(&mut self.conn.clone())
+            .await?;
         Ok(())
     }
 }

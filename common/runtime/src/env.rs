@@ -27,7 +27,14 @@ impl Env {
 
     /// Only these variables, as if the process had no others.
     pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
-        Self { overrides: Some(pairs.into_iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect()) }
+        Self {
+            overrides: Some(
+                pairs
+                    .into_iter()
+                    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                    .collect(),
+            ),
+        }
     }
 
     /// The variable's value, or `None` when unset or empty.
@@ -89,7 +96,11 @@ impl Env {
             Some(value) => match value.trim().to_ascii_lowercase().as_str() {
                 "1" | "true" | "yes" | "on" => Ok(true),
                 "0" | "false" | "no" | "off" => Ok(false),
-                _ => Err(ConfigError { name: name.to_owned(), value, reason: "expected true or false".into() }),
+                _ => Err(ConfigError {
+                    name: name.to_owned(),
+                    value,
+                    reason: "expected true or false".into(),
+                }),
             },
         }
     }
@@ -109,7 +120,10 @@ mod tests {
         let env = Env::from_pairs([("N", "12"), ("D", "250ms"), ("B", "yes"), ("BAD", "x")]);
         assert_eq!(env.parse_or("N", 1u32).unwrap(), 12);
         assert_eq!(env.parse_or("MISSING", 7u32).unwrap(), 7);
-        assert_eq!(env.duration_or("D", Duration::ZERO).unwrap(), Duration::from_millis(250));
+        assert_eq!(
+            env.duration_or("D", Duration::ZERO).unwrap(),
+            Duration::from_millis(250)
+        );
         assert!(env.bool_or("B", false).unwrap());
         let err = env.parse_or("BAD", 1u32).unwrap_err();
         assert!(err.to_string().contains("BAD"), "{err}");

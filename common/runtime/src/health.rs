@@ -7,7 +7,8 @@ use tokio_util::sync::CancellationToken;
 use tonic_health::{ServingStatus, server::HealthReporter};
 
 /// A dependency check: `Err` with a reason when the dependency does not answer.
-pub type HealthCheck = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>> + Send + Sync>;
+pub type HealthCheck =
+    Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>> + Send + Sync>;
 
 /// Every `interval`, runs `check` and sets each of `services` (and the overall `""` service)
 /// to SERVING or NOT_SERVING; sets NOT_SERVING when `shutdown` fires.

@@ -10,7 +10,9 @@ pub fn init_logging(service: &str) {
     let json = crate::env::var("LOG_FORMAT").is_some_and(|f| f.eq_ignore_ascii_case("json"));
     let registry = tracing_subscriber::registry().with(filter);
     let installed = if json {
-        registry.with(fmt::layer().json().with_current_span(true)).try_init()
+        registry
+            .with(fmt::layer().json().with_current_span(true))
+            .try_init()
     } else {
         registry.with(fmt::layer().with_target(false)).try_init()
     };

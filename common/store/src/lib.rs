@@ -49,9 +49,18 @@ pub trait Store: Send + Sync + 'static {
     /// tenant, returns that run and `false`.
     async fn create_run(&self, run: NewRun) -> Result<(RunState, bool), StoreError>;
     async fn get_run(&self, id: Uuid) -> Result<Option<RunDetail>, StoreError>;
-    async fn list_runs(&self, filter: RunFilter, page: PageRequest) -> Result<Page<RunState>, StoreError>;
+    async fn list_runs(
+        &self,
+        filter: RunFilter,
+        page: PageRequest,
+    ) -> Result<Page<RunState>, StoreError>;
     /// Events with a sequence greater than `after`, in order, at most `limit`.
-    async fn list_events(&self, run_id: Uuid, after: i64, limit: i64) -> Result<Vec<StoredEvent>, StoreError>;
+    async fn list_events(
+        &self,
+        run_id: Uuid,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<StoredEvent>, StoreError>;
 
     /// Locks the runs (in id order, so concurrent batches cannot deadlock) and loads them with
     /// their steps. Other batches over the same runs wait until this one commits or drops.
@@ -59,7 +68,12 @@ pub trait Store: Send + Sync + 'static {
 
     /// Runs that need a wake-up a timer may have lost: retries overdue, deadlines passed, runs
     /// queued but never started.
-    async fn overdue_runs(&self, now_micros: i64, grace_micros: i64, limit: i64) -> Result<Vec<WakeCandidate>, StoreError>;
+    async fn overdue_runs(
+        &self,
+        now_micros: i64,
+        grace_micros: i64,
+        limit: i64,
+    ) -> Result<Vec<WakeCandidate>, StoreError>;
 
     /// Whether the database answers.
     async fn ping(&self) -> Result<(), StoreError>;

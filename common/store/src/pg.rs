@@ -89,7 +89,9 @@ fn run_from_row(row: &PgRow) -> Result<RunState, StoreError> {
         idempotency_key: row.try_get("idempotency_key")?,
         max_parallel: u32::try_from(row.try_get::<i32, _>("max_parallel")?).unwrap_or(1),
         deadline: micros(row.try_get("deadline")?),
-        created_at: row.try_get::<DateTime<Utc>, _>("created_at")?.timestamp_micros(),
+        created_at: row
+            .try_get::<DateTime<Utc>, _>("created_at")?
+            .timestamp_micros(),
         started_at: micros(row.try_get("started_at")?),
         ended_at: micros(row.try_get("ended_at")?),
         last_sequence: row.try_get("last_sequence")?,
@@ -126,7 +128,9 @@ fn workflow_from_row(row: &PgRow) -> Result<StoredWorkflow, StoreError> {
         version: u32::try_from(row.try_get::<i32, _>("version")?).map_err(corrupt)?,
         digest: row.try_get("digest")?,
         definition: row.try_get("definition")?,
-        created_at: row.try_get::<DateTime<Utc>, _>("created_at")?.timestamp_micros(),
+        created_at: row
+            .try_get::<DateTime<Utc>, _>("created_at")?
+            .timestamp_micros(),
     })
 }
 
@@ -159,7 +163,16 @@ async fn insert_events(
         return Ok(());
     }
     let n = events.len();
-    let (mut run_ids, mut seqs, mut types, mut steps, mut attempts, mut messages, mut outputs, mut times) = (
+    let (
+        mut run_ids,
+        mut seqs,
+        mut types,
+        mut steps,
+        mut attempts,
+        mut messages,
+        mut outputs,
+        mut times,
+    ) = (
         Vec::with_capacity(n),
         Vec::with_capacity(n),
         Vec::with_capacity(n),
@@ -317,8 +330,13 @@ async fn persist(tx: &mut Transaction<'_, Postgres>, runs: &[RunState]) -> Resul
     .execute(&mut **tx)
     .await?;
     if !inserts.run_ids.is_empty() {
-        let sql = format!("INSERT INTO step_runs ({STEP_COLUMNS}) SELECT run_id, position, step_id, kind, status, attempt, output::jsonb, error, worker_id, queued_at, started_at, ended_at, next_attempt_at FROM {STEP_UNNEST}");
-        inserts.bind(sqlx::query(trusted(sql))).execute(&mut **tx).await?;
+        let sql = format!(
+            "INSERT INTO step_runs ({STEP_COLUMNS}) SELECT run_id, position, step_id, kind, status, attempt, output::jsonb, error, worker_id, queued_at, started_at, ended_at, next_attempt_at FROM {STEP_UNNEST}"
+        );
+        inserts
+            .bind(sqlx::query(trusted(sql)))
+            .execute(&mut **tx)
+            .await?;
     }
     if !updates.run_ids.is_empty() {
         let sql = format!(
@@ -327,7 +345,10 @@ async fn persist(tx: &mut Transaction<'_, Postgres>, runs: &[RunState]) -> Resul
                ended_at = u.ended_at, next_attempt_at = u.next_attempt_at \
              FROM {STEP_UNNEST} WHERE s.run_id = u.run_id AND s.position = u.position"
         );
-        updates.bind(sqlx::query(trusted(sql))).execute(&mut **tx).await?;
+        updates
+            .bind(sqlx::query(trusted(sql)))
+            .execute(&mut **tx)
+            .await?;
     }
     if !attempts.is_empty() {
         let run_ids: Vec<Uuid> = attempts.iter().map(|(r, _)| *r).collect();
@@ -335,10 +356,16 @@ async fn persist(tx: &mut Transaction<'_, Postgres>, runs: &[RunState]) -> Resul
         let numbers: Vec<i32> = attempts.iter().map(|(_, a)| a.attempt as i32).collect();
         let statuses: Vec<&str> = attempts.iter().map(|(_, a)| a.status.as_str()).collect();
         let errors: Vec<Option<&str>> = attempts.iter().map(|(_, a)| a.error.as_deref()).collect();
-        let workers: Vec<Option<&str>> = attempts.iter().map(|(_, a)| a.worker_id.as_deref()).collect();
-        let queued: Vec<Option<DateTime<Utc>>> = attempts.iter().map(|(_, a)| ts(a.queued_at)).collect();
-        let started: Vec<Option<DateTime<Utc>>> = attempts.iter().map(|(_, a)| ts(a.started_at)).collect();
-        let ended: Vec<Option<DateTime<Utc>>> = attempts.iter().map(|(_, a)| ts(Some(a.ended_at))).collect();
+        let workers: Vec<Option<&str>> = attempts
+            .iter()
+            .map(|(_, a)| a.worker_id.as_deref())
+            .collect();
+        let queued: Vec<Option<DateTime<Utc>>> =
+            attempts.iter().map(|(_, a)| ts(a.queued_at)).collect();
+        let started: Vec<Option<DateTime<Utc>>> =
+            attempts.iter().map(|(_, a)| ts(a.started_at)).collect();
+        let ended: Vec<Option<DateTime<Utc>>> =
+            attempts.iter().map(|(_, a)| ts(Some(a.ended_at))).collect();
         sqlx::query(
             "INSERT INTO step_attempts (run_id, step_id, attempt, status, error, worker_id, queued_at, started_at, ended_at) \
              SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::int4[], $4::text[], $5::text[], $6::text[], \
@@ -367,7 +394,10 @@ fn parse_run_token(token: &str) -> Result<Option<(DateTime<Utc>, Uuid)>, StoreEr
     let (t, id) = token.split_once('_').ok_or(StoreError::BadPageToken)?;
     let t = t.parse::<i64>().map_err(|_| StoreError::BadPageToken)?;
     let id = id.parse::<Uuid>().map_err(|_| StoreError::BadPageToken)?;
-    Ok(Some((DateTime::from_timestamp_micros(t).ok_or(StoreError::BadPageToken)?, id)))
+    Ok(Some((
+        DateTime::from_timestamp_micros(t).ok_or(StoreError::BadPageToken)?,
+        id,
+    )))
 }
 
 fn page_size(page: &PageRequest) -> i64 {
@@ -450,8 +480,13 @@ impl Store for PgStore {
         let after = if page.token.is_empty() {
             None
         } else {
-            let r: baton_workflow::WorkflowRef = page.token.parse().map_err(|_| StoreError::BadPageToken)?;
-            Some((r.owner, r.name, -(r.version.ok_or(StoreError::BadPageToken)? as i32)))
+            let r: baton_workflow::WorkflowRef =
+                page.token.parse().map_err(|_| StoreError::BadPageToken)?;
+            Some((
+                r.owner,
+                r.name,
+                -(r.version.ok_or(StoreError::BadPageToken)? as i32),
+            ))
         };
         let limit = page_size(&page);
         let rows = sqlx::query(trusted(format!(
@@ -466,10 +501,16 @@ impl Store for PgStore {
         .bind(limit + 1)
         .fetch_all(&self.pool)
         .await?;
-        let mut items = rows.iter().map(workflow_from_row).collect::<Result<Vec<_>, _>>()?;
+        let mut items = rows
+            .iter()
+            .map(workflow_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
         let next_token = if items.len() as i64 > limit {
             items.truncate(limit as usize);
-            items.last().map(StoredWorkflow::workflow_ref).unwrap_or_default()
+            items
+                .last()
+                .map(StoredWorkflow::workflow_ref)
+                .unwrap_or_default()
         } else {
             String::new()
         };
@@ -530,10 +571,12 @@ impl Store for PgStore {
     }
 
     async fn get_run(&self, id: Uuid) -> Result<Option<RunDetail>, StoreError> {
-        let Some(row) = sqlx::query(trusted(format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = $1")))
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?
+        let Some(row) = sqlx::query(trusted(format!(
+            "SELECT {RUN_COLUMNS} FROM runs WHERE id = $1"
+        )))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?
         else {
             return Ok(None);
         };
@@ -564,14 +607,20 @@ impl Store for PgStore {
                     worker_id: r.try_get("worker_id")?,
                     queued_at: micros(r.try_get("queued_at")?),
                     started_at: micros(r.try_get("started_at")?),
-                    ended_at: r.try_get::<DateTime<Utc>, _>("ended_at")?.timestamp_micros(),
+                    ended_at: r
+                        .try_get::<DateTime<Utc>, _>("ended_at")?
+                        .timestamp_micros(),
                 })
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
         Ok(Some(RunDetail { run, attempts }))
     }
 
-    async fn list_runs(&self, filter: RunFilter, page: PageRequest) -> Result<Page<RunState>, StoreError> {
+    async fn list_runs(
+        &self,
+        filter: RunFilter,
+        page: PageRequest,
+    ) -> Result<Page<RunState>, StoreError> {
         let after = parse_run_token(&page.token)?;
         let limit = page_size(&page);
         let rows = sqlx::query(trusted(format!(
@@ -588,17 +637,28 @@ impl Store for PgStore {
         .bind(limit + 1)
         .fetch_all(&self.pool)
         .await?;
-        let mut items = rows.iter().map(run_from_row).collect::<Result<Vec<_>, _>>()?;
+        let mut items = rows
+            .iter()
+            .map(run_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
         let next_token = if items.len() as i64 > limit {
             items.truncate(limit as usize);
-            items.last().map(|r| format!("{}_{}", r.created_at, r.id)).unwrap_or_default()
+            items
+                .last()
+                .map(|r| format!("{}_{}", r.created_at, r.id))
+                .unwrap_or_default()
         } else {
             String::new()
         };
         Ok(Page { items, next_token })
     }
 
-    async fn list_events(&self, run_id: Uuid, after: i64, limit: i64) -> Result<Vec<StoredEvent>, StoreError> {
+    async fn list_events(
+        &self,
+        run_id: Uuid,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
         let rows = sqlx::query(
             "SELECT run_id, sequence, event_type, step_id, attempt, message, output, time FROM run_events \
              WHERE run_id = $1 AND sequence > $2 ORDER BY sequence LIMIT $3",
@@ -623,10 +683,18 @@ impl Store for PgStore {
         .bind(&ids)
         .fetch_all(&mut *tx)
         .await?;
-        let mut runs = rows.iter().map(run_from_row).collect::<Result<Vec<_>, _>>()?;
-        let started: Vec<Uuid> = runs.iter().filter(|r| r.status != RunStatus::Queued).map(|r| r.id).collect();
+        let mut runs = rows
+            .iter()
+            .map(run_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        let started: Vec<Uuid> = runs
+            .iter()
+            .filter(|r| r.status != RunStatus::Queued)
+            .map(|r| r.id)
+            .collect();
         if !started.is_empty() {
-            let index: HashMap<Uuid, usize> = runs.iter().enumerate().map(|(i, r)| (r.id, i)).collect();
+            let index: HashMap<Uuid, usize> =
+                runs.iter().enumerate().map(|(i, r)| (r.id, i)).collect();
             let steps = sqlx::query(trusted(format!(
                 "SELECT {STEP_COLUMNS} FROM step_runs WHERE run_id = ANY($1) ORDER BY run_id, position"
             )))
@@ -643,7 +711,12 @@ impl Store for PgStore {
         Ok(Box::new(PgRunBatch { tx, runs }))
     }
 
-    async fn overdue_runs(&self, now_micros: i64, grace_micros: i64, limit: i64) -> Result<Vec<WakeCandidate>, StoreError> {
+    async fn overdue_runs(
+        &self,
+        now_micros: i64,
+        grace_micros: i64,
+        limit: i64,
+    ) -> Result<Vec<WakeCandidate>, StoreError> {
         let cutoff = ts(Some(now_micros - grace_micros)).unwrap_or_else(Utc::now);
         let queued: Vec<Uuid> = sqlx::query_scalar(
             "SELECT id FROM runs WHERE status = 'queued' AND created_at < $1 ORDER BY created_at LIMIT $2",

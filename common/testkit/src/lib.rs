@@ -20,7 +20,8 @@ use tonic::transport::Channel;
 /// Where the admin database and Redis are: `DATABASE_URL` (a database the test user may connect
 /// to and create databases from) and `REDIS_URL`.
 pub fn admin_database_url() -> String {
-    baton_runtime::env::var("DATABASE_URL").unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/postgres".into())
+    baton_runtime::env::var("DATABASE_URL")
+        .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }
 
 pub fn redis_url() -> String {
@@ -42,7 +43,12 @@ pub struct StackOptions {
 
 impl Default for StackOptions {
     fn default() -> Self {
-        Self { runners: 1, builtin_workers: true, runner_env: Vec::new(), max_connections: 5 }
+        Self {
+            runners: 1,
+            builtin_workers: true,
+            runner_env: Vec::new(),
+            max_connections: 5,
+        }
     }
 }
 
@@ -92,8 +98,15 @@ impl TestStack {
         let admin = admin_database_url();
         let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&admin)
             .await
-            .with_context(|| format!("cannot reach Postgres at {} (set DATABASE_URL)", baton_runtime::redact_url(&admin)))?;
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {database}"))).execute(&mut conn).await?;
+            .with_context(|| {
+                format!(
+                    "cannot reach Postgres at {} (set DATABASE_URL)",
+                    baton_runtime::redact_url(&admin)
+                )
+            })?;
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {database}")))
+            .execute(&mut conn)
+            .await?;
         let database_url = with_database(&admin, &database);
         let store = Arc::new(PgStore::connect(&database_url, options.max_connections).await?);
         store.migrate().await?;
@@ -101,7 +114,9 @@ impl TestStack {
         let queue = Arc::new(
             RedisQueue::connect(RedisQueueConfig::new(redis_url(), &prefix))
                 .await
-                .with_context(|| format!("cannot reach Redis at {} (set REDIS_URL)", redis_url()))?,
+                .with_context(|| {
+                    format!("cannot reach Redis at {} (set REDIS_URL)", redis_url())
+                })?,
         );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
@@ -125,7 +140,11 @@ impl TestStack {
             grpc_port: addr.port(),
             extra_kinds: Vec::new(),
         };
-        let (store, queue, token) = (stack.store.clone(), stack.queue.clone(), stack.shutdown.clone());
+        let (store, queue, token) = (
+            stack.store.clone(),
+            stack.queue.clone(),
+            stack.shutdown.clone(),
+        );
         stack.tasks.push(tokio::spawn(async move {
             if let Err(e) = baton_orchestrator::serve(store, queue, config, listener, token).await {
                 eprintln!("orchestrator failed: {e}");
@@ -139,11 +158,23 @@ impl TestStack {
 
     /// The runner configuration this stack uses for a replica named `consumer`.
     pub fn runner_config(&self, consumer: &str) -> RunnerConfig {
-        let mut env: Vec<(&str, &str)> =
-            self.options.runner_env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        let workers = if self.options.builtin_workers { "true" } else { "false" };
-        env.extend([("BATON_CONSUMER_NAME", consumer), ("BATON_BUILTIN_WORKERS", workers)]);
-        let mut config = RunnerConfig::from_env(&Env::from_pairs(env)).expect("valid runner test settings");
+        let mut env: Vec<(&str, &str)> = self
+            .options
+            .runner_env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let workers = if self.options.builtin_workers {
+            "true"
+        } else {
+            "false"
+        };
+        env.extend([
+            ("BATON_CONSUMER_NAME", consumer),
+            ("BATON_BUILTIN_WORKERS", workers),
+        ]);
+        let mut config =
+            RunnerConfig::from_env(&Env::from_pairs(env)).expect("valid runner test settings");
         config.database_url = self.database_url.clone();
         config.redis_url = redis_url();
         config.redis_prefix = self.prefix.clone();
@@ -166,7 +197,9 @@ impl TestStack {
     }
 
     pub async fn channel(&self) -> Channel {
-        Channel::from_shared(self.endpoint()).expect("valid endpoint").connect_lazy()
+        Channel::from_shared(self.endpoint())
+            .expect("valid endpoint")
+            .connect_lazy()
     }
 
     pub async fn workflows(&self) -> WorkflowServiceClient<Channel> {
@@ -182,13 +215,20 @@ impl TestStack {
         let response = self
             .workflows()
             .await
-            .register_workflow(v1::RegisterWorkflowRequest { definition: definition.to_owned(), format: 0 })
+            .register_workflow(v1::RegisterWorkflowRequest {
+                definition: definition.to_owned(),
+                format: 0,
+            })
             .await?;
         Ok(response.into_inner().workflow.expect("a workflow"))
     }
 
     /// Starts a run and returns it.
-    pub async fn start_run(&self, workflow_ref: &str, inputs: serde_json::Value) -> Result<v1::Run, tonic::Status> {
+    pub async fn start_run(
+        &self,
+        workflow_ref: &str,
+        inputs: serde_json::Value,
+    ) -> Result<v1::Run, tonic::Status> {
         let response = self
             .runs()
             .await
@@ -202,7 +242,13 @@ impl TestStack {
     }
 
     pub async fn get_run(&self, run_id: &str) -> Result<v1::Run, tonic::Status> {
-        let response = self.runs().await.get_run(v1::GetRunRequest { run_id: run_id.to_owned() }).await?;
+        let response = self
+            .runs()
+            .await
+            .get_run(v1::GetRunRequest {
+                run_id: run_id.to_owned(),
+            })
+            .await?;
         Ok(response.into_inner().run.expect("a run"))
     }
 
@@ -236,7 +282,9 @@ impl TestStack {
                 return Ok(run);
             }
             if tokio::time::Instant::now() > deadline {
-                anyhow::bail!("run {run_id} did not reach the expected state within {timeout:?}: {run:?}");
+                anyhow::bail!(
+                    "run {run_id} did not reach the expected state within {timeout:?}: {run:?}"
+                );
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -249,9 +297,13 @@ impl TestStack {
             let _ = tokio::time::timeout(Duration::from_secs(15), task).await;
         }
         self.store.pool().close().await;
-        if let Ok(mut conn) = <sqlx::PgConnection as sqlx::Connection>::connect(&admin_database_url()).await {
+        if let Ok(mut conn) =
+            <sqlx::PgConnection as sqlx::Connection>::connect(&admin_database_url()).await
+        {
             let drop = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.database);
-            let _ = sqlx::query(sqlx::AssertSqlSafe(drop)).execute(&mut conn).await;
+            let _ = sqlx::query(sqlx::AssertSqlSafe(drop))
+                .execute(&mut conn)
+                .await;
         }
         if let Ok(client) = redis::Client::open(redis_url())
             && let Ok(mut conn) = client.get_multiplexed_async_connection().await
@@ -270,7 +322,10 @@ impl TestStack {
 
 /// A step of a run by id.
 pub fn step<'a>(run: &'a v1::Run, id: &str) -> &'a v1::StepRun {
-    run.steps.iter().find(|s| s.step_id == id).unwrap_or_else(|| panic!("run has no step `{id}`"))
+    run.steps
+        .iter()
+        .find(|s| s.step_id == id)
+        .unwrap_or_else(|| panic!("run has no step `{id}`"))
 }
 
 /// A step's output as JSON.
@@ -292,8 +347,17 @@ mod tests {
 
     #[test]
     fn database_urls() {
-        assert_eq!(with_database("postgres://u@h:5432/postgres", "x"), "postgres://u@h:5432/x");
-        assert_eq!(with_database("postgres://u@h/postgres?sslmode=disable", "x"), "postgres://u@h/x?sslmode=disable");
-        assert_eq!(with_database("postgres://u@h:5432", "x"), "postgres://u@h:5432/x");
+        assert_eq!(
+            with_database("postgres://u@h:5432/postgres", "x"),
+            "postgres://u@h:5432/x"
+        );
+        assert_eq!(
+            with_database("postgres://u@h/postgres?sslmode=disable", "x"),
+            "postgres://u@h/x?sslmode=disable"
+        );
+        assert_eq!(
+            with_database("postgres://u@h:5432", "x"),
+            "postgres://u@h:5432/x"
+        );
     }
 }

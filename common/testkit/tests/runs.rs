@@ -12,21 +12,42 @@ const WAIT: Duration = Duration::from_secs(20);
 #[tokio::test]
 async fn hello_fans_out_and_in_with_the_right_outputs() {
     let stack = TestStack::start().await.unwrap();
-    stack.register(include_str!("../../../examples/hello.yaml")).await.unwrap();
-    let run = stack.start_run("examples/hello@1", json!({"name": "Ada", "count": 3})).await.unwrap();
+    stack
+        .register(include_str!("../../../examples/hello.yaml"))
+        .await
+        .unwrap();
+    let run = stack
+        .start_run("examples/hello@1", json!({"name": "Ada", "count": 3}))
+        .await
+        .unwrap();
     let run = stack.wait_for_end(&run.id, WAIT).await.unwrap();
     assert_eq!(status(&run), RunStatus::Completed, "{}", run.error);
-    assert_eq!(output(step(&run, "greet")), json!({"message": "Hello, Ada", "count": 3}));
-    assert_eq!(output(step(&run, "join")), json!({"total": 3, "text": "Hello, Ada!"}));
+    assert_eq!(
+        output(step(&run, "greet")),
+        json!({"message": "Hello, Ada", "count": 3})
+    );
+    assert_eq!(
+        output(step(&run, "join")),
+        json!({"total": 3, "text": "Hello, Ada!"})
+    );
     let left = step(&run, "left");
     assert_eq!(left.attempt, 2);
-    let attempts: Vec<StepStatus> = left.attempts.iter().map(|a| StepStatus::try_from(a.status).unwrap()).collect();
+    let attempts: Vec<StepStatus> = left
+        .attempts
+        .iter()
+        .map(|a| StepStatus::try_from(a.status).unwrap())
+        .collect();
     assert_eq!(attempts, vec![StepStatus::Failed, StepStatus::Completed]);
     let run_output: serde_json::Value = serde_json::from_str(&run.output_json).unwrap();
-    assert_eq!(run_output, json!({"join": {"total": 3, "text": "Hello, Ada!"}}));
+    assert_eq!(
+        run_output,
+        json!({"join": {"total": 3, "text": "Hello, Ada!"}})
+    );
     // right slept 200ms, after greet and before join.
     let (right, join) = (step(&run, "right"), step(&run, "join"));
-    let ms = |t: &Option<baton_proto::prost_types::Timestamp>| baton_proto::timestamp_to_micros(t.as_ref().unwrap()) / 1_000;
+    let ms = |t: &Option<baton_proto::prost_types::Timestamp>| {
+        baton_proto::timestamp_to_micros(t.as_ref().unwrap()) / 1_000
+    };
     assert!(ms(&right.ended_at) - ms(&right.started_at) >= 200);
     assert!(ms(&join.started_at) >= ms(&right.ended_at));
     stack.stop().await;
@@ -47,11 +68,17 @@ async fn wide_fan_out_passes_typed_values() {
         all.join(", ")
     ));
     stack.register(&yaml).await.unwrap();
-    let run = stack.start_run("t/wide@1", json!({"items": [1, 2, 3], "n": 41})).await.unwrap();
+    let run = stack
+        .start_run("t/wide@1", json!({"items": [1, 2, 3], "n": 41}))
+        .await
+        .unwrap();
     let run = stack.wait_for_end(&run.id, WAIT).await.unwrap();
     assert_eq!(status(&run), RunStatus::Completed, "{}", run.error);
     for i in 0..10 {
-        assert_eq!(output(step(&run, &format!("w{i}"))), json!({"i": i, "items": [1, 2, 3]}));
+        assert_eq!(
+            output(step(&run, &format!("w{i}"))),
+            json!({"i": i, "items": [1, 2, 3]})
+        );
     }
     assert_eq!(output(step(&run, "sink")), json!({"first": 1, "n": 42}));
     stack.stop().await;
@@ -60,8 +87,14 @@ async fn wide_fan_out_passes_typed_values() {
 #[tokio::test]
 async fn false_condition_skips_the_step() {
     let stack = TestStack::start().await.unwrap();
-    stack.register(include_str!("../../../examples/hello.yaml")).await.unwrap();
-    let run = stack.start_run("examples/hello@1", json!({"name": "Bo", "count": 1})).await.unwrap();
+    stack
+        .register(include_str!("../../../examples/hello.yaml"))
+        .await
+        .unwrap();
+    let run = stack
+        .start_run("examples/hello@1", json!({"name": "Bo", "count": 1}))
+        .await
+        .unwrap();
     let run = stack.wait_for_end(&run.id, WAIT).await.unwrap();
     assert_eq!(status(&run), RunStatus::Completed);
     let join = step(&run, "join");
@@ -86,15 +119,30 @@ async fn exhausted_retries_fail_the_run_and_skip_dependents() {
     let run = stack.start_run("t/broken@1", json!({})).await.unwrap();
     let run = stack.wait_for_end(&run.id, WAIT).await.unwrap();
     assert_eq!(status(&run), RunStatus::Failed);
-    assert!(run.error.contains("step `bad` failed: always broken"), "{}", run.error);
+    assert!(
+        run.error.contains("step `bad` failed: always broken"),
+        "{}",
+        run.error
+    );
     let bad = step(&run, "bad");
-    assert_eq!((step_status(bad), bad.attempt, bad.attempts.len()), (StepStatus::Failed, 3, 3));
+    assert_eq!(
+        (step_status(bad), bad.attempt, bad.attempts.len()),
+        (StepStatus::Failed, 3, 3)
+    );
     assert_eq!(step_status(step(&run, "after")), StepStatus::Skipped);
     assert_eq!(step_status(step(&run, "other")), StepStatus::Completed);
     // The exhausted job is on the dead-letter stream.
-    let dead = baton_queue::JobQueue::dead_letters(stack.queue.as_ref(), 10).await.unwrap();
+    let dead = baton_queue::JobQueue::dead_letters(stack.queue.as_ref(), 10)
+        .await
+        .unwrap();
     assert_eq!(dead.len(), 1);
-    assert!(dead[0].reason.contains("step `bad` failed on its last attempt"), "{}", dead[0].reason);
+    assert!(
+        dead[0]
+            .reason
+            .contains("step `bad` failed on its last attempt"),
+        "{}",
+        dead[0].reason
+    );
     stack.stop().await;
 }
 
@@ -129,7 +177,10 @@ async fn step_timeout_fails_the_attempt() {
     let started = std::time::Instant::now();
     let run = stack.start_run("t/slow@1", json!({})).await.unwrap();
     let run = stack.wait_for_end(&run.id, WAIT).await.unwrap();
-    assert!(started.elapsed() < Duration::from_secs(4), "the timeout did not cut the sleep short");
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "the timeout did not cut the sleep short"
+    );
     assert_eq!(status(&run), RunStatus::Failed);
     let nap = step(&run, "nap");
     assert_eq!(nap.attempts.len(), 2);
@@ -148,9 +199,16 @@ async fn run_timeout_times_the_run_out() {
         .await
         .unwrap();
     let run = stack.start_run("t/long@1", json!({})).await.unwrap();
-    let run = stack.wait_for_end(&run.id, Duration::from_secs(5)).await.unwrap();
+    let run = stack
+        .wait_for_end(&run.id, Duration::from_secs(5))
+        .await
+        .unwrap();
     assert_eq!(status(&run), RunStatus::TimedOut);
-    assert!(run.steps.iter().all(|s| step_status(s) == StepStatus::Cancelled));
+    assert!(
+        run.steps
+            .iter()
+            .all(|s| step_status(s) == StepStatus::Cancelled)
+    );
     stack.stop().await;
 }
 
@@ -166,12 +224,17 @@ async fn cancel_stops_pending_and_running_steps() {
         .unwrap();
     let run = stack.start_run("t/cancellable@1", json!({})).await.unwrap();
     stack
-        .wait_for(&run.id, WAIT, |r| step_status(step(r, "nap")) == StepStatus::Running)
+        .wait_for(&run.id, WAIT, |r| {
+            step_status(step(r, "nap")) == StepStatus::Running
+        })
         .await
         .unwrap();
     let mut runs = stack.runs().await;
     let cancelled = runs
-        .cancel_run(v1::CancelRunRequest { run_id: run.id.clone(), reason: "changed my mind".into() })
+        .cancel_run(v1::CancelRunRequest {
+            run_id: run.id.clone(),
+            reason: "changed my mind".into(),
+        })
         .await
         .unwrap()
         .into_inner()
@@ -180,9 +243,16 @@ async fn cancel_stops_pending_and_running_steps() {
     assert_eq!(status(&cancelled), RunStatus::Cancelled);
     let run = stack.get_run(&run.id).await.unwrap();
     assert_eq!(run.error, "changed my mind");
-    assert!(run.steps.iter().all(|s| step_status(s) == StepStatus::Cancelled));
+    assert!(
+        run.steps
+            .iter()
+            .all(|s| step_status(s) == StepStatus::Cancelled)
+    );
     let again = runs
-        .cancel_run(v1::CancelRunRequest { run_id: run.id.clone(), reason: String::new() })
+        .cancel_run(v1::CancelRunRequest {
+            run_id: run.id.clone(),
+            reason: String::new(),
+        })
         .await
         .unwrap_err();
     assert_eq!(again.code(), tonic::Code::FailedPrecondition);
@@ -195,7 +265,9 @@ async fn cancel_stops_pending_and_running_steps() {
 
 /// Most steps of the run that overlapped in time, from their recorded start and end.
 fn most_at_once(run: &v1::Run) -> usize {
-    let ms = |t: &Option<baton_proto::prost_types::Timestamp>| baton_proto::timestamp_to_micros(t.as_ref().unwrap());
+    let ms = |t: &Option<baton_proto::prost_types::Timestamp>| {
+        baton_proto::timestamp_to_micros(t.as_ref().unwrap())
+    };
     let mut edges: Vec<(i64, i32)> = Vec::new();
     for s in &run.steps {
         edges.push((ms(&s.started_at), 1));
@@ -211,10 +283,14 @@ fn most_at_once(run: &v1::Run) -> usize {
 }
 
 fn parallel_sleeps(name: &str, max_parallel: Option<u32>) -> String {
-    let execution = max_parallel.map(|n| format!("execution: {{concurrency: {{maxParallel: {n}}}}}\n")).unwrap_or_default();
+    let execution = max_parallel
+        .map(|n| format!("execution: {{concurrency: {{maxParallel: {n}}}}}\n"))
+        .unwrap_or_default();
     let mut yaml = format!("owner: t\nname: {name}\nversion: 1\n{execution}steps:\n");
     for i in 0..6 {
-        yaml.push_str(&format!("  - {{id: s{i}, kind: sleep, input: {{duration: 150ms}}}}\n"));
+        yaml.push_str(&format!(
+            "  - {{id: s{i}, kind: sleep, input: {{duration: 150ms}}}}\n"
+        ));
     }
     yaml
 }
@@ -222,7 +298,10 @@ fn parallel_sleeps(name: &str, max_parallel: Option<u32>) -> String {
 #[tokio::test]
 async fn max_parallel_is_honoured() {
     let stack = TestStack::start().await.unwrap();
-    stack.register(&parallel_sleeps("two", Some(2))).await.unwrap();
+    stack
+        .register(&parallel_sleeps("two", Some(2)))
+        .await
+        .unwrap();
     let run = stack.start_run("t/two@1", json!({})).await.unwrap();
     let run = stack.wait_for_end(&run.id, WAIT).await.unwrap();
     assert_eq!(status(&run), RunStatus::Completed);
@@ -237,8 +316,14 @@ async fn runner_default_applies_when_the_definition_sets_no_limit() {
         .runner_env("ORCHESTRATION_MAX_CONCURRENCY", "3")
         .runner_env("ORCHESTRATION_DEFAULT_MAX_PARALLEL", "5");
     let stack = TestStack::start_with(options).await.unwrap();
-    stack.register(&parallel_sleeps("default", None)).await.unwrap();
-    stack.register(&parallel_sleeps("explicit", Some(6))).await.unwrap();
+    stack
+        .register(&parallel_sleeps("default", None))
+        .await
+        .unwrap();
+    stack
+        .register(&parallel_sleeps("explicit", Some(6)))
+        .await
+        .unwrap();
     let run = stack.start_run("t/default@1", json!({})).await.unwrap();
     let explicit = stack.start_run("t/explicit@1", json!({})).await.unwrap();
     let run = stack.wait_for_end(&run.id, WAIT).await.unwrap();
@@ -247,15 +332,31 @@ async fn runner_default_applies_when_the_definition_sets_no_limit() {
     assert_eq!(most_at_once(&explicit), 6);
     stack.stop().await;
 
-    let stack = TestStack::start_with(StackOptions::default().runner_env("ORCHESTRATION_DEFAULT_MAX_PARALLEL", "2")).await.unwrap();
-    stack.register(&parallel_sleeps("default", None)).await.unwrap();
+    let stack = TestStack::start_with(
+        StackOptions::default().runner_env("ORCHESTRATION_DEFAULT_MAX_PARALLEL", "2"),
+    )
+    .await
+    .unwrap();
+    stack
+        .register(&parallel_sleeps("default", None))
+        .await
+        .unwrap();
     let run = stack.start_run("t/default@1", json!({})).await.unwrap();
-    assert_eq!(most_at_once(&stack.wait_for_end(&run.id, WAIT).await.unwrap()), 2);
+    assert_eq!(
+        most_at_once(&stack.wait_for_end(&run.id, WAIT).await.unwrap()),
+        2
+    );
     stack.stop().await;
 
     let stack = TestStack::start().await.unwrap();
-    stack.register(&parallel_sleeps("default", None)).await.unwrap();
+    stack
+        .register(&parallel_sleeps("default", None))
+        .await
+        .unwrap();
     let run = stack.start_run("t/default@1", json!({})).await.unwrap();
-    assert_eq!(most_at_once(&stack.wait_for_end(&run.id, WAIT).await.unwrap()), 1);
+    assert_eq!(
+        most_at_once(&stack.wait_for_end(&run.id, WAIT).await.unwrap()),
+        1
+    );
     stack.stop().await;
 }

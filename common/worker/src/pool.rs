@@ -17,7 +17,10 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio_stream::StreamExt;
 use tokio_util::sync::CancellationToken;
 
-use crate::{StepExecutor, StepFailure, reporter::{Report, run_reporter}};
+use crate::{
+    StepExecutor, StepFailure,
+    reporter::{Report, run_reporter},
+};
 
 /// How long a cancelled run is remembered, so its queued jobs are skipped.
 const CANCEL_MEMORY: Duration = Duration::from_secs(600);
@@ -72,10 +75,18 @@ type SharedCancels = Arc<Mutex<Cancels>>;
 
 impl WorkerPool {
     pub fn new(queue: Arc<dyn JobQueue>, config: WorkerConfig) -> Self {
-        Self { queue, executors: Vec::new(), config }
+        Self {
+            queue,
+            executors: Vec::new(),
+            config,
+        }
     }
 
-    pub fn with_executor(mut self, kind: impl Into<String>, executor: Arc<dyn StepExecutor>) -> Self {
+    pub fn with_executor(
+        mut self,
+        kind: impl Into<String>,
+        executor: Arc<dyn StepExecutor>,
+    ) -> Self {
         self.executors.push((kind.into(), executor));
         self
     }
@@ -112,7 +123,11 @@ impl WorkerPool {
     }
 }
 
-async fn listen_for_cancels(queue: Arc<dyn JobQueue>, cancels: SharedCancels, shutdown: CancellationToken) {
+async fn listen_for_cancels(
+    queue: Arc<dyn JobQueue>,
+    cancels: SharedCancels,
+    shutdown: CancellationToken,
+) {
     loop {
         match queue.subscribe_cancels().await {
             Ok(mut notices) => loop {
@@ -136,7 +151,8 @@ async fn listen_for_cancels(queue: Arc<dyn JobQueue>, cancels: SharedCancels, sh
 fn cancel_run(cancels: &SharedCancels, run_id: &str) {
     let mut c = cancels.lock().unwrap_or_else(|e| e.into_inner());
     let now = Instant::now();
-    c.cancelled.retain(|_, at| now.duration_since(*at) < CANCEL_MEMORY);
+    c.cancelled
+        .retain(|_, at| now.duration_since(*at) < CANCEL_MEMORY);
     c.cancelled.insert(run_id.to_owned(), now);
     for token in c.running.remove(run_id).unwrap_or_default().into_values() {
         token.cancel();
@@ -170,12 +186,19 @@ impl KindWorker {
     async fn run(self, shutdown: CancellationToken) {
         let this = Arc::new(self);
         let (tx, rx) = mpsc::channel(8_192);
-        let mut reporter = AbortOnDrop(tokio::spawn(run_reporter(this.queue.clone(), this.kind.clone(), rx)));
+        let mut reporter = AbortOnDrop(tokio::spawn(run_reporter(
+            this.queue.clone(),
+            this.kind.clone(),
+            rx,
+        )));
         let slots = Arc::new(Semaphore::new(this.config.concurrency));
         let background = CancellationToken::new();
         let _heartbeat = AbortOnDrop(tokio::spawn(this.clone().heartbeat(background.clone())));
-        let _reclaimer =
-            AbortOnDrop(tokio::spawn(this.clone().reclaimer(slots.clone(), tx.clone(), background.clone())));
+        let _reclaimer = AbortOnDrop(tokio::spawn(this.clone().reclaimer(
+            slots.clone(),
+            tx.clone(),
+            background.clone(),
+        )));
         let mut jobs = tokio::task::JoinSet::new();
 
         let mut backoff = Duration::from_millis(50);
@@ -196,7 +219,9 @@ impl KindWorker {
                 Ok(deliveries) => {
                     backoff = Duration::from_millis(50);
                     for delivery in deliveries {
-                        let Ok(permit) = slots.clone().acquire_owned().await else { break };
+                        let Ok(permit) = slots.clone().acquire_owned().await else {
+                            break;
+                        };
                         let this = this.clone();
                         let tx = tx.clone();
                         jobs.spawn(async move {
@@ -228,14 +253,29 @@ impl KindWorker {
                 _ = stop.cancelled() => return,
                 _ = tokio::time::sleep(every) => {}
             }
-            let ids: Vec<String> = self.in_flight.lock().unwrap_or_else(|e| e.into_inner()).iter().cloned().collect();
-            if let Err(e) = self.queue.touch_jobs(&self.kind, &self.config.worker_id, &ids).await {
+            let ids: Vec<String> = self
+                .in_flight
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .iter()
+                .cloned()
+                .collect();
+            if let Err(e) = self
+                .queue
+                .touch_jobs(&self.kind, &self.config.worker_id, &ids)
+                .await
+            {
                 tracing::warn!(kind = %self.kind, error = %e, "cannot extend running jobs");
             }
         }
     }
 
-    async fn reclaimer(self: Arc<Self>, slots: Arc<Semaphore>, tx: mpsc::Sender<Report>, stop: CancellationToken) {
+    async fn reclaimer(
+        self: Arc<Self>,
+        slots: Arc<Semaphore>,
+        tx: mpsc::Sender<Report>,
+        stop: CancellationToken,
+    ) {
         let every = (self.config.visibility_timeout / 2).max(Duration::from_millis(50));
         let mut jobs = tokio::task::JoinSet::new();
         loop {
@@ -250,13 +290,20 @@ impl KindWorker {
             }
             let reclaimed = self
                 .queue
-                .reclaim_jobs(&self.kind, &self.config.worker_id, self.config.visibility_timeout, want)
+                .reclaim_jobs(
+                    &self.kind,
+                    &self.config.worker_id,
+                    self.config.visibility_timeout,
+                    want,
+                )
                 .await;
             match reclaimed {
                 Ok(deliveries) => {
                     for delivery in deliveries {
                         tracing::info!(kind = %self.kind, entry = %delivery.id, deliveries = delivery.deliveries, "reclaimed a job from a worker that stopped answering");
-                        let Ok(permit) = slots.clone().acquire_owned().await else { return };
+                        let Ok(permit) = slots.clone().acquire_owned().await else {
+                            return;
+                        };
                         let this = self.clone();
                         let tx = tx.clone();
                         jobs.spawn(async move {
@@ -303,8 +350,20 @@ impl KindWorker {
                 delivery.deliveries
             );
             self.dead_letter(&delivery, reason.clone()).await;
-            let result = self.result(&job, v1::JobOutcome::Failed, String::new(), reason, false, None);
-            let _ = tx.send(Report { message: result, ack: None }).await;
+            let result = self.result(
+                &job,
+                v1::JobOutcome::Failed,
+                String::new(),
+                reason,
+                false,
+                None,
+            );
+            let _ = tx
+                .send(Report {
+                    message: result,
+                    ack: None,
+                })
+                .await;
             return;
         }
 
@@ -313,17 +372,35 @@ impl KindWorker {
             let mut c = self.cancels.lock().unwrap_or_else(|e| e.into_inner());
             let cancelled = c.cancelled.contains_key(&job.run_id);
             if !cancelled {
-                c.running.entry(job.run_id.clone()).or_default().insert(delivery.id.clone(), token.clone());
+                c.running
+                    .entry(job.run_id.clone())
+                    .or_default()
+                    .insert(delivery.id.clone(), token.clone());
             }
             cancelled
         };
         if already_cancelled {
-            let result = self.result(&job, v1::JobOutcome::Cancelled, String::new(), "run cancelled".into(), false, None);
-            let _ = tx.send(Report { message: result, ack: Some(delivery.id) }).await;
+            let result = self.result(
+                &job,
+                v1::JobOutcome::Cancelled,
+                String::new(),
+                "run cancelled".into(),
+                false,
+                None,
+            );
+            let _ = tx
+                .send(Report {
+                    message: result,
+                    ack: Some(delivery.id),
+                })
+                .await;
             return;
         }
 
-        self.in_flight.lock().unwrap_or_else(|e| e.into_inner()).insert(delivery.id.clone());
+        self.in_flight
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(delivery.id.clone());
         let started = now_ts();
         let start_msg = v1::RunnerMessage {
             message: Some(Message::JobStarted(v1::JobStarted {
@@ -334,7 +411,12 @@ impl KindWorker {
                 started_at: Some(started),
             })),
         };
-        let _ = tx.send(Report { message: start_msg, ack: None }).await;
+        let _ = tx
+            .send(Report {
+                message: start_msg,
+                ack: None,
+            })
+            .await;
 
         let (outcome, output, error, retryable) = self.execute(&job, token.clone()).await;
         let result = self.result(&job, outcome, output, error, retryable, Some(started));
@@ -347,23 +429,44 @@ impl KindWorker {
                 }
             }
         }
-        self.in_flight.lock().unwrap_or_else(|e| e.into_inner()).remove(&delivery.id);
-        let _ = tx.send(Report { message: result, ack: Some(delivery.id) }).await;
+        self.in_flight
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&delivery.id);
+        let _ = tx
+            .send(Report {
+                message: result,
+                ack: Some(delivery.id),
+            })
+            .await;
     }
 
-    async fn execute(&self, job: &v1::Job, cancel: CancellationToken) -> (v1::JobOutcome, String, String, bool) {
+    async fn execute(
+        &self,
+        job: &v1::Job,
+        cancel: CancellationToken,
+    ) -> (v1::JobOutcome, String, String, bool) {
         let input = match job.input_json.as_str() {
             "" => serde_json::Value::Null,
             text => match serde_json::from_str(text) {
                 Ok(v) => v,
-                Err(e) => return (v1::JobOutcome::Failed, String::new(), format!("input is not JSON: {e}"), false),
+                Err(e) => {
+                    return (
+                        v1::JobOutcome::Failed,
+                        String::new(),
+                        format!("input is not JSON: {e}"),
+                        false,
+                    );
+                }
             },
         };
         let executor = self.executor.clone();
         let job_owned = job.clone();
         let cancel_inner = cancel.clone();
         // Its own task, so a panicking executor fails the attempt instead of the worker.
-        let mut work = AbortOnDrop(tokio::spawn(async move { executor.execute(&job_owned, input, cancel_inner).await }));
+        let mut work = AbortOnDrop(tokio::spawn(async move {
+            executor.execute(&job_owned, input, cancel_inner).await
+        }));
         let timeout = (job.timeout_ms > 0).then(|| Duration::from_millis(job.timeout_ms));
         let joined = match timeout {
             Some(limit) => match tokio::time::timeout(limit, &mut work.0).await {
@@ -376,12 +479,24 @@ impl KindWorker {
             None => (&mut work.0).await,
         };
         match joined {
-            Ok(Ok(output)) => (v1::JobOutcome::Succeeded, output.to_string(), String::new(), false),
+            Ok(Ok(output)) => (
+                v1::JobOutcome::Succeeded,
+                output.to_string(),
+                String::new(),
+                false,
+            ),
             Ok(Err(StepFailure { message, .. })) if cancel.is_cancelled() => {
                 (v1::JobOutcome::Cancelled, String::new(), message, false)
             }
-            Ok(Err(StepFailure { message, retryable })) => (v1::JobOutcome::Failed, String::new(), message, retryable),
-            Err(e) => (v1::JobOutcome::Failed, String::new(), format!("step executor crashed: {e}"), true),
+            Ok(Err(StepFailure { message, retryable })) => {
+                (v1::JobOutcome::Failed, String::new(), message, retryable)
+            }
+            Err(e) => (
+                v1::JobOutcome::Failed,
+                String::new(),
+                format!("step executor crashed: {e}"),
+                true,
+            ),
         }
     }
 

@@ -18,7 +18,11 @@ pub(crate) struct Report {
 }
 
 /// Sends reports until every sender is gone, then drains what is left.
-pub(crate) async fn run_reporter(queue: Arc<dyn JobQueue>, kind: String, mut rx: mpsc::Receiver<Report>) {
+pub(crate) async fn run_reporter(
+    queue: Arc<dyn JobQueue>,
+    kind: String,
+    mut rx: mpsc::Receiver<Report>,
+) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let (messages, acks) = coalesce(std::mem::take(&mut batch));
@@ -95,7 +99,9 @@ mod tests {
     fn start_with_result_in_same_batch_is_dropped() {
         let (messages, acks) = coalesce(vec![started("a"), started("b"), finished("a")]);
         assert_eq!(messages.len(), 2);
-        assert!(matches!(messages[0].message, Some(Message::JobStarted(ref s)) if s.step_id == "b"));
+        assert!(
+            matches!(messages[0].message, Some(Message::JobStarted(ref s)) if s.step_id == "b")
+        );
         assert_eq!(acks, vec!["id-a".to_owned()]);
     }
 }

@@ -43,7 +43,11 @@ impl Execution {
 #[serde(deny_unknown_fields)]
 pub struct Concurrency {
     /// Most steps of one run dispatched at once.
-    #[serde(rename = "maxParallel", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "maxParallel",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub max_parallel: Option<u32>,
 }
 
@@ -145,7 +149,10 @@ pub fn parse_definition(
     format: DefinitionFormat,
 ) -> Result<WorkflowDefinition, DefinitionError> {
     if text.len() > MAX_DEFINITION_BYTES {
-        return Err(DefinitionError::TooLarge { size: text.len(), limit: MAX_DEFINITION_BYTES });
+        return Err(DefinitionError::TooLarge {
+            size: text.len(),
+            limit: MAX_DEFINITION_BYTES,
+        });
     }
     let format = match format {
         DefinitionFormat::Auto if text.trim_start().starts_with('{') => DefinitionFormat::Json,
@@ -181,7 +188,11 @@ impl FromStr for WorkflowRef {
         if owner.is_empty() || name.is_empty() || name.contains('/') {
             return Err(bad());
         }
-        Ok(Self { owner: owner.to_owned(), name: name.to_owned(), version })
+        Ok(Self {
+            owner: owner.to_owned(),
+            name: name.to_owned(),
+            version,
+        })
     }
 }
 
@@ -213,7 +224,11 @@ mod tests {
 
     #[test]
     fn jitter_stays_in_band() {
-        let p = RetryPolicy { initial: Duration::from_millis(1_000), jitter: 0.2, ..RetryPolicy::default() };
+        let p = RetryPolicy {
+            initial: Duration::from_millis(1_000),
+            jitter: 0.2,
+            ..RetryPolicy::default()
+        };
         assert_eq!(p.backoff(2, 0.0).as_millis(), 800);
         assert_eq!(p.backoff(2, 0.999_999).as_millis(), 1_199);
     }
@@ -221,7 +236,10 @@ mod tests {
     #[test]
     fn workflow_refs_parse() {
         let r: WorkflowRef = "examples/hello@2".parse().unwrap();
-        assert_eq!((r.owner.as_str(), r.name.as_str(), r.version), ("examples", "hello", Some(2)));
+        assert_eq!(
+            (r.owner.as_str(), r.name.as_str(), r.version),
+            ("examples", "hello", Some(2))
+        );
         assert_eq!("a/b".parse::<WorkflowRef>().unwrap().version, None);
         assert!("nope".parse::<WorkflowRef>().is_err());
         assert!("a/b@x".parse::<WorkflowRef>().is_err());

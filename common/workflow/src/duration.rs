@@ -25,7 +25,9 @@ impl FromStr for Duration {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         humantime::parse_duration(s.trim())
             .map(Duration)
-            .map_err(|e| format!("`{s}` is not a duration ({e}); write it like `200ms`, `5s` or `10m`"))
+            .map_err(|e| {
+                format!("`{s}` is not a duration ({e}); write it like `200ms`, `5s` or `10m`")
+            })
     }
 }
 

@@ -13,20 +13,32 @@ pub enum DefinitionError {
     #[error("{field}: {message}")]
     Field { field: String, message: String },
     #[error("step `{step}`: {field}: {message}")]
-    Step { step: String, field: String, message: String },
+    Step {
+        step: String,
+        field: String,
+        message: String,
+    },
     #[error("duplicate step id `{0}`")]
     DuplicateStep(String),
     #[error("step `{step}`: needs: unknown step `{need}`")]
     UnknownNeed { step: String, need: String },
     #[error("step `{step}`: kind: unknown kind `{kind}` (known kinds: {known})")]
-    UnknownKind { step: String, kind: String, known: String },
+    UnknownKind {
+        step: String,
+        kind: String,
+        known: String,
+    },
     #[error("steps form a cycle: {}", .0.join(" -> "))]
     Cycle(Vec<String>),
 }
 
 impl DefinitionError {
     pub(crate) fn step(step: &str, field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self::Step { step: step.to_owned(), field: field.into(), message: message.into() }
+        Self::Step {
+            step: step.to_owned(),
+            field: field.into(),
+            message: message.into(),
+        }
     }
 }
 

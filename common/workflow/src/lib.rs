@@ -15,4 +15,6 @@ pub use definition::{
 pub use duration::Duration;
 pub use error::{DefinitionError, TemplateError};
 pub use template::{TemplateContext, eval_condition, render_input};
-pub use validate::{BUILTIN_KINDS, CompiledWorkflow, MAX_DEFINITION_BYTES, MAX_STEPS, compile, compile_registered};
+pub use validate::{
+    BUILTIN_KINDS, CompiledWorkflow, MAX_DEFINITION_BYTES, MAX_STEPS, compile, compile_registered,
+};

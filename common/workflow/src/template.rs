@@ -47,7 +47,11 @@ fn is_template(text: &str) -> bool {
 }
 
 /// Renders every string in a step's input. `field` names the input for errors (`input`).
-pub fn render_input(input: &Json, ctx: &TemplateContext, field: &str) -> Result<Json, TemplateError> {
+pub fn render_input(
+    input: &Json,
+    ctx: &TemplateContext,
+    field: &str,
+) -> Result<Json, TemplateError> {
     if !contains_template(input) {
         return Ok(input.clone());
     }
@@ -66,8 +70,12 @@ fn contains_template(input: &Json) -> bool {
 
 fn render_json(input: &Json, ctx: &Value, field: &str) -> Result<Json, TemplateError> {
     Ok(match input {
-        Json::String(s) if is_template(s) => render_string(s, ctx)
-            .map_err(|message| TemplateError { field: field.to_owned(), message })?,
+        Json::String(s) if is_template(s) => {
+            render_string(s, ctx).map_err(|message| TemplateError {
+                field: field.to_owned(),
+                message,
+            })?
+        }
         Json::Array(items) => Json::Array(
             items
                 .iter()
@@ -90,14 +98,21 @@ fn render_string(text: &str, ctx: &Value) -> Result<Json, String> {
         let value = compiled.eval(ctx).map_err(describe)?;
         return serde_json::to_value(&value).map_err(|e| e.to_string());
     }
-    ENV.render_str(text, ctx).map(Json::String).map_err(describe)
+    ENV.render_str(text, ctx)
+        .map(Json::String)
+        .map_err(describe)
 }
 
 /// Evaluates a `when` condition with Jinja truthiness.
 pub fn eval_condition(expr: &str, ctx: &TemplateContext) -> Result<bool, TemplateError> {
-    let err = |message| TemplateError { field: "when".to_owned(), message };
+    let err = |message| TemplateError {
+        field: "when".to_owned(),
+        message,
+    };
     let compiled = ENV.compile_expression(expr).map_err(|e| err(describe(e)))?;
-    let value = compiled.eval(ctx.to_value()).map_err(|e| err(describe(e)))?;
+    let value = compiled
+        .eval(ctx.to_value())
+        .map_err(|e| err(describe(e)))?;
     Ok(value.is_true())
 }
 
@@ -139,7 +154,10 @@ mod tests {
             "greet".into(),
             json!({"output": {"message": "Hello, Ada", "count": 3, "tags": ["a", "b"]}, "status": "completed"}),
         );
-        TemplateContext { inputs: json!({"name": "Ada", "count": 3}), steps }
+        TemplateContext {
+            inputs: json!({"name": "Ada", "count": 3}),
+            steps,
+        }
     }
 
     #[test]
@@ -172,7 +190,8 @@ mod tests {
 
     #[test]
     fn references_are_found() {
-        let refs = template_references("{{ steps.greet.output.message }} {{ inputs.name }}").unwrap();
+        let refs =
+            template_references("{{ steps.greet.output.message }} {{ inputs.name }}").unwrap();
         assert!(refs.iter().any(|r| r.starts_with("steps.greet")));
         assert!(refs.iter().any(|r| r.starts_with("inputs")));
         assert!(template_references("{{ oops(").is_err());

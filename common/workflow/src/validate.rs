@@ -69,7 +69,9 @@ pub fn compile(
 
 /// Compiles a definition that was validated when it was registered. Kinds are not checked again:
 /// the service that registered it knew them.
-pub fn compile_registered(definition: WorkflowDefinition) -> Result<CompiledWorkflow, DefinitionError> {
+pub fn compile_registered(
+    definition: WorkflowDefinition,
+) -> Result<CompiledWorkflow, DefinitionError> {
     compile_with(definition, None)
 }
 
@@ -86,7 +88,10 @@ fn compile_with(
         });
     }
     if steps.len() > MAX_STEPS {
-        return Err(DefinitionError::TooManySteps { count: steps.len(), limit: MAX_STEPS });
+        return Err(DefinitionError::TooManySteps {
+            count: steps.len(),
+            limit: MAX_STEPS,
+        });
     }
     if let Some(c) = &definition.execution.concurrency
         && c.max_parallel == Some(0)
@@ -110,10 +115,12 @@ fn compile_with(
         let mut seen = HashSet::new();
         let mut step_needs = Vec::with_capacity(step.needs.len());
         for need in &step.needs {
-            let &j = index.get(need).ok_or_else(|| DefinitionError::UnknownNeed {
-                step: step.id.clone(),
-                need: need.clone(),
-            })?;
+            let &j = index
+                .get(need)
+                .ok_or_else(|| DefinitionError::UnknownNeed {
+                    step: step.id.clone(),
+                    need: need.clone(),
+                })?;
             if seen.insert(j) {
                 step_needs.push(j);
             }
@@ -121,7 +128,9 @@ fn compile_with(
         needs.push(step_needs);
     }
     if let Some(cycle) = find_cycle(&needs) {
-        return Err(DefinitionError::Cycle(cycle.into_iter().map(|i| steps[i].id.clone()).collect()));
+        return Err(DefinitionError::Cycle(
+            cycle.into_iter().map(|i| steps[i].id.clone()).collect(),
+        ));
     }
     let mut dependents = vec![Vec::new(); steps.len()];
     for (i, step_needs) in needs.iter().enumerate() {
@@ -141,20 +150,25 @@ fn compile_with(
         check_templates(step, &allowed)?;
     }
 
-    Ok(CompiledWorkflow { definition, needs, dependents, index })
+    Ok(CompiledWorkflow {
+        definition,
+        needs,
+        dependents,
+        index,
+    })
 }
 
 fn check_identity(d: &WorkflowDefinition) -> Result<(), DefinitionError> {
     for (field, value) in [("owner", &d.owner), ("name", &d.name)] {
         let ok = !value.is_empty()
             && value.len() <= 100
-            && value.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+            && value
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
         if !ok {
             return Err(DefinitionError::Field {
                 field: field.into(),
-                message: format!(
-                    "`{value}` must be 1 to 100 letters, digits, `-`, `_` or `.`"
-                ),
+                message: format!("`{value}` must be 1 to 100 letters, digits, `-`, `_` or `.`"),
             });
         }
     }
@@ -170,8 +184,13 @@ fn check_identity(d: &WorkflowDefinition) -> Result<(), DefinitionError> {
 fn check_step_id(id: &str) -> Result<(), DefinitionError> {
     let ok = !id.is_empty()
         && id.len() <= 100
-        && id.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+        && id
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
     if ok {
         Ok(())
     } else {
@@ -184,11 +203,14 @@ fn check_step_id(id: &str) -> Result<(), DefinitionError> {
 }
 
 fn check_kind(step: &StepDefinition, extra_kinds: &[String]) -> Result<(), DefinitionError> {
-    if BUILTIN_KINDS.contains(&step.kind.as_str()) || extra_kinds.iter().any(|k| *k == step.kind) {
+    if BUILTIN_KINDS.contains(&step.kind.as_str()) || extra_kinds.contains(&step.kind) {
         return Ok(());
     }
-    let known: Vec<&str> =
-        BUILTIN_KINDS.iter().copied().chain(extra_kinds.iter().map(String::as_str)).collect();
+    let known: Vec<&str> = BUILTIN_KINDS
+        .iter()
+        .copied()
+        .chain(extra_kinds.iter().map(String::as_str))
+        .collect();
     Err(DefinitionError::UnknownKind {
         step: step.id.clone(),
         kind: step.kind.clone(),
@@ -206,17 +228,33 @@ fn check_retry_and_timeout(step: &StepDefinition) -> Result<(), DefinitionError>
             ));
         }
         if retry.initial > retry.max {
-            return Err(DefinitionError::step(&step.id, "retry.initial", "must not exceed retry.max"));
+            return Err(DefinitionError::step(
+                &step.id,
+                "retry.initial",
+                "must not exceed retry.max",
+            ));
         }
         if !(retry.multiplier >= 1.0 && retry.multiplier <= 100.0) {
-            return Err(DefinitionError::step(&step.id, "retry.multiplier", "must be from 1 to 100"));
+            return Err(DefinitionError::step(
+                &step.id,
+                "retry.multiplier",
+                "must be from 1 to 100",
+            ));
         }
         if !(0.0..=1.0).contains(&retry.jitter) {
-            return Err(DefinitionError::step(&step.id, "retry.jitter", "must be from 0 to 1"));
+            return Err(DefinitionError::step(
+                &step.id,
+                "retry.jitter",
+                "must be from 0 to 1",
+            ));
         }
     }
     if step.timeout.is_some_and(|t| t.0.is_zero()) {
-        return Err(DefinitionError::step(&step.id, "timeout", "must be more than zero"));
+        return Err(DefinitionError::step(
+            &step.id,
+            "timeout",
+            "must be more than zero",
+        ));
     }
     Ok(())
 }
@@ -225,18 +263,34 @@ fn check_retry_and_timeout(step: &StepDefinition) -> Result<(), DefinitionError>
 fn check_builtin_input(step: &StepDefinition) -> Result<(), DefinitionError> {
     let input = &step.input;
     if !(input.is_null() || input.is_object()) {
-        return Err(DefinitionError::step(&step.id, "input", "must be a mapping"));
+        return Err(DefinitionError::step(
+            &step.id,
+            "input",
+            "must be a mapping",
+        ));
     }
-    let literal = |key: &str| input.get(key).filter(|v| !v.as_str().is_some_and(|s| s.contains("{{")));
+    let literal = |key: &str| {
+        input
+            .get(key)
+            .filter(|v| !v.as_str().is_some_and(|s| s.contains("{{")))
+    };
     match step.kind.as_str() {
         "sleep" => match input.get("duration") {
             None => {
-                return Err(DefinitionError::step(&step.id, "input.duration", "is required for `sleep`"));
+                return Err(DefinitionError::step(
+                    &step.id,
+                    "input.duration",
+                    "is required for `sleep`",
+                ));
             }
             Some(_) => {
                 if let Some(v) = literal("duration") {
                     let text = v.as_str().ok_or_else(|| {
-                        DefinitionError::step(&step.id, "input.duration", "must be a duration such as `200ms`")
+                        DefinitionError::step(
+                            &step.id,
+                            "input.duration",
+                            "must be a duration such as `200ms`",
+                        )
                     })?;
                     text.parse::<crate::Duration>()
                         .map_err(|m| DefinitionError::step(&step.id, "input.duration", m))?;
@@ -247,7 +301,11 @@ fn check_builtin_input(step: &StepDefinition) -> Result<(), DefinitionError> {
             if let Some(v) = literal("times")
                 && !v.is_u64()
             {
-                return Err(DefinitionError::step(&step.id, "input.times", "must be a whole number"));
+                return Err(DefinitionError::step(
+                    &step.id,
+                    "input.times",
+                    "must be a whole number",
+                ));
             }
         }
         _ => {}
@@ -255,16 +313,20 @@ fn check_builtin_input(step: &StepDefinition) -> Result<(), DefinitionError> {
     Ok(())
 }
 
-fn check_templates(step: &StepDefinition, allowed_steps: &HashSet<&str>) -> Result<(), DefinitionError> {
+fn check_templates(
+    step: &StepDefinition,
+    allowed_steps: &HashSet<&str>,
+) -> Result<(), DefinitionError> {
     if let Some(when) = &step.when {
-        let refs = expression_references(when)
-            .map_err(|m| DefinitionError::step(&step.id, "when", m))?;
+        let refs =
+            expression_references(when).map_err(|m| DefinitionError::step(&step.id, "when", m))?;
         check_references(step, "when", &refs, allowed_steps)?;
     }
     let mut strings = Vec::new();
     collect_strings(&step.input, "input".to_owned(), &mut strings);
     for (field, text) in strings {
-        let refs = template_references(text).map_err(|m| DefinitionError::step(&step.id, &field, m))?;
+        let refs =
+            template_references(text).map_err(|m| DefinitionError::step(&step.id, &field, m))?;
         check_references(step, &field, &refs, allowed_steps)?;
     }
     Ok(())
@@ -305,7 +367,9 @@ fn check_references(
                     return Err(DefinitionError::step(
                         &step.id,
                         field,
-                        format!("refers to `steps.{id}`, which is not a step this one needs (directly or through its needs)"),
+                        format!(
+                            "refers to `steps.{id}`, which is not a step this one needs (directly or through its needs)"
+                        ),
                     ));
                 }
                 None => {}
@@ -433,7 +497,9 @@ mod tests {
             "{HEAD}  - {{id: a, kind: noop, needs: [c]}}\n  - {{id: b, kind: noop, needs: [a]}}\n  - {{id: c, kind: noop, needs: [b]}}\n"
         ))
         .unwrap_err();
-        let DefinitionError::Cycle(cycle) = &err else { panic!("{err}") };
+        let DefinitionError::Cycle(cycle) = &err else {
+            panic!("{err}")
+        };
         assert_eq!(cycle.first(), cycle.last());
         assert_eq!(cycle.len(), 4);
         assert!(err.to_string().contains("->"), "{err}");
@@ -441,27 +507,60 @@ mod tests {
 
     #[test]
     fn self_need_is_a_cycle() {
-        let err = compile_yaml(&format!("{HEAD}  - {{id: a, kind: noop, needs: [a]}}\n")).unwrap_err();
+        let err =
+            compile_yaml(&format!("{HEAD}  - {{id: a, kind: noop, needs: [a]}}\n")).unwrap_err();
         assert_eq!(err, DefinitionError::Cycle(vec!["a".into(), "a".into()]));
     }
 
     #[test]
     fn each_error_names_its_step() {
         let cases = [
-            ("  - {id: a, kind: noop, needs: [zz]}\n", "step `a`: needs: unknown step `zz`"),
-            ("  - {id: a, kind: noop}\n  - {id: a, kind: noop}\n", "duplicate step id `a`"),
-            ("  - {id: a, kind: teleport}\n", "step `a`: kind: unknown kind `teleport`"),
-            ("  - {id: a, kind: echo, input: {m: '{{ oops( }}'}}\n", "step `a`: input.m:"),
-            ("  - {id: a, kind: noop, when: 'inputs.x >'}\n", "step `a`: when:"),
-            ("  - {id: a, kind: noop}\n  - {id: b, kind: echo, input: {m: '{{ steps.a.output }}'}}\n", "step `b`: input.m: refers to `steps.a`"),
-            ("  - {id: a, kind: echo, input: {m: '{{ secrets.key }}'}}\n", "step `a`: input.m: unknown variable `secrets`"),
-            ("  - {id: a, kind: sleep}\n", "step `a`: input.duration: is required"),
-            ("  - {id: a, kind: sleep, input: {duration: soon}}\n", "step `a`: input.duration:"),
-            ("  - {id: a, kind: noop, retry: {max_attempts: 0}}\n", "step `a`: retry.max_attempts"),
+            (
+                "  - {id: a, kind: noop, needs: [zz]}\n",
+                "step `a`: needs: unknown step `zz`",
+            ),
+            (
+                "  - {id: a, kind: noop}\n  - {id: a, kind: noop}\n",
+                "duplicate step id `a`",
+            ),
+            (
+                "  - {id: a, kind: teleport}\n",
+                "step `a`: kind: unknown kind `teleport`",
+            ),
+            (
+                "  - {id: a, kind: echo, input: {m: '{{ oops( }}'}}\n",
+                "step `a`: input.m:",
+            ),
+            (
+                "  - {id: a, kind: noop, when: 'inputs.x >'}\n",
+                "step `a`: when:",
+            ),
+            (
+                "  - {id: a, kind: noop}\n  - {id: b, kind: echo, input: {m: '{{ steps.a.output }}'}}\n",
+                "step `b`: input.m: refers to `steps.a`",
+            ),
+            (
+                "  - {id: a, kind: echo, input: {m: '{{ secrets.key }}'}}\n",
+                "step `a`: input.m: unknown variable `secrets`",
+            ),
+            (
+                "  - {id: a, kind: sleep}\n",
+                "step `a`: input.duration: is required",
+            ),
+            (
+                "  - {id: a, kind: sleep, input: {duration: soon}}\n",
+                "step `a`: input.duration:",
+            ),
+            (
+                "  - {id: a, kind: noop, retry: {max_attempts: 0}}\n",
+                "step `a`: retry.max_attempts",
+            ),
             ("  - {id: 'bad id', kind: noop}\n", "step `bad id`: id:"),
         ];
         for (steps, expected) in cases {
-            let err = compile_yaml(&format!("{HEAD}{steps}")).unwrap_err().to_string();
+            let err = compile_yaml(&format!("{HEAD}{steps}"))
+                .unwrap_err()
+                .to_string();
             assert!(err.contains(expected), "expected `{expected}` in `{err}`");
         }
     }
@@ -480,7 +579,10 @@ mod tests {
         for i in 0..=MAX_STEPS {
             text.push_str(&format!("  - {{id: s{i}, kind: noop}}\n"));
         }
-        assert!(matches!(compile_yaml(&text), Err(DefinitionError::TooManySteps { .. })));
+        assert!(matches!(
+            compile_yaml(&text),
+            Err(DefinitionError::TooManySteps { .. })
+        ));
         let huge = format!("{HEAD}# {}\n", "x".repeat(MAX_DEFINITION_BYTES));
         assert!(matches!(
             parse_definition(&huge, DefinitionFormat::Yaml),
@@ -490,7 +592,8 @@ mod tests {
 
     #[test]
     fn unknown_fields_are_rejected() {
-        let err = compile_yaml(&format!("{HEAD}  - {{id: a, kind: noop, neds: [b]}}\n")).unwrap_err();
+        let err =
+            compile_yaml(&format!("{HEAD}  - {{id: a, kind: noop, neds: [b]}}\n")).unwrap_err();
         assert!(err.to_string().contains("neds"), "{err}");
     }
 }

@@ -29,7 +29,12 @@ impl OrchestratorConfig {
             grpc_port: env.parse_or("GRPC_PORT", 8002)?,
             extra_kinds: env
                 .var("BATON_EXTRA_KINDS")
-                .map(|v| v.split(',').map(|k| k.trim().to_owned()).filter(|k| !k.is_empty()).collect())
+                .map(|v| {
+                    v.split(',')
+                        .map(|k| k.trim().to_owned())
+                        .filter(|k| !k.is_empty())
+                        .collect()
+                })
                 .unwrap_or_default(),
         })
     }

@@ -6,7 +6,9 @@ use baton_store::StoredWorkflow;
 use baton_workflow::WorkflowDefinition;
 
 fn json_text(v: &Option<serde_json::Value>) -> String {
-    v.as_ref().map(serde_json::Value::to_string).unwrap_or_default()
+    v.as_ref()
+        .map(serde_json::Value::to_string)
+        .unwrap_or_default()
 }
 
 pub fn workflow(w: &StoredWorkflow) -> v1::Workflow {
@@ -14,7 +16,11 @@ pub fn workflow(w: &StoredWorkflow) -> v1::Workflow {
         .map(|d| {
             d.steps
                 .into_iter()
-                .map(|s| v1::WorkflowStep { id: s.id, kind: s.kind, needs: s.needs })
+                .map(|s| v1::WorkflowStep {
+                    id: s.id,
+                    kind: s.kind,
+                    needs: s.needs,
+                })
                 .collect()
         })
         .unwrap_or_default();
@@ -43,7 +49,10 @@ fn attempt(a: &AttemptRecord) -> v1::StepAttempt {
             (Some(q), Some(s)) => (s - q).max(0) / 1_000,
             _ => 0,
         },
-        execution_time_ms: a.started_at.map(|s| (a.ended_at - s).max(0) / 1_000).unwrap_or(0),
+        execution_time_ms: a
+            .started_at
+            .map(|s| (a.ended_at - s).max(0) / 1_000)
+            .unwrap_or(0),
     }
 }
 
@@ -57,7 +66,11 @@ pub fn run(r: &RunState, attempts: Option<&[AttemptRecord]>) -> v1::Run {
             kind: s.kind.clone(),
             status: s.status.to_proto() as i32,
             attempt: s.attempt,
-            output_json: if s.status == StepStatus::Completed { json_text(&s.output) } else { String::new() },
+            output_json: if s.status == StepStatus::Completed {
+                json_text(&s.output)
+            } else {
+                String::new()
+            },
             error: s.error.clone().unwrap_or_default(),
             queued_at: s.queued_at.map(timestamp_from_micros),
             started_at: s.started_at.map(timestamp_from_micros),

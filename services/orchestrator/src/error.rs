@@ -32,7 +32,9 @@ impl From<ApiError> for Status {
             ApiError::AlreadyExists(m) => Status::already_exists(m),
             ApiError::FailedPrecondition(m) => Status::failed_precondition(m),
             ApiError::Store(StoreError::Conflict(m)) => Status::already_exists(m),
-            ApiError::Store(StoreError::BadPageToken) => Status::invalid_argument("page_token: invalid page token"),
+            ApiError::Store(StoreError::BadPageToken) => {
+                Status::invalid_argument("page_token: invalid page token")
+            }
             ApiError::Store(e) => {
                 tracing::error!(error = %e, "store error");
                 Status::unavailable(format!("the database is unavailable: {e}"))

@@ -7,7 +7,10 @@ mod convert;
 mod error;
 mod events;
 
-use std::{sync::Arc, time::{Duration, Instant}};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use baton_proto::v1::{
     info_service_server::InfoServiceServer, run_service_server::RunServiceServer,
@@ -23,7 +26,11 @@ pub use config::OrchestratorConfig;
 pub use error::ApiError;
 
 /// The gRPC services the orchestrator serves, as health service names.
-pub const SERVICES: [&str; 3] = ["baton.v1.WorkflowService", "baton.v1.RunService", "baton.v1.InfoService"];
+pub const SERVICES: [&str; 3] = [
+    "baton.v1.WorkflowService",
+    "baton.v1.RunService",
+    "baton.v1.InfoService",
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -45,7 +52,13 @@ pub async fn serve(
 ) -> Result<(), ServeError> {
     queue.ensure_groups(&[]).await?;
     let hub = events::EventHub::start(queue.clone(), shutdown.clone());
-    let api = Arc::new(Api { store: store.clone(), queue: queue.clone(), config, hub, started: Instant::now() });
+    let api = Arc::new(Api {
+        store: store.clone(),
+        queue: queue.clone(),
+        config,
+        hub,
+        started: Instant::now(),
+    });
 
     let (reporter, health) = tonic_health::server::health_reporter();
     baton_runtime::spawn_health_checks(

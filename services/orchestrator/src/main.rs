@@ -14,11 +14,27 @@ async fn main() -> anyhow::Result<()> {
     let config = OrchestratorConfig::from_env(&Env::os())?;
     let store = PgStore::connect(&config.database_url, config.database_max_connections)
         .await
-        .with_context(|| format!("cannot connect to Postgres at {}", redact_url(&config.database_url)))?;
-    store.migrate().await.context("cannot migrate the database")?;
-    let queue = RedisQueue::connect(RedisQueueConfig::new(&config.redis_url, &config.redis_prefix))
+        .with_context(|| {
+            format!(
+                "cannot connect to Postgres at {}",
+                redact_url(&config.database_url)
+            )
+        })?;
+    store
+        .migrate()
         .await
-        .with_context(|| format!("cannot connect to Redis at {}", redact_url(&config.redis_url)))?;
+        .context("cannot migrate the database")?;
+    let queue = RedisQueue::connect(RedisQueueConfig::new(
+        &config.redis_url,
+        &config.redis_prefix,
+    ))
+    .await
+    .with_context(|| {
+        format!(
+            "cannot connect to Redis at {}",
+            redact_url(&config.redis_url)
+        )
+    })?;
     let listener = tokio::net::TcpListener::bind(("0.0.0.0", config.grpc_port))
         .await
         .with_context(|| format!("cannot listen on port {} (GRPC_PORT)", config.grpc_port))?;

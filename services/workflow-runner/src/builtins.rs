@@ -20,27 +20,45 @@ pub struct Fail;
 
 #[async_trait]
 impl StepExecutor for Noop {
-    async fn execute(&self, _: &v1::Job, _: Value, _: CancellationToken) -> Result<Value, StepFailure> {
+    async fn execute(
+        &self,
+        _: &v1::Job,
+        _: Value,
+        _: CancellationToken,
+    ) -> Result<Value, StepFailure> {
         Ok(Value::Null)
     }
 }
 
 #[async_trait]
 impl StepExecutor for Echo {
-    async fn execute(&self, _: &v1::Job, input: Value, _: CancellationToken) -> Result<Value, StepFailure> {
+    async fn execute(
+        &self,
+        _: &v1::Job,
+        input: Value,
+        _: CancellationToken,
+    ) -> Result<Value, StepFailure> {
         Ok(input)
     }
 }
 
 #[async_trait]
 impl StepExecutor for Sleep {
-    async fn execute(&self, _: &v1::Job, input: Value, cancel: CancellationToken) -> Result<Value, StepFailure> {
+    async fn execute(
+        &self,
+        _: &v1::Job,
+        input: Value,
+        cancel: CancellationToken,
+    ) -> Result<Value, StepFailure> {
         let text = input
             .get("duration")
             .and_then(Value::as_str)
-            .ok_or_else(|| StepFailure::permanent("input.duration: must be a duration such as `200ms`"))?;
-        let duration: Duration = humantime::parse_duration(text)
-            .map_err(|e| StepFailure::permanent(format!("input.duration: `{text}` is not a duration ({e})")))?;
+            .ok_or_else(|| {
+                StepFailure::permanent("input.duration: must be a duration such as `200ms`")
+            })?;
+        let duration: Duration = humantime::parse_duration(text).map_err(|e| {
+            StepFailure::permanent(format!("input.duration: `{text}` is not a duration ({e})"))
+        })?;
         tokio::select! {
             _ = tokio::time::sleep(duration) => Ok(json!({ "slept_ms": duration.as_millis() as u64 })),
             _ = cancel.cancelled() => Err(StepFailure::permanent("cancelled")),
@@ -50,8 +68,16 @@ impl StepExecutor for Sleep {
 
 #[async_trait]
 impl StepExecutor for Fail {
-    async fn execute(&self, job: &v1::Job, input: Value, _: CancellationToken) -> Result<Value, StepFailure> {
-        let message = input.get("message").and_then(Value::as_str).unwrap_or("step failed");
+    async fn execute(
+        &self,
+        job: &v1::Job,
+        input: Value,
+        _: CancellationToken,
+    ) -> Result<Value, StepFailure> {
+        let message = input
+            .get("message")
+            .and_then(Value::as_str)
+            .unwrap_or("step failed");
         match input.get("times") {
             None => Err(StepFailure::retryable(message)),
             Some(times) => {
@@ -81,26 +107,44 @@ mod tests {
     use super::*;
 
     fn job(attempt: u32) -> v1::Job {
-        v1::Job { attempt, ..Default::default() }
+        v1::Job {
+            attempt,
+            ..Default::default()
+        }
     }
 
     #[tokio::test]
     async fn fail_times_then_succeeds() {
         let input = json!({"message": "flaky", "times": 2});
         for attempt in 1..=2 {
-            let err = Fail.execute(&job(attempt), input.clone(), CancellationToken::new()).await.unwrap_err();
+            let err = Fail
+                .execute(&job(attempt), input.clone(), CancellationToken::new())
+                .await
+                .unwrap_err();
             assert!(err.retryable && err.message == "flaky");
         }
-        assert!(Fail.execute(&job(3), input, CancellationToken::new()).await.is_ok());
+        assert!(
+            Fail.execute(&job(3), input, CancellationToken::new())
+                .await
+                .is_ok()
+        );
     }
 
     #[tokio::test]
     async fn sleep_stops_when_cancelled() {
         let token = CancellationToken::new();
         token.cancel();
-        let res = Sleep.execute(&job(1), json!({"duration": "1h"}), token).await;
+        let res = Sleep
+            .execute(&job(1), json!({"duration": "1h"}), token)
+            .await;
         assert!(res.is_err());
-        let bad = Sleep.execute(&job(1), json!({"duration": "soon"}), CancellationToken::new()).await;
+        let bad = Sleep
+            .execute(
+                &job(1),
+                json!({"duration": "soon"}),
+                CancellationToken::new(),
+            )
+            .await;
         assert!(bad.unwrap_err().message.contains("input.duration"));
     }
 }

@@ -57,7 +57,10 @@ impl RunnerConfig {
             redis_url: env.string_or("REDIS_URL", "redis://127.0.0.1:6379"),
             redis_prefix: env.string_or("BATON_REDIS_PREFIX", "baton"),
             grpc_port: env.parse_or("GRPC_PORT", 8003)?,
-            consumer: env.string_or("BATON_CONSUMER_NAME", &format!("runner-{host}-{}", std::process::id())),
+            consumer: env.string_or(
+                "BATON_CONSUMER_NAME",
+                &format!("runner-{host}-{}", std::process::id()),
+            ),
             default_max_parallel,
             batch_size: env.parse_or("BATON_RUNNER_BATCH", 512)?,
             inbox_visibility: env.duration_or("BATON_INBOX_VISIBILITY", Duration::from_secs(15))?,
@@ -66,7 +69,8 @@ impl RunnerConfig {
             sweep_grace: env.duration_or("BATON_SWEEP_GRACE", Duration::from_secs(10))?,
             builtin_workers: env.bool_or("BATON_BUILTIN_WORKERS", true)?,
             worker_concurrency: env.parse_or("BATON_WORKER_CONCURRENCY", 256)?,
-            visibility_timeout: env.duration_or("BATON_VISIBILITY_TIMEOUT", Duration::from_secs(30))?,
+            visibility_timeout: env
+                .duration_or("BATON_VISIBILITY_TIMEOUT", Duration::from_secs(30))?,
             max_deliveries: env.parse_or("BATON_MAX_DELIVERIES", 5)?,
         })
     }
@@ -78,12 +82,33 @@ mod tests {
 
     #[test]
     fn max_parallel_precedence() {
-        let both = Env::from_pairs([("ORCHESTRATION_MAX_CONCURRENCY", "7"), ("ORCHESTRATION_DEFAULT_MAX_PARALLEL", "3")]);
-        assert_eq!(RunnerConfig::from_env(&both).unwrap().default_max_parallel, 7);
+        let both = Env::from_pairs([
+            ("ORCHESTRATION_MAX_CONCURRENCY", "7"),
+            ("ORCHESTRATION_DEFAULT_MAX_PARALLEL", "3"),
+        ]);
+        assert_eq!(
+            RunnerConfig::from_env(&both).unwrap().default_max_parallel,
+            7
+        );
         let default_only = Env::from_pairs([("ORCHESTRATION_DEFAULT_MAX_PARALLEL", "3")]);
-        assert_eq!(RunnerConfig::from_env(&default_only).unwrap().default_max_parallel, 3);
-        assert_eq!(RunnerConfig::from_env(&Env::from_pairs([])).unwrap().default_max_parallel, 1);
+        assert_eq!(
+            RunnerConfig::from_env(&default_only)
+                .unwrap()
+                .default_max_parallel,
+            3
+        );
+        assert_eq!(
+            RunnerConfig::from_env(&Env::from_pairs([]))
+                .unwrap()
+                .default_max_parallel,
+            1
+        );
         let bad = Env::from_pairs([("ORCHESTRATION_MAX_CONCURRENCY", "many")]);
-        assert!(RunnerConfig::from_env(&bad).unwrap_err().to_string().contains("ORCHESTRATION_MAX_CONCURRENCY"));
+        assert!(
+            RunnerConfig::from_env(&bad)
+                .unwrap_err()
+                .to_string()
+                .contains("ORCHESTRATION_MAX_CONCURRENCY")
+        );
     }
 }

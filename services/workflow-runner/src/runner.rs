@@ -34,8 +34,17 @@ struct WorkflowCache {
 const WORKFLOW_CACHE_LIMIT: usize = 10_000;
 
 impl WorkflowCache {
-    async fn get(&self, store: &dyn Store, workflow_ref: &str) -> Result<Arc<CompiledWorkflow>, String> {
-        if let Some(wf) = self.compiled.lock().unwrap_or_else(|e| e.into_inner()).get(workflow_ref) {
+    async fn get(
+        &self,
+        store: &dyn Store,
+        workflow_ref: &str,
+    ) -> Result<Arc<CompiledWorkflow>, String> {
+        if let Some(wf) = self
+            .compiled
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(workflow_ref)
+        {
             return Ok(wf.clone());
         }
         let r: WorkflowRef = workflow_ref.parse()?;
@@ -73,7 +82,12 @@ fn run_id_of(message: &Message) -> &str {
     }
 }
 
-fn dead_letter_for(stream: &str, delivery_id: &str, reason: String, payload: Vec<u8>) -> v1::DeadLetter {
+fn dead_letter_for(
+    stream: &str,
+    delivery_id: &str,
+    reason: String,
+    payload: Vec<u8>,
+) -> v1::DeadLetter {
     v1::DeadLetter {
         stream: stream.to_owned(),
         entry_id: delivery_id.to_owned(),
@@ -85,8 +99,16 @@ fn dead_letter_for(stream: &str, delivery_id: &str, reason: String, payload: Vec
 
 impl Runner {
     pub fn new(store: Arc<dyn Store>, queue: Arc<dyn JobQueue>, config: RunnerConfig) -> Self {
-        let engine = EngineConfig { default_max_parallel: config.default_max_parallel };
-        Self { store, queue, config, engine, workflows: WorkflowCache::default() }
+        let engine = EngineConfig {
+            default_max_parallel: config.default_max_parallel,
+        };
+        Self {
+            store,
+            queue,
+            config,
+            engine,
+            workflows: WorkflowCache::default(),
+        }
     }
 
     /// Takes and applies inbox batches until `shutdown`.
@@ -121,7 +143,11 @@ impl Runner {
             let message = match delivery.message {
                 Ok(v1::RunnerMessage { message: Some(m) }) => m,
                 Ok(_) => {
-                    dead.push((delivery.id, "runner message is empty".to_owned(), delivery.payload));
+                    dead.push((
+                        delivery.id,
+                        "runner message is empty".to_owned(),
+                        delivery.payload,
+                    ));
                     continue;
                 }
                 Err(reason) => {
@@ -136,7 +162,11 @@ impl Runner {
             }
             match run_id_of(&message).parse::<Uuid>() {
                 Ok(id) => by_run.entry(id).or_default().push((delivery.id, message)),
-                Err(_) => dead.push((delivery.id, format!("`{}` is not a run id", run_id_of(&message)), delivery.payload)),
+                Err(_) => dead.push((
+                    delivery.id,
+                    format!("`{}` is not a run id", run_id_of(&message)),
+                    delivery.payload,
+                )),
             }
         }
         for (id, reason, payload) in dead {
@@ -166,13 +196,24 @@ impl Runner {
     }
 
     #[tracing::instrument(name = "runner_batch", skip_all, fields(runs = by_run.len(), messages))]
-    async fn apply(&self, by_run: &HashMap<Uuid, Vec<(String, Message)>>) -> Result<(), RunnerError> {
+    async fn apply(
+        &self,
+        by_run: &HashMap<Uuid, Vec<(String, Message)>>,
+    ) -> Result<(), RunnerError> {
         let ids: Vec<Uuid> = by_run.keys().copied().collect();
-        let acks: Vec<String> = by_run.values().flatten().map(|(id, _)| id.clone()).collect();
+        let acks: Vec<String> = by_run
+            .values()
+            .flatten()
+            .map(|(id, _)| id.clone())
+            .collect();
         tracing::Span::current().record("messages", acks.len());
         let mut batch = self.store.lock_runs(&ids).await?;
 
-        let refs: HashSet<String> = batch.runs().iter().map(|r| r.workflow_ref.clone()).collect();
+        let refs: HashSet<String> = batch
+            .runs()
+            .iter()
+            .map(|r| r.workflow_ref.clone())
+            .collect();
         let mut workflows = HashMap::with_capacity(refs.len());
         for r in refs {
             let wf = self.workflows.get(self.store.as_ref(), &r).await;
@@ -184,7 +225,9 @@ impl Runner {
         let mut found = HashSet::with_capacity(ids.len());
         for run in batch.runs() {
             found.insert(run.id);
-            let Some(messages) = by_run.get(&run.id) else { continue };
+            let Some(messages) = by_run.get(&run.id) else {
+                continue;
+            };
             let wf = match &workflows[&run.workflow_ref] {
                 Ok(wf) => wf.clone(),
                 Err(reason) => {
@@ -221,9 +264,14 @@ impl Runner {
         self.queue.dispatch(&fx.jobs, &timers).await?;
         let runs = batch.commit().await?;
 
-        let mut outcome = BatchOutcome { ack: acks, ..BatchOutcome::default() };
+        let mut outcome = BatchOutcome {
+            ack: acks,
+            ..BatchOutcome::default()
+        };
         for run in &runs {
-            outcome.events.extend(run.new_events.iter().map(|e| run.event_to_proto(e)));
+            outcome
+                .events
+                .extend(run.new_events.iter().map(|e| run.event_to_proto(e)));
             if run.status.is_terminal() && run.new_events.iter().any(|e| e.step_id.is_none()) {
                 tracing::info!(run.id = %run.id, workflow = %run.workflow_ref, status = %run.status, "run ended");
             }
@@ -231,7 +279,10 @@ impl Runner {
         outcome.cancels = fx
             .cancelled_runs
             .iter()
-            .map(|(id, reason)| v1::CancelNotice { run_id: id.to_string(), reason: reason.clone() })
+            .map(|(id, reason)| v1::CancelNotice {
+                run_id: id.to_string(),
+                reason: reason.clone(),
+            })
             .collect();
         outcome.dead_letters = fx
             .exhausted
@@ -243,7 +294,10 @@ impl Runner {
                     .and_then(|run| run.steps.iter().find(|s| s.step_id == r.step_id))
                     .map(|s| s.kind.clone())
                     .unwrap_or_default();
-                let reason = format!("step `{}` failed on its last attempt ({}): {}", r.step_id, r.attempt, r.error);
+                let reason = format!(
+                    "step `{}` failed on its last attempt ({}): {}",
+                    r.step_id, r.attempt, r.error
+                );
                 dead_letter_for(&format!("jobs:{kind}"), "", reason, r.encode_to_vec())
             })
             .collect();
@@ -258,7 +312,11 @@ impl Runner {
                 _ = shutdown.cancelled() => return,
                 _ = tokio::time::sleep(self.config.timer_poll) => {}
             }
-            if let Err(e) = self.queue.fire_due_timers(now_micros() / 1_000, 1_000).await {
+            if let Err(e) = self
+                .queue
+                .fire_due_timers(now_micros() / 1_000, 1_000)
+                .await
+            {
                 tracing::warn!(error = %e, "cannot fire timers");
             }
         }
@@ -297,21 +355,27 @@ impl Runner {
         if candidates.is_empty() {
             return Ok(());
         }
-        tracing::info!(runs = candidates.len(), "waking runs whose wake-up was lost");
+        tracing::info!(
+            runs = candidates.len(),
+            "waking runs whose wake-up was lost"
+        );
         let messages: Vec<v1::RunnerMessage> = candidates
             .into_iter()
             .map(|c| {
                 let message = match c {
-                    WakeCandidate::NotStarted(id) => {
-                        Message::StartRun(v1::StartRunCommand { run_id: id.to_string(), ..Default::default() })
-                    }
+                    WakeCandidate::NotStarted(id) => Message::StartRun(v1::StartRunCommand {
+                        run_id: id.to_string(),
+                        ..Default::default()
+                    }),
                     WakeCandidate::Overdue(id) => Message::WakeRun(v1::WakeRunCommand {
                         run_id: id.to_string(),
                         reason: v1::WakeReason::Sweep as i32,
                         due_at: None,
                     }),
                 };
-                v1::RunnerMessage { message: Some(message) }
+                v1::RunnerMessage {
+                    message: Some(message),
+                }
             })
             .collect();
         self.queue.send_to_runner(&messages).await?;

@@ -41,7 +41,11 @@ fn result(job: &v1::Job, outcome: v1::JobOutcome, output: Json) -> v1::JobResult
         attempt: job.attempt,
         outcome: outcome as i32,
         output_json: output.to_string(),
-        error: if outcome == v1::JobOutcome::Succeeded { String::new() } else { "boom".into() },
+        error: if outcome == v1::JobOutcome::Succeeded {
+            String::new()
+        } else {
+            "boom".into()
+        },
         retryable: true,
         worker_id: "w".into(),
         started_at: None,
@@ -92,17 +96,35 @@ fn hello_runs_to_completion_with_one_retry() {
     }
     assert_eq!(run.status, RunStatus::Completed, "{:?}", run.error);
     let join = run.steps.iter().find(|s| s.step_id == "join").unwrap();
-    assert_eq!(join.output, Some(json!({"total": 3, "text": "Hello, Ada!"})));
-    assert_eq!(run.steps.iter().find(|s| s.step_id == "left").unwrap().attempt, 2);
+    assert_eq!(
+        join.output,
+        Some(json!({"total": 3, "text": "Hello, Ada!"}))
+    );
+    assert_eq!(
+        run.steps
+            .iter()
+            .find(|s| s.step_id == "left")
+            .unwrap()
+            .attempt,
+        2
+    );
     let seqs: Vec<i64> = run.new_events.iter().map(|e| e.sequence).collect();
     assert_eq!(seqs, (2..2 + seqs.len() as i64).collect::<Vec<_>>());
 }
 
 #[test]
 fn false_condition_skips() {
-    let wf = workflow("owner: t\nname: w\nversion: 1\nsteps:\n  - {id: a, kind: noop, when: 'inputs.go'}\n  - {id: b, kind: noop, needs: [a]}\n");
+    let wf = workflow(
+        "owner: t\nname: w\nversion: 1\nsteps:\n  - {id: a, kind: noop, when: 'inputs.go'}\n  - {id: b, kind: noop, needs: [a]}\n",
+    );
     let mut run = new_run(json!({"go": false}));
-    start_run(&mut run, &wf, &EngineConfig::default(), 0, &mut Effects::default());
+    start_run(
+        &mut run,
+        &wf,
+        &EngineConfig::default(),
+        0,
+        &mut Effects::default(),
+    );
     assert_eq!(status_of(&run, "a"), StepStatus::Skipped);
     assert_eq!(status_of(&run, "b"), StepStatus::Skipped);
     assert_eq!(run.status, RunStatus::Completed);
@@ -110,32 +132,66 @@ fn false_condition_skips() {
 
 #[test]
 fn failure_skips_dependents_but_not_with_continue_on_failure() {
-    let wf = workflow("owner: t\nname: w\nversion: 1\nexecution: {concurrency: {maxParallel: 5}}\nsteps:\n  - {id: a, kind: fail}\n  - {id: b, kind: noop, needs: [a]}\n  - {id: c, kind: fail, continue_on_failure: true}\n  - {id: d, kind: noop, needs: [c]}\n");
+    let wf = workflow(
+        "owner: t\nname: w\nversion: 1\nexecution: {concurrency: {maxParallel: 5}}\nsteps:\n  - {id: a, kind: fail}\n  - {id: b, kind: noop, needs: [a]}\n  - {id: c, kind: fail, continue_on_failure: true}\n  - {id: d, kind: noop, needs: [c]}\n",
+    );
     let mut run = new_run(json!({}));
     let mut fx = Effects::default();
     start_run(&mut run, &wf, &EngineConfig::default(), 0, &mut fx);
     assert_eq!(fx.jobs.len(), 2);
     for job in fx.jobs.clone() {
         let mut fx2 = Effects::default();
-        apply_job_result(&mut run, &wf, &result(&job, v1::JobOutcome::Failed, Json::Null), 1, &mut fx2);
+        apply_job_result(
+            &mut run,
+            &wf,
+            &result(&job, v1::JobOutcome::Failed, Json::Null),
+            1,
+            &mut fx2,
+        );
         fx.jobs.extend(fx2.jobs);
     }
     assert_eq!(status_of(&run, "b"), StepStatus::Skipped);
     assert_eq!(status_of(&run, "d"), StepStatus::Queued);
     let d = fx.jobs.last().unwrap().clone();
-    apply_job_result(&mut run, &wf, &result(&d, v1::JobOutcome::Succeeded, Json::Null), 2, &mut Effects::default());
+    apply_job_result(
+        &mut run,
+        &wf,
+        &result(&d, v1::JobOutcome::Succeeded, Json::Null),
+        2,
+        &mut Effects::default(),
+    );
     assert_eq!(run.status, RunStatus::Failed);
     assert!(run.error.as_deref().unwrap().contains("step `a`"));
 }
 
 #[test]
 fn abort_cancels_unfinished_steps_once() {
-    let wf = workflow("owner: t\nname: w\nversion: 1\nsteps:\n  - {id: a, kind: noop}\n  - {id: b, kind: noop, needs: [a]}\n");
+    let wf = workflow(
+        "owner: t\nname: w\nversion: 1\nsteps:\n  - {id: a, kind: noop}\n  - {id: b, kind: noop, needs: [a]}\n",
+    );
     let mut run = new_run(json!({}));
-    start_run(&mut run, &wf, &EngineConfig::default(), 0, &mut Effects::default());
+    start_run(
+        &mut run,
+        &wf,
+        &EngineConfig::default(),
+        0,
+        &mut Effects::default(),
+    );
     let mut fx = Effects::default();
-    assert!(abort_run(&mut run, RunStatus::Cancelled, "by user", 5, &mut fx));
-    assert!(!abort_run(&mut run, RunStatus::Cancelled, "again", 6, &mut fx));
+    assert!(abort_run(
+        &mut run,
+        RunStatus::Cancelled,
+        "by user",
+        5,
+        &mut fx
+    ));
+    assert!(!abort_run(
+        &mut run,
+        RunStatus::Cancelled,
+        "again",
+        6,
+        &mut fx
+    ));
     assert_eq!(run.status, RunStatus::Cancelled);
     assert!(run.steps.iter().all(|s| s.status == StepStatus::Cancelled));
     assert_eq!(fx.cancelled_runs.len(), 1);
@@ -143,7 +199,9 @@ fn abort_cancels_unfinished_steps_once() {
 
 #[test]
 fn deadline_times_the_run_out() {
-    let wf = workflow("owner: t\nname: w\nversion: 1\nexecution: {timeout: 1s}\nsteps:\n  - {id: a, kind: noop}\n");
+    let wf = workflow(
+        "owner: t\nname: w\nversion: 1\nexecution: {timeout: 1s}\nsteps:\n  - {id: a, kind: noop}\n",
+    );
     let mut run = new_run(json!({}));
     let mut fx = Effects::default();
     start_run(&mut run, &wf, &EngineConfig::default(), 0, &mut fx);
@@ -156,7 +214,9 @@ fn deadline_times_the_run_out() {
 
 #[test]
 fn bad_template_fails_the_step_not_the_runner() {
-    let wf = workflow("owner: t\nname: w\nversion: 1\nsteps:\n  - {id: a, kind: echo, input: {x: '{{ inputs.missing.x }}'}}\n");
+    let wf = workflow(
+        "owner: t\nname: w\nversion: 1\nsteps:\n  - {id: a, kind: echo, input: {x: '{{ inputs.missing.x }}'}}\n",
+    );
     let mut run = new_run(json!({}));
     let mut fx = Effects::default();
     start_run(&mut run, &wf, &EngineConfig::default(), 0, &mut fx);
@@ -176,12 +236,29 @@ fn dag_strategy() -> impl Strategy<Value = (Vec<Vec<usize>>, u32, Vec<u8>)> {
 }
 
 fn dag_yaml(needs: &[Vec<usize>], max_parallel: u32) -> String {
-    let mut yaml = format!("owner: t\nname: p\nversion: 1\nexecution: {{concurrency: {{maxParallel: {max_parallel}}}}}\nsteps:\n");
+    let mut yaml = format!(
+        "owner: t\nname: p\nversion: 1\nexecution: {{concurrency: {{maxParallel: {max_parallel}}}}}\nsteps:\n"
+    );
     for (i, n) in needs.iter().enumerate() {
-        let n: Vec<String> = n.iter().filter(|&&j| j < i).map(|j| format!("s{j}")).collect();
-        let retry = if i % 3 == 0 { ", retry: {max_attempts: 2, initial: 1ms, max: 1ms}" } else { "" };
-        let cof = if i % 5 == 4 { ", continue_on_failure: true" } else { "" };
-        yaml.push_str(&format!("  - {{id: s{i}, kind: noop, needs: [{}]{retry}{cof}}}\n", n.join(", ")));
+        let n: Vec<String> = n
+            .iter()
+            .filter(|&&j| j < i)
+            .map(|j| format!("s{j}"))
+            .collect();
+        let retry = if i % 3 == 0 {
+            ", retry: {max_attempts: 2, initial: 1ms, max: 1ms}"
+        } else {
+            ""
+        };
+        let cof = if i % 5 == 4 {
+            ", continue_on_failure: true"
+        } else {
+            ""
+        };
+        yaml.push_str(&format!(
+            "  - {{id: s{i}, kind: noop, needs: [{}]{retry}{cof}}}\n",
+            n.join(", ")
+        ));
     }
     yaml
 }

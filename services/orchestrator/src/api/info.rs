@@ -7,7 +7,10 @@ use super::Api;
 
 #[tonic::async_trait]
 impl InfoService for Api {
-    async fn get_info(&self, _: Request<GetInfoRequest>) -> Result<Response<GetInfoResponse>, Status> {
+    async fn get_info(
+        &self,
+        _: Request<GetInfoRequest>,
+    ) -> Result<Response<GetInfoResponse>, Status> {
         Ok(Response::new(GetInfoResponse {
             service: "orchestrator".into(),
             version: baton_runtime::VERSION.into(),

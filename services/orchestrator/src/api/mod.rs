@@ -23,6 +23,7 @@ pub struct Api {
 
 /// Page sizes: 0 means the default; negative is an error.
 pub(crate) fn page_size(size: i32) -> Result<u32, crate::error::ApiError> {
-    u32::try_from(size)
-        .map_err(|_| crate::error::ApiError::InvalidArgument("page_size: must not be negative".into()))
+    u32::try_from(size).map_err(|_| {
+        crate::error::ApiError::InvalidArgument("page_size: must not be negative".into())
+    })
 }

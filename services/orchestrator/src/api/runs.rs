@@ -27,9 +27,9 @@ const WATCH_POLL: Duration = Duration::from_secs(1);
 const REPLAY_PAGE: i64 = 500;
 
 fn parse_run_id(text: &str) -> Result<Uuid, ApiError> {
-    text.trim()
-        .parse()
-        .map_err(|_| ApiError::InvalidArgument(format!("run_id: `{text}` is not a run id (a UUID)")))
+    text.trim().parse().map_err(|_| {
+        ApiError::InvalidArgument(format!("run_id: `{text}` is not a run id (a UUID)"))
+    })
 }
 
 fn tenant(text: &str) -> Result<String, ApiError> {
@@ -37,7 +37,11 @@ fn tenant(text: &str) -> Result<String, ApiError> {
     if t.is_empty() {
         return Ok(DEFAULT_TENANT.to_owned());
     }
-    if t.len() > 100 || !t.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+    if t.len() > 100
+        || !t
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    {
         return Err(ApiError::InvalidArgument(
             "tenant: must be 1 to 100 letters, digits, `-`, `_` or `.`".into(),
         ));
@@ -48,24 +52,33 @@ fn tenant(text: &str) -> Result<String, ApiError> {
 fn is_run_end(t: RunEventType) -> bool {
     matches!(
         t,
-        RunEventType::RunCompleted | RunEventType::RunFailed | RunEventType::RunCancelled | RunEventType::RunTimedOut
+        RunEventType::RunCompleted
+            | RunEventType::RunFailed
+            | RunEventType::RunCancelled
+            | RunEventType::RunTimedOut
     )
 }
 
 #[tonic::async_trait]
 impl RunService for Api {
     #[tracing::instrument(skip_all, fields(workflow.definition, run.id, tenant))]
-    async fn start_run(&self, request: Request<StartRunRequest>) -> Result<Response<StartRunResponse>, Status> {
+    async fn start_run(
+        &self,
+        request: Request<StartRunRequest>,
+    ) -> Result<Response<StartRunResponse>, Status> {
         let req = request.into_inner();
         let r = parse_ref(&req.workflow_ref)?;
         let tenant = tenant(&req.tenant)?;
         let inputs: serde_json::Value = match req.inputs_json.trim() {
             "" => serde_json::json!({}),
-            text => serde_json::from_str(text)
-                .map_err(|e| ApiError::InvalidArgument(format!("inputs_json: not valid JSON: {e}")))?,
+            text => serde_json::from_str(text).map_err(|e| {
+                ApiError::InvalidArgument(format!("inputs_json: not valid JSON: {e}"))
+            })?,
         };
         if !inputs.is_object() {
-            return Err(ApiError::InvalidArgument("inputs_json: must be a JSON object".into()).into());
+            return Err(
+                ApiError::InvalidArgument("inputs_json: must be a JSON object".into()).into(),
+            );
         }
         let key = req.idempotency_key.trim();
         if key.len() > MAX_IDEMPOTENCY_KEY {
@@ -106,10 +119,16 @@ impl RunService for Api {
                 tracing::warn!(run.id = %run.id, error = %e, "cannot hand the run to the runner yet; it will be picked up by the sweeper");
             }
         }
-        Ok(Response::new(StartRunResponse { run: Some(convert::run(&run, None)), created }))
+        Ok(Response::new(StartRunResponse {
+            run: Some(convert::run(&run, None)),
+            created,
+        }))
     }
 
-    async fn get_run(&self, request: Request<GetRunRequest>) -> Result<Response<GetRunResponse>, Status> {
+    async fn get_run(
+        &self,
+        request: Request<GetRunRequest>,
+    ) -> Result<Response<GetRunResponse>, Status> {
         let id = parse_run_id(&request.get_ref().run_id)?;
         let detail = self
             .store
@@ -117,23 +136,45 @@ impl RunService for Api {
             .await
             .map_err(ApiError::from)?
             .ok_or_else(|| ApiError::NotFound(format!("run {id} does not exist")))?;
-        Ok(Response::new(GetRunResponse { run: Some(convert::run(&detail.run, Some(&detail.attempts))) }))
+        Ok(Response::new(GetRunResponse {
+            run: Some(convert::run(&detail.run, Some(&detail.attempts))),
+        }))
     }
 
-    async fn list_runs(&self, request: Request<ListRunsRequest>) -> Result<Response<ListRunsResponse>, Status> {
+    async fn list_runs(
+        &self,
+        request: Request<ListRunsRequest>,
+    ) -> Result<Response<ListRunsResponse>, Status> {
         let req = request.into_inner();
         let status = match v1::RunStatus::try_from(req.status) {
             Ok(v1::RunStatus::Unspecified) => None,
             Ok(s) => RunStatus::from_proto(s),
-            Err(_) => return Err(ApiError::InvalidArgument(format!("status: unknown status {}", req.status)).into()),
+            Err(_) => {
+                return Err(ApiError::InvalidArgument(format!(
+                    "status: unknown status {}",
+                    req.status
+                ))
+                .into());
+            }
         };
         let workflow_ref = match req.workflow_ref.trim() {
             "" => None,
             text => Some(parse_ref(text)?.to_string()),
         };
-        let filter = RunFilter { tenant: tenant(&req.tenant)?, workflow_ref, status };
-        let page = PageRequest { size: page_size(req.page_size)?, token: req.page_token };
-        let page = self.store.list_runs(filter, page).await.map_err(ApiError::from)?;
+        let filter = RunFilter {
+            tenant: tenant(&req.tenant)?,
+            workflow_ref,
+            status,
+        };
+        let page = PageRequest {
+            size: page_size(req.page_size)?,
+            token: req.page_token,
+        };
+        let page = self
+            .store
+            .list_runs(filter, page)
+            .await
+            .map_err(ApiError::from)?;
         Ok(Response::new(ListRunsResponse {
             runs: page.items.iter().map(|r| convert::run(r, None)).collect(),
             next_page_token: page.next_token,
@@ -141,7 +182,10 @@ impl RunService for Api {
     }
 
     #[tracing::instrument(skip_all, fields(run.id))]
-    async fn cancel_run(&self, request: Request<CancelRunRequest>) -> Result<Response<CancelRunResponse>, Status> {
+    async fn cancel_run(
+        &self,
+        request: Request<CancelRunRequest>,
+    ) -> Result<Response<CancelRunResponse>, Status> {
         let req = request.into_inner();
         let id = parse_run_id(&req.run_id)?;
         tracing::Span::current().record("run.id", tracing::field::display(id));
@@ -155,14 +199,25 @@ impl RunService for Api {
             return Err(ApiError::NotFound(format!("run {id} does not exist")).into());
         };
         if run.status.is_terminal() {
-            return Err(ApiError::FailedPrecondition(format!("run {id} already ended: {}", run.status)).into());
+            return Err(ApiError::FailedPrecondition(format!(
+                "run {id} already ended: {}",
+                run.status
+            ))
+            .into());
         }
         abort_run(run, RunStatus::Cancelled, &reason, now_micros(), &mut fx);
         let runs = batch.commit().await.map_err(ApiError::from)?;
         let run = &runs[0];
         let outcome = BatchOutcome {
-            events: run.new_events.iter().map(|e| run.event_to_proto(e)).collect(),
-            cancels: vec![v1::CancelNotice { run_id: id.to_string(), reason: reason.clone() }],
+            events: run
+                .new_events
+                .iter()
+                .map(|e| run.event_to_proto(e))
+                .collect(),
+            cancels: vec![v1::CancelNotice {
+                run_id: id.to_string(),
+                reason: reason.clone(),
+            }],
             ..BatchOutcome::default()
         };
         // The cancel is durable; live watchers fall back to Postgres if this publish is lost.
@@ -170,16 +225,23 @@ impl RunService for Api {
             tracing::warn!(run.id = %id, error = %e, "cannot publish the cancel");
         }
         tracing::info!(run.id = %id, %reason, "run cancelled");
-        Ok(Response::new(CancelRunResponse { run: Some(convert::run(run, None)) }))
+        Ok(Response::new(CancelRunResponse {
+            run: Some(convert::run(run, None)),
+        }))
     }
 
     type WatchRunStream = Pin<Box<dyn Stream<Item = Result<WatchRunResponse, Status>> + Send>>;
 
-    async fn watch_run(&self, request: Request<WatchRunRequest>) -> Result<Response<Self::WatchRunStream>, Status> {
+    async fn watch_run(
+        &self,
+        request: Request<WatchRunRequest>,
+    ) -> Result<Response<Self::WatchRunStream>, Status> {
         let req = request.into_inner();
         let id = parse_run_id(&req.run_id)?;
         if req.after_sequence < 0 {
-            return Err(ApiError::InvalidArgument("after_sequence: must not be negative".into()).into());
+            return Err(
+                ApiError::InvalidArgument("after_sequence: must not be negative".into()).into(),
+            );
         }
         // Subscribe before the first read so nothing falls between the replay and live events.
         let live = self.hub.subscribe();
@@ -222,13 +284,22 @@ async fn watch(store: Arc<dyn Store>, id: Uuid, mut last: i64, mut live: Live, t
                     attempt: record.attempt,
                     time: Some(baton_proto::timestamp_from_micros(record.time)),
                     message: record.message.clone().unwrap_or_default(),
-                    output_json: record.output.as_ref().map(|o| o.to_string()).unwrap_or_default(),
+                    output_json: record
+                        .output
+                        .as_ref()
+                        .map(|o| o.to_string())
+                        .unwrap_or_default(),
                     workflow_ref: String::new(),
                     tenant: String::new(),
                 };
                 last = record.sequence;
                 let end = is_run_end(record.event_type);
-                if tx.send(Ok(WatchRunResponse { event: Some(event) })).await.is_err() || end {
+                if tx
+                    .send(Ok(WatchRunResponse { event: Some(event) }))
+                    .await
+                    .is_err()
+                    || end
+                {
                     return;
                 }
             }
@@ -248,14 +319,25 @@ async fn watch(store: Arc<dyn Store>, id: Uuid, mut last: i64, mut live: Live, t
                 Ok(event) if event.sequence == last + 1 => {
                     last = event.sequence;
                     let end = RunEventType::try_from(event.r#type).is_ok_and(is_run_end);
-                    if tx.send(Ok(WatchRunResponse { event: Some((*event).clone()) })).await.is_err() || end {
+                    if tx
+                        .send(Ok(WatchRunResponse {
+                            event: Some((*event).clone()),
+                        }))
+                        .await
+                        .is_err()
+                        || end
+                    {
                         return;
                     }
                 }
                 // A gap, or this watcher fell behind: read Postgres again.
                 Ok(_) | Err(RecvError::Lagged(_)) => break,
                 Err(RecvError::Closed) => {
-                    let _ = tx.send(Err(Status::unavailable("the orchestrator is shutting down"))).await;
+                    let _ = tx
+                        .send(Err(Status::unavailable(
+                            "the orchestrator is shutting down",
+                        )))
+                        .await;
                     return;
                 }
             }

@@ -12,7 +12,9 @@ use super::{Api, page_size};
 use crate::{convert, error::ApiError};
 
 pub(crate) fn parse_ref(text: &str) -> Result<WorkflowRef, ApiError> {
-    text.trim().parse().map_err(|e| ApiError::InvalidArgument(format!("workflow_ref: {e}")))
+    text.trim()
+        .parse()
+        .map_err(|e| ApiError::InvalidArgument(format!("workflow_ref: {e}")))
 }
 
 #[tonic::async_trait]
@@ -30,7 +32,13 @@ impl WorkflowService for Api {
             Ok(v1::DefinitionFormat::Yaml) => DefinitionFormat::Yaml,
             Ok(v1::DefinitionFormat::Json) => DefinitionFormat::Json,
             Ok(v1::DefinitionFormat::Unspecified) => DefinitionFormat::Auto,
-            Err(_) => return Err(ApiError::InvalidArgument(format!("format: unknown format {}", req.format)).into()),
+            Err(_) => {
+                return Err(ApiError::InvalidArgument(format!(
+                    "format: unknown format {}",
+                    req.format
+                ))
+                .into());
+            }
         };
         let definition = parse_definition(&req.definition, format).map_err(ApiError::from)?;
         let compiled = compile(definition, &self.config.extra_kinds).map_err(ApiError::from)?;
@@ -42,22 +50,27 @@ impl WorkflowService for Api {
             name: d.name.clone(),
             version: d.version,
             digest: compiled.digest(),
-            definition: serde_json::to_value(d).map_err(|e| ApiError::InvalidArgument(e.to_string()))?,
+            definition: serde_json::to_value(d)
+                .map_err(|e| ApiError::InvalidArgument(e.to_string()))?,
         };
-        let (workflow, created) = match self.store.put_workflow(new).await.map_err(ApiError::from)? {
-            PutWorkflowOutcome::Created(w) => (w, true),
-            PutWorkflowOutcome::Unchanged(w) => (w, false),
-            PutWorkflowOutcome::Conflict(w) => {
-                return Err(ApiError::AlreadyExists(format!(
-                    "{workflow_ref} is already registered with different content (digest {}); \
+        let (workflow, created) =
+            match self.store.put_workflow(new).await.map_err(ApiError::from)? {
+                PutWorkflowOutcome::Created(w) => (w, true),
+                PutWorkflowOutcome::Unchanged(w) => (w, false),
+                PutWorkflowOutcome::Conflict(w) => {
+                    return Err(ApiError::AlreadyExists(format!(
+                        "{workflow_ref} is already registered with different content (digest {}); \
                      register the change as a new version",
-                    &w.digest[..w.digest.len().min(12)]
-                ))
-                .into());
-            }
-        };
+                        &w.digest[..w.digest.len().min(12)]
+                    ))
+                    .into());
+                }
+            };
         tracing::info!(workflow = %workflow_ref, created, "workflow registered");
-        Ok(Response::new(RegisterWorkflowResponse { workflow: Some(convert::workflow(&workflow)), created }))
+        Ok(Response::new(RegisterWorkflowResponse {
+            workflow: Some(convert::workflow(&workflow)),
+            created,
+        }))
     }
 
     async fn get_workflow(
@@ -71,7 +84,9 @@ impl WorkflowService for Api {
             .await
             .map_err(ApiError::from)?
             .ok_or_else(|| ApiError::NotFound(format!("workflow {r} is not registered")))?;
-        Ok(Response::new(GetWorkflowResponse { workflow: Some(convert::workflow(&workflow)) }))
+        Ok(Response::new(GetWorkflowResponse {
+            workflow: Some(convert::workflow(&workflow)),
+        }))
     }
 
     async fn list_workflows(
@@ -79,9 +94,16 @@ impl WorkflowService for Api {
         request: Request<ListWorkflowsRequest>,
     ) -> Result<Response<ListWorkflowsResponse>, Status> {
         let req = request.into_inner();
-        let page = PageRequest { size: page_size(req.page_size)?, token: req.page_token };
+        let page = PageRequest {
+            size: page_size(req.page_size)?,
+            token: req.page_token,
+        };
         let owner = (!req.owner.is_empty()).then_some(req.owner.as_str());
-        let page = self.store.list_workflows(owner, page).await.map_err(ApiError::from)?;
+        let page = self
+            .store
+            .list_workflows(owner, page)
+            .await
+            .map_err(ApiError::from)?;
         Ok(Response::new(ListWorkflowsResponse {
             workflows: page.items.iter().map(convert::workflow).collect(),
             next_page_token: page.next_token,
