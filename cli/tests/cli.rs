@@ -528,7 +528,9 @@ async fn start_follow_json_is_one_object_per_line() {
         .iter()
         .map(|e| e["sequence"].as_i64().unwrap())
         .collect();
-    assert!(sequences.windows(2).all(|w| w[0] < w[1]), "{out}");
+    // All of them, in order and without gaps.
+    let expected: Vec<i64> = (1..=events.len() as i64).collect();
+    assert_eq!(sequences, expected, "{out}");
     assert!(events.iter().all(|e| e["run_id"] == id.as_str()), "{out}");
     let of = |kind: &str, step: &str| -> Vec<&Value> {
         events
@@ -561,6 +563,7 @@ async fn start_follow_json_is_one_object_per_line() {
     let run = lines.last().unwrap();
     assert_eq!(run["id"], id.as_str(), "{out}");
     assert_eq!(run["status"], "completed", "{out}");
+    assert_eq!(run["last_sequence"], events.len(), "{out}");
     assert_eq!(
         run["output"],
         json!({"join": {"total": 3, "text": "Hello, Ada!"}})

@@ -33,6 +33,15 @@ pub struct TimerEntry {
     pub wake: v1::WakeRunCommand,
 }
 
+/// What firing timers did.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FiredTimers {
+    /// Timers moved to the inbox.
+    pub moved: usize,
+    /// When the earliest remaining timer is due (Unix ms), if any.
+    pub next_due_ms: Option<i64>,
+}
+
 /// What a runner batch sends once its transaction committed.
 #[derive(Debug, Default)]
 pub struct BatchOutcome {
@@ -85,8 +94,8 @@ pub trait JobQueue: Send + Sync + 'static {
     /// Publishes a committed batch's events, cancel notices and dead letters, and acknowledges its
     /// inbox entries, in one round trip.
     async fn complete_batch(&self, outcome: BatchOutcome) -> Result<(), QueueError>;
-    /// Moves due timers into the runner inbox atomically; returns how many moved.
-    async fn fire_due_timers(&self, now_ms: i64, max: usize) -> Result<usize, QueueError>;
+    /// Moves due timers into the runner inbox atomically.
+    async fn fire_due_timers(&self, now_ms: i64, max: usize) -> Result<FiredTimers, QueueError>;
 
     /// Takes up to `max` jobs of `kind` for `consumer`, waiting up to `block` for the first.
     async fn read_jobs(

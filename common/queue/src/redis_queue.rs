@@ -15,7 +15,7 @@ use tokio::sync::Mutex;
 use tokio_stream::StreamExt;
 
 use crate::{
-    BatchOutcome, Delivery, JobQueue, Keys, QueueError, StreamStats, TimerEntry,
+    BatchOutcome, Delivery, FiredTimers, JobQueue, Keys, QueueError, StreamStats, TimerEntry,
     futures_core_stream::BoxStream,
     keys::{RUNNER_GROUP, WORKER_GROUP},
 };
@@ -31,7 +31,11 @@ for _, member in ipairs(due) do
   redis.call('ZREM', KEYS[1], member)
   redis.call('XADD', KEYS[2], '*', 'd', member)
 end
-return #due
+local next = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+if next[2] then
+  return {#due, next[2]}
+end
+return {#due, -1}
 "#;
 
 #[derive(Clone, Debug)]
@@ -348,8 +352,8 @@ impl JobQueue for RedisQueue {
         Ok(())
     }
 
-    async fn fire_due_timers(&self, now_ms: i64, max: usize) -> Result<usize, QueueError> {
-        let moved: usize = self
+    async fn fire_due_timers(&self, now_ms: i64, max: usize) -> Result<FiredTimers, QueueError> {
+        let (moved, next): (usize, String) = self
             .fire_timers
             .key(self.keys.timers())
             .key(self.keys.runner())
@@ -357,7 +361,12 @@ impl JobQueue for RedisQueue {
             .arg(max)
             .invoke_async(&mut self.conn.clone())
             .await?;
-        Ok(moved)
+        let next_due_ms = next
+            .parse::<f64>()
+            .ok()
+            .filter(|n| *n >= 0.0)
+            .map(|n| n as i64);
+        Ok(FiredTimers { moved, next_due_ms })
     }
 
     async fn read_jobs(

@@ -61,6 +61,11 @@ async fn watch_follows_live_then_replays_from_any_sequence() {
 
     // After the end: a replay from the middle gives exactly the rest.
     let rest = collect(&stack, &run.id, 5).await;
+    assert!(
+        rest.iter()
+            .chain(&live)
+            .all(|e| e.tenant == "default" && e.workflow_ref == "examples/hello@1")
+    );
     assert_eq!(rest.first().unwrap().sequence, 6);
     assert_eq!(rest.len(), live.len() - 5);
     assert_eq!(

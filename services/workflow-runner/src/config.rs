@@ -26,7 +26,9 @@ pub struct RunnerConfig {
     /// `BATON_INBOX_VISIBILITY` (default 15s): inbox messages a runner took and did not finish
     /// are taken over after this long.
     pub inbox_visibility: Duration,
-    /// `BATON_TIMER_POLL` (default 10ms): how often due retries and deadlines are checked.
+    /// `BATON_TIMER_POLL` (default 1s): the longest the timer loop sleeps. It wakes when the
+    /// earliest timer is due, or at once when this replica sets one, so timers fire on time
+    /// without polling Redis all the time.
     pub timer_poll: Duration,
     /// `BATON_SWEEP_INTERVAL` (default 5s): how often lost wake-ups are looked for in Postgres.
     pub sweep_interval: Duration,
@@ -64,7 +66,7 @@ impl RunnerConfig {
             default_max_parallel,
             batch_size: env.parse_or("BATON_RUNNER_BATCH", 512)?,
             inbox_visibility: env.duration_or("BATON_INBOX_VISIBILITY", Duration::from_secs(15))?,
-            timer_poll: env.duration_or("BATON_TIMER_POLL", Duration::from_millis(10))?,
+            timer_poll: env.duration_or("BATON_TIMER_POLL", Duration::from_secs(1))?,
             sweep_interval: env.duration_or("BATON_SWEEP_INTERVAL", Duration::from_secs(5))?,
             sweep_grace: env.duration_or("BATON_SWEEP_GRACE", Duration::from_secs(10))?,
             builtin_workers: env.bool_or("BATON_BUILTIN_WORKERS", true)?,

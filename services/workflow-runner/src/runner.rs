@@ -71,6 +71,8 @@ pub struct Runner {
     config: RunnerConfig,
     engine: EngineConfig,
     workflows: WorkflowCache,
+    /// Signals the timer loop that this replica set a timer.
+    timer_set: tokio::sync::Notify,
 }
 
 fn run_id_of(message: &Message) -> &str {
@@ -108,6 +110,7 @@ impl Runner {
             config,
             engine,
             workflows: WorkflowCache::default(),
+            timer_set: tokio::sync::Notify::new(),
         }
     }
 
@@ -262,6 +265,9 @@ impl Runner {
             })
             .collect();
         self.queue.dispatch(&fx.jobs, &timers).await?;
+        if !timers.is_empty() {
+            self.timer_set.notify_one();
+        }
         let runs = batch.commit().await?;
 
         let mut outcome = BatchOutcome {
@@ -305,19 +311,27 @@ impl Runner {
         Ok(())
     }
 
-    /// Moves due timers into the inbox until `shutdown`.
+    /// Moves due timers into the inbox until `shutdown`. It sleeps until the earliest timer is
+    /// due (at most `timer_poll`), and wakes early when this replica sets an earlier one.
     pub async fn run_timers(self: Arc<Self>, shutdown: CancellationToken) {
         loop {
+            let now_ms = now_micros() / 1_000;
+            let wait = match self.queue.fire_due_timers(now_ms, 1_000).await {
+                Ok(fired) if fired.moved >= 1_000 => Duration::ZERO,
+                Ok(fired) => fired
+                    .next_due_ms
+                    .map(|due| Duration::from_millis((due - now_ms).max(1) as u64))
+                    .unwrap_or(self.config.timer_poll)
+                    .min(self.config.timer_poll),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot fire timers");
+                    self.config.timer_poll
+                }
+            };
             tokio::select! {
                 _ = shutdown.cancelled() => return,
-                _ = tokio::time::sleep(self.config.timer_poll) => {}
-            }
-            if let Err(e) = self
-                .queue
-                .fire_due_timers(now_micros() / 1_000, 1_000)
-                .await
-            {
-                tracing::warn!(error = %e, "cannot fire timers");
+                _ = tokio::time::sleep(wait) => {}
+                _ = self.timer_set.notified() => {}
             }
         }
     }

@@ -245,13 +245,16 @@ impl RunService for Api {
         }
         // Subscribe before the first read so nothing falls between the replay and live events.
         let live = self.hub.subscribe();
-        let detail = self.store.get_run(id).await.map_err(ApiError::from)?;
-        if detail.is_none() {
-            return Err(ApiError::NotFound(format!("run {id} does not exist")).into());
-        }
+        let detail = self
+            .store
+            .get_run(id)
+            .await
+            .map_err(ApiError::from)?
+            .ok_or_else(|| ApiError::NotFound(format!("run {id} does not exist")))?;
         let (tx, rx) = mpsc::channel(256);
         let store = self.store.clone();
-        tokio::spawn(watch(store, id, req.after_sequence, live, tx));
+        let labels = (detail.run.workflow_ref, detail.run.tenant);
+        tokio::spawn(watch(store, id, labels, req.after_sequence, live, tx));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 }
@@ -261,7 +264,14 @@ type Out = mpsc::Sender<Result<WatchRunResponse, Status>>;
 
 /// Sends the run's events after `last`, in order and without gaps, until the run ends or the
 /// client goes away. Postgres decides what is sent; live events only say when to look.
-async fn watch(store: Arc<dyn Store>, id: Uuid, mut last: i64, mut live: Live, tx: Out) {
+async fn watch(
+    store: Arc<dyn Store>,
+    id: Uuid,
+    (workflow_ref, tenant): (String, String),
+    mut last: i64,
+    mut live: Live,
+    tx: Out,
+) {
     let run_id = id.to_string();
     loop {
         // Catch up from Postgres.
@@ -289,8 +299,8 @@ async fn watch(store: Arc<dyn Store>, id: Uuid, mut last: i64, mut live: Live, t
                         .as_ref()
                         .map(|o| o.to_string())
                         .unwrap_or_default(),
-                    workflow_ref: String::new(),
-                    tenant: String::new(),
+                    workflow_ref: workflow_ref.clone(),
+                    tenant: tenant.clone(),
                 };
                 last = record.sequence;
                 let end = is_run_end(record.event_type);
