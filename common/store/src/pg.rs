@@ -1,7 +1,10 @@
 //! The Postgres store. Batches are written with `UNNEST` so one statement covers every run, step,
 //! attempt or event of a batch: the runner's throughput comes from there.
 
-use std::collections::HashMap;
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+};
 
 use async_trait::async_trait;
 use baton_engine::{AttemptRecord, EventRecord, RunState, RunStatus, StepState, StepStatus};
@@ -31,6 +34,44 @@ const WORKFLOW_COLUMNS: &str = "owner, name, version, digest, definition, create
 #[derive(Clone, Debug)]
 pub struct PgStore {
     pool: PgPool,
+    steps: StepCache,
+}
+
+/// Most runs whose steps are kept in memory.
+const STEP_CACHE_LIMIT: usize = 100_000;
+
+/// The steps of runs this process changed last, keyed by run and valid only for the run's
+/// `last_sequence`. Every step change adds an event and so moves `last_sequence`; a batch that
+/// finds the locked run at the cached sequence therefore has its steps without reading them.
+#[derive(Clone, Debug, Default)]
+struct StepCache(Arc<Mutex<HashMap<Uuid, (i64, Vec<StepState>)>>>);
+
+impl StepCache {
+    fn get(&self, id: Uuid, last_sequence: i64) -> Option<Vec<StepState>> {
+        let cache = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        cache
+            .get(&id)
+            .filter(|(seq, _)| *seq == last_sequence)
+            .map(|(_, steps)| steps.clone())
+    }
+
+    fn remember(&self, runs: &[RunState]) {
+        let mut cache = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if cache.len() > STEP_CACHE_LIMIT {
+            cache.clear();
+        }
+        for run in runs {
+            if run.status.is_terminal() || run.steps.is_empty() {
+                cache.remove(&run.id);
+                continue;
+            }
+            let mut steps = run.steps.clone();
+            for step in &mut steps {
+                step.dirty = false;
+            }
+            cache.insert(run.id, (run.last_sequence, steps));
+        }
+    }
 }
 
 impl PgStore {
@@ -41,11 +82,17 @@ impl PgStore {
             .acquire_timeout(std::time::Duration::from_secs(10))
             .connect(url)
             .await?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            steps: StepCache::default(),
+        })
     }
 
     pub fn from_pool(pool: PgPool) -> Self {
-        Self { pool }
+        Self {
+            pool,
+            steps: StepCache::default(),
+        }
     }
 
     pub fn pool(&self) -> &PgPool {
@@ -266,28 +313,92 @@ impl StepColumns {
     }
 }
 
-const STEP_UNNEST: &str = "UNNEST($1::uuid[], $2::int4[], $3::text[], $4::text[], $5::text[], $6::int4[], \
-     $7::text[], $8::text[], $9::text[], $10::timestamptz[], $11::timestamptz[], $12::timestamptz[], \
-     $13::timestamptz[]) AS u(run_id, position, step_id, kind, status, attempt, output, error, worker_id, \
-     queued_at, started_at, ended_at, next_attempt_at)";
+/// `UNNEST` of the 13 step columns bound from parameter `$first` on.
+fn step_unnest(first: usize) -> String {
+    let types = [
+        "uuid",
+        "int4",
+        "text",
+        "text",
+        "text",
+        "int4",
+        "text",
+        "text",
+        "text",
+        "timestamptz",
+        "timestamptz",
+        "timestamptz",
+        "timestamptz",
+    ];
+    let params: Vec<String> = types
+        .iter()
+        .enumerate()
+        .map(|(i, t)| format!("${}::{t}[]", first + i))
+        .collect();
+    format!(
+        "UNNEST({}) AS u(run_id, position, step_id, kind, status, attempt, output, error, worker_id, \
+         queued_at, started_at, ended_at, next_attempt_at)",
+        params.join(", ")
+    )
+}
+
+/// Every write of a batch in one statement (one round trip): data-modifying CTEs for runs, new
+/// steps, changed steps, attempts and events. Empty arrays write nothing.
+static PERSIST_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "WITH r AS (\
+           UPDATE runs SET status = u.status, output = u.output::jsonb, error = u.error, \
+             max_parallel = u.max_parallel, deadline = u.deadline, started_at = u.started_at, \
+             ended_at = u.ended_at, last_sequence = u.seq \
+           FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::int4[], $6::timestamptz[], \
+             $7::timestamptz[], $8::timestamptz[], $9::int8[]) \
+             AS u(id, status, output, error, max_parallel, deadline, started_at, ended_at, seq) \
+           WHERE runs.id = u.id RETURNING 1), \
+         si AS (\
+           INSERT INTO step_runs ({STEP_COLUMNS}) SELECT run_id, position, step_id, kind, status, attempt, \
+             output::jsonb, error, worker_id, queued_at, started_at, ended_at, next_attempt_at FROM {inserts} \
+           RETURNING 1), \
+         su AS (\
+           UPDATE step_runs s SET status = u.status, attempt = u.attempt, output = u.output::jsonb, \
+             error = u.error, worker_id = u.worker_id, queued_at = u.queued_at, started_at = u.started_at, \
+             ended_at = u.ended_at, next_attempt_at = u.next_attempt_at \
+           FROM {updates} WHERE s.run_id = u.run_id AND s.position = u.position RETURNING 1), \
+         a AS (\
+           INSERT INTO step_attempts (run_id, step_id, attempt, status, error, worker_id, queued_at, started_at, ended_at) \
+           SELECT * FROM UNNEST($36::uuid[], $37::text[], $38::int4[], $39::text[], $40::text[], $41::text[], \
+             $42::timestamptz[], $43::timestamptz[], $44::timestamptz[]) \
+           ON CONFLICT DO NOTHING RETURNING 1), \
+         e AS (\
+           INSERT INTO run_events (run_id, sequence, event_type, step_id, attempt, message, output, time) \
+           SELECT run_id, seq, t, step_id, attempt, message, output::jsonb, time \
+           FROM UNNEST($45::uuid[], $46::int8[], $47::text[], $48::text[], $49::int4[], $50::text[], $51::text[], \
+             $52::timestamptz[]) AS u(run_id, seq, t, step_id, attempt, message, output, time) \
+           RETURNING 1) \
+         SELECT (SELECT count(*) FROM r) + (SELECT count(*) FROM si) + (SELECT count(*) FROM su) \
+           + (SELECT count(*) FROM a) + (SELECT count(*) FROM e)",
+        inserts = step_unnest(10),
+        updates = step_unnest(23),
+    )
+});
 
 async fn persist(tx: &mut Transaction<'_, Postgres>, runs: &[RunState]) -> Result<(), StoreError> {
     let changed: Vec<&RunState> = runs.iter().filter(|r| r.is_changed()).collect();
     if changed.is_empty() {
         return Ok(());
     }
-    let mut ids = Vec::new();
-    let mut statuses = Vec::new();
-    let mut outputs = Vec::new();
-    let mut errors = Vec::new();
-    let mut max_parallel = Vec::new();
-    let mut deadlines = Vec::new();
-    let mut started = Vec::new();
-    let mut ended = Vec::new();
-    let mut seqs = Vec::new();
+    let n = changed.len();
+    let mut ids = Vec::with_capacity(n);
+    let mut statuses = Vec::with_capacity(n);
+    let mut outputs = Vec::with_capacity(n);
+    let mut errors = Vec::with_capacity(n);
+    let mut max_parallel = Vec::with_capacity(n);
+    let mut deadlines = Vec::with_capacity(n);
+    let mut started = Vec::with_capacity(n);
+    let mut ended = Vec::with_capacity(n);
+    let mut seqs = Vec::with_capacity(n);
     let mut inserts = StepColumns::default();
     let mut updates = StepColumns::default();
-    let mut events = Vec::new();
+    let mut events: Vec<(Uuid, &EventRecord)> = Vec::new();
     let mut attempts: Vec<(Uuid, &AttemptRecord)> = Vec::new();
     for run in &changed {
         ids.push(run.id);
@@ -309,82 +420,68 @@ async fn persist(tx: &mut Transaction<'_, Postgres>, runs: &[RunState]) -> Resul
         events.extend(run.new_events.iter().map(|e| (run.id, e)));
         attempts.extend(run.new_attempts.iter().map(|a| (run.id, a)));
     }
-    sqlx::query(
-        "UPDATE runs SET status = u.status, output = u.output::jsonb, error = u.error, \
-           max_parallel = u.max_parallel, deadline = u.deadline, started_at = u.started_at, \
-           ended_at = u.ended_at, last_sequence = u.seq \
-         FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::int4[], $6::timestamptz[], \
-           $7::timestamptz[], $8::timestamptz[], $9::int8[]) \
-           AS u(id, status, output, error, max_parallel, deadline, started_at, ended_at, seq) \
-         WHERE runs.id = u.id",
-    )
-    .bind(&ids)
-    .bind(&statuses)
-    .bind(&outputs)
-    .bind(&errors)
-    .bind(&max_parallel)
-    .bind(&deadlines)
-    .bind(&started)
-    .bind(&ended)
-    .bind(&seqs)
-    .execute(&mut **tx)
-    .await?;
-    if !inserts.run_ids.is_empty() {
-        let sql = format!(
-            "INSERT INTO step_runs ({STEP_COLUMNS}) SELECT run_id, position, step_id, kind, status, attempt, output::jsonb, error, worker_id, queued_at, started_at, ended_at, next_attempt_at FROM {STEP_UNNEST}"
-        );
-        inserts
-            .bind(sqlx::query(trusted(sql)))
-            .execute(&mut **tx)
-            .await?;
-    }
-    if !updates.run_ids.is_empty() {
-        let sql = format!(
-            "UPDATE step_runs s SET status = u.status, attempt = u.attempt, output = u.output::jsonb, \
-               error = u.error, worker_id = u.worker_id, queued_at = u.queued_at, started_at = u.started_at, \
-               ended_at = u.ended_at, next_attempt_at = u.next_attempt_at \
-             FROM {STEP_UNNEST} WHERE s.run_id = u.run_id AND s.position = u.position"
-        );
-        updates
-            .bind(sqlx::query(trusted(sql)))
-            .execute(&mut **tx)
-            .await?;
-    }
-    if !attempts.is_empty() {
-        let run_ids: Vec<Uuid> = attempts.iter().map(|(r, _)| *r).collect();
-        let step_ids: Vec<&str> = attempts.iter().map(|(_, a)| a.step_id.as_str()).collect();
-        let numbers: Vec<i32> = attempts.iter().map(|(_, a)| a.attempt as i32).collect();
-        let statuses: Vec<&str> = attempts.iter().map(|(_, a)| a.status.as_str()).collect();
-        let errors: Vec<Option<&str>> = attempts.iter().map(|(_, a)| a.error.as_deref()).collect();
-        let workers: Vec<Option<&str>> = attempts
-            .iter()
-            .map(|(_, a)| a.worker_id.as_deref())
-            .collect();
-        let queued: Vec<Option<DateTime<Utc>>> =
-            attempts.iter().map(|(_, a)| ts(a.queued_at)).collect();
-        let started: Vec<Option<DateTime<Utc>>> =
-            attempts.iter().map(|(_, a)| ts(a.started_at)).collect();
-        let ended: Vec<Option<DateTime<Utc>>> =
-            attempts.iter().map(|(_, a)| ts(Some(a.ended_at))).collect();
-        sqlx::query(
-            "INSERT INTO step_attempts (run_id, step_id, attempt, status, error, worker_id, queued_at, started_at, ended_at) \
-             SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::int4[], $4::text[], $5::text[], $6::text[], \
-               $7::timestamptz[], $8::timestamptz[], $9::timestamptz[]) \
-             ON CONFLICT DO NOTHING",
-        )
-        .bind(&run_ids)
-        .bind(&step_ids)
-        .bind(&numbers)
+    let a_runs: Vec<Uuid> = attempts.iter().map(|(r, _)| *r).collect();
+    let a_steps: Vec<&str> = attempts.iter().map(|(_, a)| a.step_id.as_str()).collect();
+    let a_numbers: Vec<i32> = attempts.iter().map(|(_, a)| a.attempt as i32).collect();
+    let a_statuses: Vec<&str> = attempts.iter().map(|(_, a)| a.status.as_str()).collect();
+    let a_errors: Vec<Option<&str>> = attempts.iter().map(|(_, a)| a.error.as_deref()).collect();
+    let a_workers: Vec<Option<&str>> = attempts
+        .iter()
+        .map(|(_, a)| a.worker_id.as_deref())
+        .collect();
+    let a_queued: Vec<Option<DateTime<Utc>>> =
+        attempts.iter().map(|(_, a)| ts(a.queued_at)).collect();
+    let a_started: Vec<Option<DateTime<Utc>>> =
+        attempts.iter().map(|(_, a)| ts(a.started_at)).collect();
+    let a_ended: Vec<Option<DateTime<Utc>>> =
+        attempts.iter().map(|(_, a)| ts(Some(a.ended_at))).collect();
+    let e_runs: Vec<Uuid> = events.iter().map(|(r, _)| *r).collect();
+    let e_seqs: Vec<i64> = events.iter().map(|(_, e)| e.sequence).collect();
+    let e_types: Vec<&str> = events
+        .iter()
+        .map(|(_, e)| e.event_type.as_str_name())
+        .collect();
+    let e_steps: Vec<Option<&str>> = events.iter().map(|(_, e)| e.step_id.as_deref()).collect();
+    let e_attempts: Vec<i32> = events.iter().map(|(_, e)| e.attempt as i32).collect();
+    let e_messages: Vec<Option<&str>> = events.iter().map(|(_, e)| e.message.as_deref()).collect();
+    let e_outputs: Vec<Option<String>> = events.iter().map(|(_, e)| json_text(&e.output)).collect();
+    let e_times: Vec<DateTime<Utc>> = events
+        .iter()
+        .map(|(_, e)| ts(Some(e.time)).unwrap_or_else(Utc::now))
+        .collect();
+
+    let query = sqlx::query(sqlx::AssertSqlSafe(PERSIST_SQL.as_str()))
+        .bind(&ids)
         .bind(&statuses)
+        .bind(&outputs)
         .bind(&errors)
-        .bind(&workers)
-        .bind(&queued)
+        .bind(&max_parallel)
+        .bind(&deadlines)
         .bind(&started)
         .bind(&ended)
+        .bind(&seqs);
+    let query = updates.bind(inserts.bind(query));
+    query
+        .bind(&a_runs)
+        .bind(&a_steps)
+        .bind(&a_numbers)
+        .bind(&a_statuses)
+        .bind(&a_errors)
+        .bind(&a_workers)
+        .bind(&a_queued)
+        .bind(&a_started)
+        .bind(&a_ended)
+        .bind(&e_runs)
+        .bind(&e_seqs)
+        .bind(&e_types)
+        .bind(&e_steps)
+        .bind(&e_attempts)
+        .bind(&e_messages)
+        .bind(&e_outputs)
+        .bind(&e_times)
         .execute(&mut **tx)
         .await?;
-    }
-    insert_events(tx, &events).await
+    Ok(())
 }
 
 fn parse_run_token(token: &str) -> Result<Option<(DateTime<Utc>, Uuid)>, StoreError> {
@@ -410,6 +507,7 @@ fn page_size(page: &PageRequest) -> i64 {
 struct PgRunBatch {
     tx: Transaction<'static, Postgres>,
     runs: Vec<RunState>,
+    cache: StepCache,
 }
 
 #[async_trait]
@@ -421,6 +519,7 @@ impl RunBatch for PgRunBatch {
     async fn commit(mut self: Box<Self>) -> Result<Vec<RunState>, StoreError> {
         persist(&mut self.tx, &self.runs).await?;
         self.tx.commit().await?;
+        self.cache.remember(&self.runs);
         Ok(self.runs)
     }
 }
@@ -687,18 +786,20 @@ impl Store for PgStore {
             .iter()
             .map(run_from_row)
             .collect::<Result<Vec<_>, _>>()?;
-        let started: Vec<Uuid> = runs
-            .iter()
-            .filter(|r| r.status != RunStatus::Queued)
-            .map(|r| r.id)
-            .collect();
-        if !started.is_empty() {
+        let mut missing = Vec::new();
+        for run in runs.iter_mut().filter(|r| r.status != RunStatus::Queued) {
+            match self.steps.get(run.id, run.last_sequence) {
+                Some(steps) => run.steps = steps,
+                None => missing.push(run.id),
+            }
+        }
+        if !missing.is_empty() {
             let index: HashMap<Uuid, usize> =
                 runs.iter().enumerate().map(|(i, r)| (r.id, i)).collect();
             let steps = sqlx::query(trusted(format!(
                 "SELECT {STEP_COLUMNS} FROM step_runs WHERE run_id = ANY($1) ORDER BY run_id, position"
             )))
-            .bind(&started)
+            .bind(&missing)
             .fetch_all(&mut *tx)
             .await?;
             for row in &steps {
@@ -708,7 +809,11 @@ impl Store for PgStore {
                 }
             }
         }
-        Ok(Box::new(PgRunBatch { tx, runs }))
+        Ok(Box::new(PgRunBatch {
+            tx,
+            runs,
+            cache: self.steps.clone(),
+        }))
     }
 
     async fn overdue_runs(
