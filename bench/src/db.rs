@@ -103,6 +103,21 @@ impl Db {
         span.context("the runs have no timestamps")
     }
 
+    /// Per run, in ms: `started_at - created_at` (accepted → started) and `ended_at - created_at`
+    /// (accepted → ended).
+    pub async fn run_spans(&self, ids: &[Uuid]) -> anyhow::Result<(Vec<f64>, Vec<f64>)> {
+        let rows: Vec<(f64, f64)> = sqlx::query_as(
+            "SELECT (EXTRACT(EPOCH FROM started_at - created_at) * 1000)::float8, \
+                    (EXTRACT(EPOCH FROM ended_at - created_at) * 1000)::float8 \
+             FROM runs WHERE id = ANY($1) AND started_at IS NOT NULL AND ended_at IS NOT NULL",
+        )
+        .bind(ids)
+        .fetch_all(&self.pool)
+        .await
+        .context("cannot read run timestamps")?;
+        Ok(rows.into_iter().unzip())
+    }
+
     /// Dispatch delays of the steps of these chain runs (positions 0..n, each needing the
     /// previous one).
     pub async fn dispatch(&self, ids: &[Uuid]) -> anyhow::Result<Dispatch> {

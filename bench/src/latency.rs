@@ -33,6 +33,10 @@ pub struct Outcome {
     pub steps_per_run: usize,
     /// StartRun sent → end event received, ms, of the measured runs.
     pub latency_ms: Summary,
+    /// Server side, `started_at - created_at` of the measured runs, ms.
+    pub server_start_ms: Option<Summary>,
+    /// Server side, `ended_at - created_at` of the measured runs, ms.
+    pub server_end_ms: Option<Summary>,
     /// Ids of the measured runs (not the warm-up ones).
     pub run_ids: Vec<Uuid>,
 }
@@ -85,7 +89,10 @@ pub async fn run(
         }
     }
     check_completed(db, "lone", &ids).await?;
+    let (server_start, server_end) = db.run_spans(&ids).await?;
     Ok(Outcome {
+        server_start_ms: Summary::of(&server_start),
+        server_end_ms: Summary::of(&server_end),
         runs,
         warmup,
         steps_per_run,

@@ -94,7 +94,7 @@ pub fn num(x: f64) -> String {
     if !x.is_finite() {
         return x.to_string();
     }
-    if x.abs() >= 10_000.0 {
+    if x.abs() >= 1_000.0 {
         let digits = format!("{:.0}", x.abs());
         let mut out = String::new();
         for (i, c) in digits.chars().enumerate() {
@@ -235,7 +235,7 @@ impl Results {
         t.info("logs", &self.log_dir.display().to_string());
 
         if let Some(c) = &self.chain {
-            self.throughput(&mut t, "Chain throughput", "noop chain", c, true);
+            self.throughput(&mut t, "Chain throughput", "step noop chain", c, true);
         }
         if let Some(f) = &self.fanout {
             self.throughput(
@@ -249,7 +249,7 @@ impl Results {
         if let Some(l) = &self.lone {
             t.heading(&format!(
                 "Lone chain latency: {} runs of a {}-step noop chain one at a time, after {} warm-up \
-                 runs; StartRun sent → run's end event received on WatchRun",
+                 runs\n  (client: StartRun sent → the run's end event received on WatchRun)",
                 l.runs, l.steps_per_run, l.warmup
             ));
             let s = &l.latency_ms;
@@ -264,6 +264,13 @@ impl Results {
             t.row("p99", s.p99, "ms");
             t.row("max", s.max, "ms");
             t.row("mean", s.mean, "ms");
+            if let Some(s) = &l.server_end_ms {
+                t.row("server side: created_at → ended_at, p50", s.p50, "ms");
+                t.row("server side: created_at → ended_at, p99", s.p99, "ms");
+            }
+            if let Some(s) = &l.server_start_ms {
+                t.row("server side: created_at → started_at, p50", s.p50, "ms");
+            }
         }
         if self.chain_dispatch.is_some() || self.lone_dispatch.is_some() {
             t.heading("Dispatch latency of the chain steps, from step_runs timestamps");
@@ -346,7 +353,11 @@ impl Results {
                 c.target
             );
         }
+        // No trailing blanks from padded cells.
         t.out
+            .lines()
+            .map(|l| format!("{}\n", l.trim_end()))
+            .collect()
     }
 
     fn throughput(
@@ -441,6 +452,8 @@ impl Results {
                 "warmup_runs": l.warmup,
                 "steps_per_run": l.steps_per_run,
                 "latency_ms": l.latency_ms.to_json(),
+                "server_created_to_started_ms": json_or_null(l.server_start_ms.as_ref()),
+                "server_created_to_ended_ms": json_or_null(l.server_end_ms.as_ref()),
             })),
             "dispatch": {
                 "loaded": self.chain_dispatch.as_ref().map(DispatchSummary::to_json),
@@ -460,6 +473,8 @@ mod tests {
     #[test]
     fn numbers() {
         assert_eq!(num(12345.6), "12,346");
+        assert_eq!(num(2299.9), "2,300");
+        assert_eq!(num(1000.0), "1,000");
         assert_eq!(num(1234567.0), "1,234,567");
         assert_eq!(num(812.34), "812.3");
         assert_eq!(num(12.345), "12.35");

@@ -58,6 +58,7 @@ pub async fn serve(
         config,
         hub,
         started: Instant::now(),
+        shutdown: shutdown.clone(),
     });
 
     let (reporter, health) = tonic_health::server::health_reporter();
@@ -84,6 +85,7 @@ pub async fn serve(
     tracing::info!(?addr, "orchestrator listening");
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
     tonic::transport::Server::builder()
+        .trace_fn(|request| tracing::info_span!("grpc", method = %request.uri().path()))
         .add_service(health)
         .add_service(reflection)
         .add_service(WorkflowServiceServer::from_arc(api.clone()))

@@ -19,6 +19,8 @@ pub struct Api {
     pub(crate) config: OrchestratorConfig,
     pub(crate) hub: EventHub,
     pub(crate) started: Instant,
+    /// Ends long-lived streams when the server stops.
+    pub(crate) shutdown: tokio_util::sync::CancellationToken,
 }
 
 /// Page sizes: 0 means the default; negative is an error.

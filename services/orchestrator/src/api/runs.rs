@@ -254,7 +254,15 @@ impl RunService for Api {
         let (tx, rx) = mpsc::channel(256);
         let store = self.store.clone();
         let labels = (detail.run.workflow_ref, detail.run.tenant);
-        tokio::spawn(watch(store, id, labels, req.after_sequence, live, tx));
+        let shutdown = self.shutdown.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = watch(store, id, labels, req.after_sequence, live, tx.clone()) => {}
+                _ = shutdown.cancelled() => {
+                    let _ = tx.send(Err(Status::unavailable("the orchestrator is shutting down; watch again from the last sequence"))).await;
+                }
+            }
+        });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 }
