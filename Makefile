@@ -66,7 +66,7 @@ buf-lint: buf ## Lint the protobuf definitions in proto/
 	$(BUF) lint
 
 bench: deps ## Build and run baton-bench (release) against local Redis + PostgreSQL
-	cargo build --release -p baton-bench
+	cargo build --release --bins
 	$(TEST_ENV) "$(CARGO_TARGET_DIR)/release/baton-bench" $(ARGS)
 
 ci: ## Run the CI script (.ci/run) locally

@@ -1,7 +1,7 @@
 //! The bench's gRPC client of the orchestrator: every call the scenarios make, each with a bound
 //! on how long it may take, so a stuck service fails the bench instead of hanging it.
 
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, anyhow, bail};
 use baton_proto::v1::{
@@ -100,9 +100,9 @@ impl Api {
             .with_context(|| format!("StartRun returned a bad run id `{}`", run.id))
     }
 
-    /// Follows a run's events from the first one until its end event and returns that event's
-    /// type. The caller bounds the wait.
-    pub async fn wait_end(&self, run_id: Uuid) -> anyhow::Result<RunEventType> {
+    /// Follows a run's events from the first one until its end event and returns it. The caller
+    /// bounds the wait.
+    pub async fn wait_end(&self, run_id: Uuid) -> anyhow::Result<End> {
         let mut client = RunServiceClient::new(self.channel.clone());
         let request = WatchRunRequest {
             run_id: run_id.to_string(),
@@ -117,11 +117,25 @@ impl Api {
             let Some(event) = message.event else { continue };
             let kind = RunEventType::try_from(event.r#type).unwrap_or(RunEventType::Unspecified);
             if is_end(kind) {
-                return Ok(kind);
+                let received = SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .unwrap_or_default();
+                let delivery_ms = event.time.as_ref().map(|t| {
+                    (received.as_micros() as i64 - baton_proto::timestamp_to_micros(t)) as f64
+                        / 1000.0
+                });
+                return Ok(End { kind, delivery_ms });
             }
         }
         bail!("WatchRun of run {run_id} ended without the run's end event")
     }
+}
+
+/// A run's end event as a watcher saw it.
+pub struct End {
+    pub kind: RunEventType,
+    /// From the event's server-side `time` to its receipt here, ms (same machine, same clock).
+    pub delivery_ms: Option<f64>,
 }
 
 /// Whether an event ends a run.

@@ -33,6 +33,10 @@ pub struct Outcome {
     pub steps_per_run: usize,
     /// StartRun sent → end event received, ms, of the measured runs.
     pub latency_ms: Summary,
+    /// The StartRun calls of the measured runs, ms.
+    pub start_rpc_ms: Option<Summary>,
+    /// The end events' server `time` → their receipt on WatchRun, ms.
+    pub delivery_ms: Option<Summary>,
     /// Server side, `started_at - created_at` of the measured runs, ms.
     pub server_start_ms: Option<Summary>,
     /// Server side, `ended_at - created_at` of the measured runs, ms.
@@ -60,14 +64,18 @@ pub async fn run(
     let mut next_progress = t0 + Duration::from_secs(1);
     let mut latencies = Vec::with_capacity(runs);
     let mut ids = Vec::with_capacity(runs);
+    let (mut start_rpc, mut delivery) = (Vec::new(), Vec::new());
     for i in 0..warmup + runs {
         alive()?;
-        let (id, ms) = one(api, workflow_ref)
+        let timed = one(api, workflow_ref)
             .await
             .with_context(|| format!("lone run #{}", i + 1))?;
+        let ms = timed.total_ms;
         if i >= warmup {
             latencies.push(ms);
-            ids.push(id);
+            start_rpc.push(timed.start_rpc_ms);
+            delivery.extend(timed.delivery_ms);
+            ids.push(timed.id);
         }
         let now = Instant::now();
         if now >= next_progress {
@@ -91,6 +99,8 @@ pub async fn run(
     check_completed(db, "lone", &ids).await?;
     let (server_start, server_end) = db.run_spans(&ids).await?;
     Ok(Outcome {
+        start_rpc_ms: Summary::of(&start_rpc),
+        delivery_ms: Summary::of(&delivery),
         server_start_ms: Summary::of(&server_start),
         server_end_ms: Summary::of(&server_end),
         runs,
@@ -101,16 +111,33 @@ pub async fn run(
     })
 }
 
-/// One run: its id and the time from sending StartRun to its end event, in ms.
-pub async fn one(api: &Api, workflow_ref: &str) -> anyhow::Result<(Uuid, f64)> {
+/// One run timed from the client.
+pub struct Timed {
+    pub id: Uuid,
+    /// StartRun sent → end event received, ms.
+    pub total_ms: f64,
+    /// The StartRun call, ms.
+    pub start_rpc_ms: f64,
+    /// The end event's server time → its receipt, ms.
+    pub delivery_ms: Option<f64>,
+}
+
+/// One run, waited for through WatchRun; fails unless it completes.
+pub async fn one(api: &Api, workflow_ref: &str) -> anyhow::Result<Timed> {
     let t = Instant::now();
     let id = api.start_run(workflow_ref).await?;
+    let start_rpc_ms = t.elapsed().as_secs_f64() * 1000.0;
     let end = tokio::time::timeout(RUN_TIMEOUT, api.wait_end(id))
         .await
         .map_err(|_| anyhow::anyhow!("run {id} did not end within {RUN_TIMEOUT:?}"))??;
-    let ms = t.elapsed().as_secs_f64() * 1000.0;
-    if end != RunEventType::RunCompleted {
-        bail!("run {id} ended with {}", end.as_str_name());
+    let total_ms = t.elapsed().as_secs_f64() * 1000.0;
+    if end.kind != RunEventType::RunCompleted {
+        bail!("run {id} ended with {}", end.kind.as_str_name());
     }
-    Ok((id, ms))
+    Ok(Timed {
+        id,
+        total_ms,
+        start_rpc_ms,
+        delivery_ms: end.delivery_ms,
+    })
 }

@@ -264,6 +264,13 @@ impl Results {
             t.row("p99", s.p99, "ms");
             t.row("max", s.max, "ms");
             t.row("mean", s.mean, "ms");
+            if let Some(s) = &l.start_rpc_ms {
+                t.row("of which StartRun call, p50", s.p50, "ms");
+            }
+            if let Some(s) = &l.delivery_ms {
+                t.row("end event time → received on WatchRun, p50", s.p50, "ms");
+                t.row("end event time → received on WatchRun, p99", s.p99, "ms");
+            }
             if let Some(s) = &l.server_end_ms {
                 t.row("server side: created_at → ended_at, p50", s.p50, "ms");
                 t.row("server side: created_at → ended_at, p99", s.p99, "ms");
@@ -452,6 +459,8 @@ impl Results {
                 "warmup_runs": l.warmup,
                 "steps_per_run": l.steps_per_run,
                 "latency_ms": l.latency_ms.to_json(),
+                "start_rpc_ms": json_or_null(l.start_rpc_ms.as_ref()),
+                "end_event_delivery_ms": json_or_null(l.delivery_ms.as_ref()),
                 "server_created_to_started_ms": json_or_null(l.server_start_ms.as_ref()),
                 "server_created_to_ended_ms": json_or_null(l.server_end_ms.as_ref()),
             })),

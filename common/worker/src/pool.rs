@@ -24,6 +24,8 @@ use crate::{
 
 /// How long a cancelled run is remembered, so its queued jobs are skipped.
 const CANCEL_MEMORY: Duration = Duration::from_secs(600);
+/// How long a job runs before the worker reports it started; see `KindWorker::handle`.
+const STARTED_REPORT_DELAY: Duration = Duration::from_millis(10);
 /// Most jobs taken in one read.
 const MAX_READ: usize = 256;
 
@@ -411,14 +413,19 @@ impl KindWorker {
                 started_at: Some(started),
             })),
         };
-        let _ = tx
-            .send(Report {
-                message: start_msg,
-                ack: None,
-            })
-            .await;
-
-        let (outcome, output, error, retryable) = self.execute(&job, token.clone()).await;
+        // Most jobs finish in well under STARTED_REPORT_DELAY; their result says when they
+        // started, so the runner gets one message instead of two. Longer jobs report `started`
+        // once the delay passes, so watchers see them running.
+        let execution = self.execute(&job, token.clone());
+        tokio::pin!(execution);
+        let (outcome, output, error, retryable) = tokio::select! {
+            biased;
+            finished = &mut execution => finished,
+            _ = tokio::time::sleep(STARTED_REPORT_DELAY) => {
+                let _ = tx.send(Report { message: start_msg, ack: None }).await;
+                execution.await
+            }
+        };
         let result = self.result(&job, outcome, output, error, retryable, Some(started));
         {
             let mut c = self.cancels.lock().unwrap_or_else(|e| e.into_inner());

@@ -83,7 +83,8 @@ pub async fn serve(
 
     let addr = listener.local_addr().ok();
     tracing::info!(?addr, "orchestrator listening");
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    // TCP_NODELAY: small gRPC frames (stream events, short replies) must not wait for Nagle.
+    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     tonic::transport::Server::builder()
         .trace_fn(|request| tracing::info_span!("grpc", method = %request.uri().path()))
         .add_service(health)

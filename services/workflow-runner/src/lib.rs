@@ -88,7 +88,9 @@ pub async fn serve(
         );
         let token = shutdown.clone();
         tasks.spawn(async move {
-            let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+            // TCP_NODELAY: small gRPC frames (stream events, short replies) must not wait for Nagle.
+            let incoming =
+                tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
             let served = tonic::transport::Server::builder()
                 .add_service(health)
                 .serve_with_incoming_shutdown(incoming, token.cancelled_owned())
