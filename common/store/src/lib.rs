@@ -24,7 +24,11 @@ pub use pg::PgStore;
 pub trait RunBatch: Send {
     /// The locked runs with their steps, in id order. Unknown ids are left out.
     fn runs(&mut self) -> &mut [RunState];
-    /// Writes what changed and commits; returns the runs as changed, with their new events.
+    /// Writes what changed so far, inside the transaction; optional before [`RunBatch::commit`],
+    /// for callers that have other work to overlap with the write. Runs must not change after.
+    async fn write(&mut self) -> Result<(), StoreError>;
+    /// Writes what changed (unless [`RunBatch::write`] did) and commits; returns the runs as
+    /// changed, with their new events.
     async fn commit(self: Box<Self>) -> Result<Vec<RunState>, StoreError>;
 }
 

@@ -508,6 +508,7 @@ struct PgRunBatch {
     tx: Transaction<'static, Postgres>,
     runs: Vec<RunState>,
     cache: StepCache,
+    written: bool,
 }
 
 #[async_trait]
@@ -516,8 +517,16 @@ impl RunBatch for PgRunBatch {
         &mut self.runs
     }
 
+    async fn write(&mut self) -> Result<(), StoreError> {
+        if !self.written {
+            persist(&mut self.tx, &self.runs).await?;
+            self.written = true;
+        }
+        Ok(())
+    }
+
     async fn commit(mut self: Box<Self>) -> Result<Vec<RunState>, StoreError> {
-        persist(&mut self.tx, &self.runs).await?;
+        self.write().await?;
         self.tx.commit().await?;
         self.cache.remember(&self.runs);
         Ok(self.runs)
@@ -813,6 +822,7 @@ impl Store for PgStore {
             tx,
             runs,
             cache: self.steps.clone(),
+            written: false,
         }))
     }
 

@@ -23,6 +23,9 @@ pub struct RunnerConfig {
     pub default_max_parallel: u32,
     /// `BATON_RUNNER_BATCH` (default 512): most inbox messages applied in one transaction.
     pub batch_size: usize,
+    /// `BATON_RUNNER_PIPELINES` (default 4): inbox batches applied at once by this replica, so
+    /// reading and deciding overlap with the previous batch's commit.
+    pub pipelines: usize,
     /// `BATON_INBOX_VISIBILITY` (default 15s): inbox messages a runner took and did not finish
     /// are taken over after this long.
     pub inbox_visibility: Duration,
@@ -65,6 +68,7 @@ impl RunnerConfig {
             ),
             default_max_parallel,
             batch_size: env.parse_or("BATON_RUNNER_BATCH", 512)?,
+            pipelines: env.parse_or("BATON_RUNNER_PIPELINES", 4)?,
             inbox_visibility: env.duration_or("BATON_INBOX_VISIBILITY", Duration::from_secs(15))?,
             timer_poll: env.duration_or("BATON_TIMER_POLL", Duration::from_secs(1))?,
             sweep_interval: env.duration_or("BATON_SWEEP_INTERVAL", Duration::from_secs(5))?,

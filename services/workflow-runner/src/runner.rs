@@ -116,8 +116,17 @@ impl Runner {
 
     /// Takes and applies inbox batches until `shutdown`.
     pub async fn run_inbox(self: Arc<Self>, shutdown: CancellationToken) {
+        // Several batches in flight: while one waits on its commit, the next is read and
+        // applied. Batches touching the same run take turns on the run's row lock.
+        let slots = Arc::new(tokio::sync::Semaphore::new(self.config.pipelines.max(1)));
+        let mut in_flight = tokio::task::JoinSet::new();
         let mut backoff = Duration::from_millis(50);
         while !shutdown.is_cancelled() {
+            let permit = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+            };
+            while in_flight.try_join_next().is_some() {}
             let read = tokio::select! {
                 _ = shutdown.cancelled() => break,
                 r = self.queue.read_runner(&self.config.consumer, self.config.batch_size, Duration::from_secs(1)) => r,
@@ -126,7 +135,11 @@ impl Runner {
                 Ok(batch) if batch.is_empty() => {}
                 Ok(batch) => {
                     backoff = Duration::from_millis(50);
-                    self.process(batch).await;
+                    let this = self.clone();
+                    in_flight.spawn(async move {
+                        this.process(batch).await;
+                        drop(permit);
+                    });
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot read the runner inbox");
@@ -135,6 +148,8 @@ impl Runner {
                 }
             }
         }
+        // Finish what was taken; anything cut short is reclaimed by another replica.
+        while in_flight.join_next().await.is_some() {}
     }
 
     /// Applies a batch; when it fails as a whole, applies it run by run so one bad run cannot
@@ -210,7 +225,9 @@ impl Runner {
             .map(|(id, _)| id.clone())
             .collect();
         tracing::Span::current().record("messages", acks.len());
+        let began = std::time::Instant::now();
         let mut batch = self.store.lock_runs(&ids).await?;
+        let locked = began.elapsed();
 
         let refs: HashSet<String> = batch
             .runs()
@@ -264,11 +281,19 @@ impl Runner {
                 },
             })
             .collect();
-        self.queue.dispatch(&fx.jobs, &timers).await?;
+        let decided = began.elapsed();
+        // Jobs and timers must be out before the commit (see the module docs); the batch's
+        // writes go to Postgres meanwhile.
+        let (dispatched, written) =
+            tokio::join!(self.queue.dispatch(&fx.jobs, &timers), batch.write());
+        dispatched?;
+        written?;
+        let dispatched = began.elapsed();
         if !timers.is_empty() {
             self.timer_set.notify_one();
         }
         let runs = batch.commit().await?;
+        let committed = began.elapsed();
 
         let mut outcome = BatchOutcome {
             ack: acks,
@@ -308,6 +333,14 @@ impl Runner {
             })
             .collect();
         self.queue.complete_batch(outcome).await?;
+        tracing::debug!(
+            lock_us = locked.as_micros() as u64,
+            decide_us = (decided - locked).as_micros() as u64,
+            dispatch_us = (dispatched - decided).as_micros() as u64,
+            commit_us = (committed - dispatched).as_micros() as u64,
+            publish_us = (began.elapsed() - committed).as_micros() as u64,
+            "batch applied"
+        );
         Ok(())
     }
 
