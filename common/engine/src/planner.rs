@@ -151,6 +151,11 @@ pub fn apply_job_result(
     let def = &wf.steps()[i];
     let step = &mut run.steps[i];
     step.dirty = true;
+    if worker_id.is_some() {
+        // The worker that finished it, which is not the one that started it when a job was
+        // reclaimed from a dead worker.
+        step.worker_id.clone_from(&worker_id);
+    }
     step.ended_at = Some(finished);
     let attempt_status;
     if outcome == v1::JobOutcome::Succeeded {
@@ -198,20 +203,21 @@ pub fn apply_job_result(
             fx.exhausted.push(result.clone());
         }
     }
+    // The step's row keeps its current attempt; an attempt is written to the history only
+    // when a retry replaces it. Readers see both through the store.
     let step = &run.steps[i];
-    run.new_attempts.push(AttemptRecord {
-        step_id: step.step_id.clone(),
-        attempt: step.attempt,
-        status: attempt_status,
-        error: step
-            .error
-            .clone()
-            .filter(|_| attempt_status == StepStatus::Failed),
-        worker_id,
-        queued_at: step.queued_at,
-        started_at: step.started_at,
-        ended_at: finished,
-    });
+    if step.status == StepStatus::Retrying {
+        run.new_attempts.push(AttemptRecord {
+            step_id: step.step_id.clone(),
+            attempt: step.attempt,
+            status: attempt_status,
+            error: step.error.clone(),
+            worker_id,
+            queued_at: step.queued_at,
+            started_at: step.started_at,
+            ended_at: finished,
+        });
+    }
     advance(run, wf, now, fx);
 }
 

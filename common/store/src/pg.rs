@@ -484,6 +484,39 @@ async fn persist(tx: &mut Transaction<'_, Postgres>, runs: &[RunState]) -> Resul
     Ok(())
 }
 
+/// The attempt history with each step's final attempt, which lives in the step's row (only
+/// attempts replaced by a retry are written to `step_attempts`).
+fn with_final_attempts(run: &RunState, mut attempts: Vec<AttemptRecord>) -> Vec<AttemptRecord> {
+    for step in &run.steps {
+        let finished = matches!(step.status, StepStatus::Completed | StepStatus::Failed);
+        let Some(ended_at) = step.ended_at.filter(|_| finished && step.attempt > 0) else {
+            continue;
+        };
+        let recorded = attempts
+            .iter()
+            .any(|a| a.step_id == step.step_id && a.attempt == step.attempt);
+        if !recorded {
+            attempts.push(AttemptRecord {
+                step_id: step.step_id.clone(),
+                attempt: step.attempt,
+                status: step.status,
+                error: step
+                    .error
+                    .clone()
+                    .filter(|_| step.status == StepStatus::Failed),
+                worker_id: step.worker_id.clone(),
+                queued_at: step.queued_at,
+                started_at: step.started_at,
+                ended_at,
+            });
+        }
+    }
+    attempts.sort_by(|a, b| {
+        (a.ended_at, &a.step_id, a.attempt).cmp(&(b.ended_at, &b.step_id, b.attempt))
+    });
+    attempts
+}
+
 fn parse_run_token(token: &str) -> Result<Option<(DateTime<Utc>, Uuid)>, StoreError> {
     if token.is_empty() {
         return Ok(None);
@@ -721,7 +754,10 @@ impl Store for PgStore {
                 })
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
-        Ok(Some(RunDetail { run, attempts }))
+        Ok(Some(RunDetail {
+            attempts: with_final_attempts(&run, attempts),
+            run,
+        }))
     }
 
     async fn list_runs(

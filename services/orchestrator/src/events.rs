@@ -6,7 +6,7 @@ use std::{sync::Arc, time::Duration};
 
 use baton_proto::v1;
 use baton_queue::JobQueue;
-use tokio::sync::broadcast;
+use tokio::sync::{Notify, broadcast};
 use tokio_util::sync::CancellationToken;
 
 /// Events buffered per watcher before it falls back to Postgres.
@@ -15,26 +15,46 @@ const BUFFER: usize = 16_384;
 #[derive(Clone)]
 pub struct EventHub {
     tx: broadcast::Sender<Arc<v1::RunEvent>>,
+    /// Wakes the reader when the first watcher arrives.
+    watched: Arc<Notify>,
+}
+
+/// A stream id for "everything from now on".
+fn from_now() -> String {
+    format!("{}-0", baton_engine::now_micros() / 1_000)
 }
 
 impl EventHub {
-    /// Starts following the events stream from now.
+    /// Follows the events stream while anyone watches. With no watchers it reads nothing, and
+    /// a watcher that arrives later replays what it needs from Postgres.
     pub fn start(queue: Arc<dyn JobQueue>, shutdown: CancellationToken) -> Self {
         let (tx, _) = broadcast::channel(BUFFER);
-        let sender = tx.clone();
+        let watched = Arc::new(Notify::new());
+        let (sender, wake) = (tx.clone(), watched.clone());
         tokio::spawn(async move {
-            let now_ms = baton_engine::now_micros() / 1_000;
-            let mut last = format!("{now_ms}-0");
+            let mut last = from_now();
             loop {
+                if sender.receiver_count() == 0 {
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        _ = wake.notified() => {}
+                        // In case a notification raced with the count.
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    }
+                    if sender.receiver_count() == 0 {
+                        continue;
+                    }
+                    last = from_now();
+                }
                 let read = tokio::select! {
                     _ = shutdown.cancelled() => return,
-                    r = queue.read_events(&last, 1_024, Duration::from_secs(1)) => r,
+                    r = queue.read_events(&last, 1_024, Duration::from_millis(500)) => r,
                 };
                 match read {
                     Ok(events) => {
                         for (id, event) in events {
                             last = id;
-                            // No watchers is not an error.
+                            // Watchers that left meanwhile are not an error.
                             let _ = sender.send(Arc::new(event));
                         }
                     }
@@ -45,10 +65,12 @@ impl EventHub {
                 }
             }
         });
-        Self { tx }
+        Self { tx, watched }
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<v1::RunEvent>> {
-        self.tx.subscribe()
+        let rx = self.tx.subscribe();
+        self.watched.notify_one();
+        rx
     }
 }
