@@ -202,62 +202,6 @@ fn json_text(v: &Option<serde_json::Value>) -> Option<String> {
     v.as_ref().map(serde_json::Value::to_string)
 }
 
-async fn insert_events(
-    tx: &mut Transaction<'_, Postgres>,
-    events: &[(Uuid, &EventRecord)],
-) -> Result<(), StoreError> {
-    if events.is_empty() {
-        return Ok(());
-    }
-    let n = events.len();
-    let (
-        mut run_ids,
-        mut seqs,
-        mut types,
-        mut steps,
-        mut attempts,
-        mut messages,
-        mut outputs,
-        mut times,
-    ) = (
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-    );
-    for (run_id, e) in events {
-        run_ids.push(*run_id);
-        seqs.push(e.sequence);
-        types.push(e.event_type.as_str_name());
-        steps.push(e.step_id.clone());
-        attempts.push(e.attempt as i32);
-        messages.push(e.message.clone());
-        outputs.push(json_text(&e.output));
-        times.push(ts(Some(e.time)).unwrap_or_else(Utc::now));
-    }
-    sqlx::query(
-        "INSERT INTO run_events (run_id, sequence, event_type, step_id, attempt, message, output, time) \
-         SELECT run_id, seq, t, step_id, attempt, message, output::jsonb, time \
-         FROM UNNEST($1::uuid[], $2::int8[], $3::text[], $4::text[], $5::int4[], $6::text[], $7::text[], $8::timestamptz[]) \
-           AS u(run_id, seq, t, step_id, attempt, message, output, time)",
-    )
-    .bind(&run_ids)
-    .bind(&seqs)
-    .bind(&types)
-    .bind(&steps)
-    .bind(&attempts)
-    .bind(&messages)
-    .bind(&outputs)
-    .bind(&times)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
-}
-
 /// Column vectors for a batch of step rows, for `UNNEST`.
 #[derive(Default)]
 struct StepColumns {
@@ -660,13 +604,18 @@ impl Store for PgStore {
 
     #[tracing::instrument(skip_all, fields(run.id = %run.id, tenant = %run.tenant))]
     async fn create_run(&self, run: NewRun) -> Result<(RunState, bool), StoreError> {
-        let mut tx = self.pool.begin().await?;
         let created_at = ts(Some(run.created_at)).unwrap_or_else(Utc::now);
+        // The run and its first event in one statement, so one round trip creates and commits.
         let inserted = sqlx::query(trusted(format!(
-            "INSERT INTO runs (id, tenant, workflow_ref, status, inputs, idempotency_key, created_at, last_sequence) \
-             VALUES ($1, $2, $3, 'queued', $4, $5, $6, 1) \
-             ON CONFLICT (tenant, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING \
-             RETURNING {RUN_COLUMNS}"
+            "WITH r AS (\
+               INSERT INTO runs (id, tenant, workflow_ref, status, inputs, idempotency_key, created_at, last_sequence) \
+               VALUES ($1, $2, $3, 'queued', $4, $5, $6, 1) \
+               ON CONFLICT (tenant, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING \
+               RETURNING {RUN_COLUMNS}), \
+             e AS (\
+               INSERT INTO run_events (run_id, sequence, event_type, attempt, time) \
+               SELECT id, 1, $7, 0, created_at FROM r) \
+             SELECT {RUN_COLUMNS} FROM r"
         )))
         .bind(run.id)
         .bind(&run.tenant)
@@ -674,31 +623,19 @@ impl Store for PgStore {
         .bind(&run.inputs)
         .bind(&run.idempotency_key)
         .bind(created_at)
-        .fetch_optional(&mut *tx)
+        .bind(RunEventType::RunQueued.as_str_name())
+        .fetch_optional(&self.pool)
         .await?;
         if let Some(row) = inserted {
-            let state = run_from_row(&row)?;
-            let first = EventRecord {
-                sequence: 1,
-                event_type: RunEventType::RunQueued,
-                step_id: None,
-                attempt: 0,
-                time: run.created_at,
-                message: None,
-                output: None,
-            };
-            insert_events(&mut tx, &[(state.id, &first)]).await?;
-            tx.commit().await?;
-            return Ok((state, true));
+            return Ok((run_from_row(&row)?, true));
         }
         let row = sqlx::query(trusted(format!(
             "SELECT {RUN_COLUMNS} FROM runs WHERE tenant = $1 AND idempotency_key = $2"
         )))
         .bind(&run.tenant)
         .bind(&run.idempotency_key)
-        .fetch_one(&mut *tx)
+        .fetch_one(&self.pool)
         .await?;
-        tx.commit().await?;
         let existing = run_from_row(&row)?;
         if existing.workflow_ref != run.workflow_ref {
             return Err(StoreError::Conflict(format!(

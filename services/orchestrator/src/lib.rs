@@ -59,6 +59,7 @@ pub async fn serve(
         hub,
         started: Instant::now(),
         shutdown: shutdown.clone(),
+        versions: Default::default(),
     });
 
     let (reporter, health) = tonic_health::server::health_reporter();

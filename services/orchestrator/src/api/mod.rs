@@ -21,6 +21,43 @@ pub struct Api {
     pub(crate) started: Instant,
     /// Ends long-lived streams when the server stops.
     pub(crate) shutdown: tokio_util::sync::CancellationToken,
+    /// Workflows looked up by exact version; a registered version never changes.
+    pub(crate) versions:
+        std::sync::Mutex<std::collections::HashMap<String, baton_store::StoredWorkflow>>,
+}
+
+/// Most workflow versions kept in memory.
+const VERSION_CACHE_LIMIT: usize = 10_000;
+
+impl Api {
+    /// A registered workflow; exact versions come from memory after the first look-up.
+    pub(crate) async fn find_workflow(
+        &self,
+        r: &baton_workflow::WorkflowRef,
+    ) -> Result<Option<baton_store::StoredWorkflow>, crate::error::ApiError> {
+        let key = r.to_string();
+        if r.version.is_some()
+            && let Some(w) = self
+                .versions
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&key)
+        {
+            return Ok(Some(w.clone()));
+        }
+        let found = self
+            .store
+            .get_workflow(&r.owner, &r.name, r.version)
+            .await?;
+        if let Some(w) = &found {
+            let mut cache = self.versions.lock().unwrap_or_else(|e| e.into_inner());
+            if cache.len() >= VERSION_CACHE_LIMIT {
+                cache.clear();
+            }
+            cache.insert(w.workflow_ref(), w.clone());
+        }
+        Ok(found)
+    }
 }
 
 /// Page sizes: 0 means the default; negative is an error.

@@ -88,10 +88,8 @@ impl RunService for Api {
             .into());
         }
         let workflow = self
-            .store
-            .get_workflow(&r.owner, &r.name, r.version)
-            .await
-            .map_err(ApiError::from)?
+            .find_workflow(&r)
+            .await?
             .ok_or_else(|| ApiError::NotFound(format!("workflow {r} is not registered")))?;
         let workflow_ref = workflow.workflow_ref();
         let span = tracing::Span::current();
