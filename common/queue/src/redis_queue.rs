@@ -220,15 +220,15 @@ fn is_nogroup(e: &RedisError) -> bool {
     e.code() == Some("NOGROUP")
 }
 
-fn decode<T: Message + Default>(entry: StreamId, deliveries: u32) -> Delivery<T> {
-    let payload = match entry.map.get(FIELD) {
-        Some(Value::BulkString(bytes)) => bytes.clone(),
-        _ => Vec::new(),
-    };
-    let message = if entry.map.contains_key(FIELD) {
-        T::decode(payload.as_slice()).map_err(|e| format!("undecodable message: {e}"))
-    } else {
-        Err(format!("entry has no `{FIELD}` field"))
+fn decode<T: Message + Default>(mut entry: StreamId, deliveries: u32) -> Delivery<T> {
+    let (payload, message) = match entry.map.remove(FIELD) {
+        Some(Value::BulkString(bytes)) => {
+            let message =
+                T::decode(bytes.as_slice()).map_err(|e| format!("undecodable message: {e}"));
+            (bytes, message)
+        }
+        Some(_) => (Vec::new(), Err(format!("the `{FIELD}` field is not bytes"))),
+        None => (Vec::new(), Err(format!("entry has no `{FIELD}` field"))),
     };
     Delivery {
         id: entry.id,

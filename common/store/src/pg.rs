@@ -48,11 +48,12 @@ struct StepCache(Arc<Mutex<HashMap<Uuid, (i64, Vec<StepState>)>>>);
 
 impl StepCache {
     fn get(&self, id: Uuid, last_sequence: i64) -> Option<Vec<StepState>> {
-        let cache = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        cache
-            .get(&id)
-            .filter(|(seq, _)| *seq == last_sequence)
-            .map(|(_, steps)| steps.clone())
+        // Taken out, not copied: the batch owns them until its commit puts them back.
+        let mut cache = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        match cache.remove(&id) {
+            Some((seq, steps)) if seq == last_sequence => Some(steps),
+            _ => None,
+        }
     }
 
     fn remember(&self, runs: &[RunState]) {
