@@ -44,7 +44,10 @@ const STEP_CACHE_LIMIT: usize = 100_000;
 /// `last_sequence`. Every step change adds an event and so moves `last_sequence`; a batch that
 /// finds the locked run at the cached sequence therefore has its steps without reading them.
 #[derive(Clone, Debug, Default)]
-struct StepCache(Arc<Mutex<HashMap<Uuid, (i64, Vec<StepState>)>>>);
+struct StepCache(Arc<Mutex<HashMap<Uuid, CachedSteps>>>);
+
+/// A run's steps as of its `last_sequence`.
+type CachedSteps = (i64, Vec<StepState>);
 
 impl StepCache {
     fn get(&self, id: Uuid, last_sequence: i64) -> Option<Vec<StepState>> {
