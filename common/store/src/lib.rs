@@ -17,6 +17,9 @@ pub use model::{
 };
 pub use pg::PgStore;
 
+/// One run of [`Store::create_runs`]: the run, and whether it was created now.
+pub type CreatedRun = Result<(RunState, bool), StoreError>;
+
 /// Runs locked for change in one transaction. Mutate them through [`RunBatch::runs`], do what
 /// must happen before the change is durable (enqueue jobs), then [`RunBatch::commit`]. Dropping
 /// the batch rolls everything back.
@@ -49,9 +52,10 @@ pub trait Store: Send + Sync + 'static {
         page: PageRequest,
     ) -> Result<Page<StoredWorkflow>, StoreError>;
 
-    /// Records a queued run and its first event. With an idempotency key already used in the
-    /// tenant, returns that run and `false`.
-    async fn create_run(&self, run: NewRun) -> Result<(RunState, bool), StoreError>;
+    /// Records queued runs and their first events, in order. A run whose idempotency key is
+    /// already used in its tenant comes back as that run and `false` (or a conflict when that
+    /// run is of another workflow). The outer error fails the whole batch.
+    async fn create_runs(&self, runs: Vec<NewRun>) -> Result<Vec<CreatedRun>, StoreError>;
     async fn get_run(&self, id: Uuid) -> Result<Option<RunDetail>, StoreError>;
     async fn list_runs(
         &self,

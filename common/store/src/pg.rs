@@ -17,8 +17,8 @@ use sqlx::{
 use uuid::Uuid;
 
 use crate::{
-    NewRun, NewWorkflow, Page, PageRequest, PutWorkflowOutcome, RunBatch, RunDetail, RunFilter,
-    Store, StoreError, StoredEvent, StoredWorkflow, WakeCandidate,
+    CreatedRun, NewRun, NewWorkflow, Page, PageRequest, PutWorkflowOutcome, RunBatch, RunDetail,
+    RunFilter, Store, StoreError, StoredEvent, StoredWorkflow, WakeCandidate,
 };
 
 /// Embedded migrations, applied at service start.
@@ -606,14 +606,28 @@ impl Store for PgStore {
         Ok(Page { items, next_token })
     }
 
-    #[tracing::instrument(skip_all, fields(run.id = %run.id, tenant = %run.tenant))]
-    async fn create_run(&self, run: NewRun) -> Result<(RunState, bool), StoreError> {
-        let created_at = ts(Some(run.created_at)).unwrap_or_else(Utc::now);
-        // The run and its first event in one statement, so one round trip creates and commits.
-        let inserted = sqlx::query(trusted(format!(
+    #[tracing::instrument(skip_all, fields(runs = runs.len()))]
+    async fn create_runs(&self, runs: Vec<NewRun>) -> Result<Vec<CreatedRun>, StoreError> {
+        if runs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<Uuid> = runs.iter().map(|r| r.id).collect();
+        let tenants: Vec<&str> = runs.iter().map(|r| r.tenant.as_str()).collect();
+        let refs: Vec<&str> = runs.iter().map(|r| r.workflow_ref.as_str()).collect();
+        let inputs: Vec<String> = runs.iter().map(|r| r.inputs.to_string()).collect();
+        let keys: Vec<Option<&str>> = runs.iter().map(|r| r.idempotency_key.as_deref()).collect();
+        let created: Vec<DateTime<Utc>> = runs
+            .iter()
+            .map(|r| ts(Some(r.created_at)).unwrap_or_else(Utc::now))
+            .collect();
+        // Every run and its first event in one statement: one round trip and one commit for the
+        // whole batch of concurrent StartRun calls.
+        let rows = sqlx::query(trusted(format!(
             "WITH r AS (\
                INSERT INTO runs (id, tenant, workflow_ref, status, inputs, idempotency_key, created_at, last_sequence) \
-               VALUES ($1, $2, $3, 'queued', $4, $5, $6, 1) \
+               SELECT id, tenant, workflow_ref, 'queued', inputs::jsonb, key, created_at, 1 \
+               FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[]) \
+                 AS u(id, tenant, workflow_ref, inputs, key, created_at) \
                ON CONFLICT (tenant, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING \
                RETURNING {RUN_COLUMNS}), \
              e AS (\
@@ -621,35 +635,47 @@ impl Store for PgStore {
                SELECT id, 1, $7, 0, created_at FROM r) \
              SELECT {RUN_COLUMNS} FROM r"
         )))
-        .bind(run.id)
-        .bind(&run.tenant)
-        .bind(&run.workflow_ref)
-        .bind(&run.inputs)
-        .bind(&run.idempotency_key)
-        .bind(created_at)
+        .bind(&ids)
+        .bind(&tenants)
+        .bind(&refs)
+        .bind(&inputs)
+        .bind(&keys)
+        .bind(&created)
         .bind(RunEventType::RunQueued.as_str_name())
-        .fetch_optional(&self.pool)
+        .fetch_all(&self.pool)
         .await?;
-        if let Some(row) = inserted {
-            return Ok((run_from_row(&row)?, true));
+        let mut inserted: HashMap<Uuid, RunState> = HashMap::with_capacity(rows.len());
+        for row in &rows {
+            let run = run_from_row(row)?;
+            inserted.insert(run.id, run);
         }
-        let row = sqlx::query(trusted(format!(
-            "SELECT {RUN_COLUMNS} FROM runs WHERE tenant = $1 AND idempotency_key = $2"
-        )))
-        .bind(&run.tenant)
-        .bind(&run.idempotency_key)
-        .fetch_one(&self.pool)
-        .await?;
-        let existing = run_from_row(&row)?;
-        if existing.workflow_ref != run.workflow_ref {
-            return Err(StoreError::Conflict(format!(
-                "idempotency key `{}` was used for run {} of workflow {}",
-                run.idempotency_key.unwrap_or_default(),
-                existing.id,
-                existing.workflow_ref
-            )));
+        let mut results = Vec::with_capacity(runs.len());
+        for run in runs {
+            if let Some(state) = inserted.remove(&run.id) {
+                results.push(Ok((state, true)));
+                continue;
+            }
+            // Its idempotency key was taken, by an earlier run or one earlier in this batch.
+            let row = sqlx::query(trusted(format!(
+                "SELECT {RUN_COLUMNS} FROM runs WHERE tenant = $1 AND idempotency_key = $2"
+            )))
+            .bind(&run.tenant)
+            .bind(&run.idempotency_key)
+            .fetch_one(&self.pool)
+            .await?;
+            let existing = run_from_row(&row)?;
+            results.push(if existing.workflow_ref != run.workflow_ref {
+                Err(StoreError::Conflict(format!(
+                    "idempotency key `{}` was used for run {} of workflow {}",
+                    run.idempotency_key.unwrap_or_default(),
+                    existing.id,
+                    existing.workflow_ref
+                )))
+            } else {
+                Ok((existing, false))
+            });
         }
-        Ok((existing, false))
+        Ok(results)
     }
 
     async fn get_run(&self, id: Uuid) -> Result<Option<RunDetail>, StoreError> {

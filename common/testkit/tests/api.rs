@@ -429,3 +429,50 @@ async fn health_info_and_reflection_answer() {
     assert!(!info.version.is_empty());
     stack.stop().await;
 }
+
+#[tokio::test]
+async fn concurrent_starts_with_one_key_make_one_run() {
+    let stack = TestStack::start().await.unwrap();
+    stack
+        .register(&format!("{HEAD}  - {{id: a, kind: noop}}\n"))
+        .await
+        .unwrap();
+    let calls = (0..20).map(|i| {
+        let endpoint = stack.endpoint();
+        async move {
+            let mut client = v1::run_service_client::RunServiceClient::connect(endpoint)
+                .await
+                .unwrap();
+            let key = if i % 2 == 0 { "shared" } else { "" };
+            client
+                .start_run(v1::StartRunRequest {
+                    workflow_ref: "t/w@1".into(),
+                    idempotency_key: key.into(),
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+                .into_inner()
+        }
+    });
+    let replies = futures::future::join_all(calls).await;
+    let shared: Vec<_> = replies.iter().step_by(2).collect();
+    assert_eq!(shared.iter().filter(|r| r.created).count(), 1);
+    let id = &shared[0].run.as_ref().unwrap().id;
+    assert!(shared.iter().all(|r| &r.run.as_ref().unwrap().id == id));
+    let unkeyed: std::collections::HashSet<_> = replies
+        .iter()
+        .skip(1)
+        .step_by(2)
+        .map(|r| r.run.as_ref().unwrap().id.clone())
+        .collect();
+    assert_eq!(unkeyed.len(), 10);
+    for r in &replies {
+        let run = stack
+            .wait_for_end(&r.run.as_ref().unwrap().id, Duration::from_secs(20))
+            .await
+            .unwrap();
+        assert_eq!(status(&run), RunStatus::Completed);
+    }
+    stack.stop().await;
+}

@@ -15,6 +15,8 @@ pub enum ApiError {
     AlreadyExists(String),
     #[error("{0}")]
     FailedPrecondition(String),
+    #[error("{0}")]
+    Unavailable(String),
     #[error(transparent)]
     Definition(#[from] DefinitionError),
     #[error(transparent)]
@@ -31,6 +33,7 @@ impl From<ApiError> for Status {
             ApiError::NotFound(m) => Status::not_found(m),
             ApiError::AlreadyExists(m) => Status::already_exists(m),
             ApiError::FailedPrecondition(m) => Status::failed_precondition(m),
+            ApiError::Unavailable(m) => Status::unavailable(m),
             ApiError::Store(StoreError::Conflict(m)) => Status::already_exists(m),
             ApiError::Store(StoreError::BadPageToken) => {
                 Status::invalid_argument("page_token: invalid page token")

@@ -6,6 +6,7 @@ mod config;
 mod convert;
 mod error;
 mod events;
+mod starter;
 
 use std::{
     sync::Arc,
@@ -60,6 +61,7 @@ pub async fn serve(
         started: Instant::now(),
         shutdown: shutdown.clone(),
         versions: Default::default(),
+        starter: starter::RunStarter::spawn(store.clone(), queue.clone()),
     });
 
     let (reporter, health) = tonic_health::server::health_reporter();

@@ -21,6 +21,8 @@ pub struct Api {
     pub(crate) started: Instant,
     /// Ends long-lived streams when the server stops.
     pub(crate) shutdown: tokio_util::sync::CancellationToken,
+    /// Records StartRun calls in batches.
+    pub(crate) starter: crate::starter::RunStarter,
     /// Workflows looked up by exact version; a registered version never changes.
     pub(crate) versions:
         std::sync::Mutex<std::collections::HashMap<String, baton_store::StoredWorkflow>>,

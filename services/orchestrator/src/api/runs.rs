@@ -103,20 +103,8 @@ impl RunService for Api {
             idempotency_key: (!key.is_empty()).then(|| key.to_owned()),
             created_at: now_micros(),
         };
-        let (run, created) = self.store.create_run(new).await.map_err(ApiError::from)?;
+        let (run, created) = self.starter.start(new).await?;
         span.record("run.id", tracing::field::display(run.id));
-        if created {
-            let start = v1::RunnerMessage {
-                message: Some(v1::runner_message::Message::StartRun(v1::StartRunCommand {
-                    run_id: run.id.to_string(),
-                    trace_context: Default::default(),
-                })),
-            };
-            // The run is recorded; if Redis is down now, the runner's sweeper starts it later.
-            if let Err(e) = self.queue.send_to_runner(&[start]).await {
-                tracing::warn!(run.id = %run.id, error = %e, "cannot hand the run to the runner yet; it will be picked up by the sweeper");
-            }
-        }
         Ok(Response::new(StartRunResponse {
             run: Some(convert::run(&run, None)),
             created,

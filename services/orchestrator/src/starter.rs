@@ -1,0 +1,100 @@
+//! StartRun calls that arrive together are recorded together: one statement and one commit for
+//! the batch, and one Redis round trip to hand the runs to the runner. Under load this is group
+//! commit; a lone call waits for nothing extra.
+
+use std::sync::Arc;
+
+use baton_engine::RunState;
+use baton_proto::v1;
+use baton_queue::JobQueue;
+use baton_store::{NewRun, Store};
+use tokio::sync::{Semaphore, mpsc, oneshot};
+
+use crate::error::ApiError;
+
+/// Most runs recorded in one statement.
+const MAX_BATCH: usize = 256;
+/// Batches being recorded at once.
+const IN_FLIGHT: usize = 4;
+
+type Reply = oneshot::Sender<Result<(RunState, bool), ApiError>>;
+
+/// Hands StartRun requests to the batching task.
+#[derive(Clone)]
+pub struct RunStarter {
+    tx: mpsc::Sender<(NewRun, Reply)>,
+}
+
+impl RunStarter {
+    pub fn spawn(store: Arc<dyn Store>, queue: Arc<dyn JobQueue>) -> Self {
+        let (tx, rx) = mpsc::channel(4 * MAX_BATCH);
+        tokio::spawn(batch_loop(store, queue, rx));
+        Self { tx }
+    }
+
+    /// Records the run and hands it to the runner; returns it and whether it was created now
+    /// (false when its idempotency key returned an earlier run).
+    pub async fn start(&self, run: NewRun) -> Result<(RunState, bool), ApiError> {
+        let (reply, answer) = oneshot::channel();
+        let stopped = || ApiError::Unavailable("the orchestrator is shutting down".into());
+        self.tx.send((run, reply)).await.map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
+    }
+}
+
+async fn batch_loop(
+    store: Arc<dyn Store>,
+    queue: Arc<dyn JobQueue>,
+    mut rx: mpsc::Receiver<(NewRun, Reply)>,
+) {
+    let slots = Arc::new(Semaphore::new(IN_FLIGHT));
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    loop {
+        let Ok(permit) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        if rx.recv_many(&mut batch, MAX_BATCH).await == 0 {
+            return;
+        }
+        let requests = std::mem::take(&mut batch);
+        let (store, queue) = (store.clone(), queue.clone());
+        tokio::spawn(async move {
+            record(store.as_ref(), queue.as_ref(), requests).await;
+            drop(permit);
+        });
+    }
+}
+
+#[tracing::instrument(name = "start_runs", skip_all, fields(runs = requests.len()))]
+async fn record(store: &dyn Store, queue: &dyn JobQueue, requests: Vec<(NewRun, Reply)>) {
+    let (runs, replies): (Vec<NewRun>, Vec<Reply>) = requests.into_iter().unzip();
+    let results = match store.create_runs(runs).await {
+        Ok(results) => results,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot record runs");
+            let message = format!("the database is unavailable: {e}");
+            for reply in replies {
+                let _ = reply.send(Err(ApiError::Unavailable(message.clone())));
+            }
+            return;
+        }
+    };
+    let starts: Vec<v1::RunnerMessage> = results
+        .iter()
+        .filter_map(|r| r.as_ref().ok())
+        .filter(|(_, created)| *created)
+        .map(|(run, _)| v1::RunnerMessage {
+            message: Some(v1::runner_message::Message::StartRun(v1::StartRunCommand {
+                run_id: run.id.to_string(),
+                trace_context: Default::default(),
+            })),
+        })
+        .collect();
+    // The runs are recorded; if Redis is down now, the runner's sweeper starts them later.
+    if let Err(e) = queue.send_to_runner(&starts).await {
+        tracing::warn!(runs = starts.len(), error = %e, "cannot hand runs to the runner yet; the sweeper will start them");
+    }
+    for (result, reply) in results.into_iter().zip(replies) {
+        let _ = reply.send(result.map_err(ApiError::from));
+    }
+}
