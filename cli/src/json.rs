@@ -3,8 +3,8 @@
 //! embedded JSON strings (`inputs_json`, `output_json`, …) parsed back into values.
 
 use baton_proto::v1::{
-    GetInfoResponse, Run, RunEvent, RunEventType, RunStatus, StepAttempt, StepRun, StepStatus,
-    Workflow,
+    GetInfoResponse, ResourceUsage, Run, RunEvent, RunEventType, RunStatus, StepAttempt, StepRun,
+    StepStatus, WorkerHost, Workflow,
 };
 use serde_json::{Value, json};
 
@@ -84,6 +84,7 @@ pub fn run(run: &Run, with_steps: bool) -> Value {
     });
     if with_steps {
         value["steps"] = run.steps.iter().map(step).collect();
+        value["workers"] = run.workers.iter().map(worker).collect();
     }
     value
 }
@@ -115,6 +116,36 @@ fn attempt(attempt: &StepAttempt) -> Value {
         "ended_at": rfc3339(attempt.ended_at.as_ref()),
         "queue_time_ms": attempt.queue_time_ms,
         "execution_time_ms": attempt.execution_time_ms,
+        "usage": attempt.usage.as_ref().map(usage),
+    })
+}
+
+fn usage(u: &ResourceUsage) -> Value {
+    json!({
+        "queue_time_ms": u.queue_time_ms,
+        "execution_time_ms": u.execution_time_ms,
+        "total_duration_ms": u.total_duration_ms,
+        "memory_start_mb": u.memory_start_mb,
+        "memory_peak_mb": u.memory_peak_mb,
+        "memory_end_mb": u.memory_end_mb,
+        "cpu_percent": u.cpu_percent,
+        "thread_count": u.thread_count,
+    })
+}
+
+/// A worker process and its host.
+pub fn worker(h: &WorkerHost) -> Value {
+    json!({
+        "worker_id": h.worker_id,
+        "os": h.os,
+        "arch": h.arch,
+        "hostname": h.hostname,
+        "physical_cores": h.physical_cores,
+        "logical_cores": h.logical_cores,
+        "total_memory_mb": h.total_memory_mb,
+        "runtime_version": h.runtime_version,
+        "container_runtime": h.container_runtime,
+        "pid": h.pid,
     })
 }
 

@@ -5,7 +5,8 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use baton_proto::v1::{
-    CancelRunRequest, GetRunRequest, ListRunsRequest, Run, RunStatus, StartRunRequest, StepRun,
+    CancelRunRequest, GetRunRequest, ListRunsRequest, ResourceUsage, Run, RunStatus,
+    StartRunRequest, StepAttempt, StepRun,
 };
 use serde_json::{Map, Value, json};
 
@@ -204,7 +205,68 @@ fn print_run_text(run: &Run) -> std::io::Result<()> {
             step_detail(step),
         ]);
     }
-    table.print()
+    table.print()?;
+    print_attempts(run)
+}
+
+/// Each finished attempt with what it cost, and the workers that ran them.
+fn print_attempts(run: &Run) -> std::io::Result<()> {
+    let with_usage: Vec<(&StepRun, &StepAttempt, &ResourceUsage)> = run
+        .steps
+        .iter()
+        .flat_map(|s| s.attempts.iter().map(move |a| (s, a)))
+        .filter_map(|(s, a)| a.usage.as_ref().map(|u| (s, a, u)))
+        .collect();
+    if with_usage.is_empty() {
+        return Ok(());
+    }
+    outln!()?;
+    let mut table = Table::new(&[
+        "STEP",
+        "ATTEMPT",
+        "STATUS",
+        "QUEUE",
+        "EXEC",
+        "TOTAL",
+        "MEM START/PEAK/END MB",
+        "CPU%",
+        "THREADS",
+        "WORKER",
+    ]);
+    for (step, attempt, u) in with_usage {
+        table.row(vec![
+            step.step_id.clone(),
+            attempt.attempt.to_string(),
+            step_status_label(attempt.status),
+            format!("{}ms", u.queue_time_ms),
+            format!("{}ms", u.execution_time_ms),
+            format!("{}ms", u.total_duration_ms),
+            format!(
+                "{:.1}/{:.1}/{:.1}",
+                u.memory_start_mb, u.memory_peak_mb, u.memory_end_mb
+            ),
+            format!("{:.1}", u.cpu_percent),
+            u.thread_count.to_string(),
+            attempt.worker_id.clone(),
+        ]);
+    }
+    table.print()?;
+    for w in &run.workers {
+        outln!(
+            "worker {}: {} {}/{} on {}, {} physical / {} logical cores, {:.0} MB, container {}, pid {}",
+            w.worker_id,
+            w.runtime_version,
+            w.os,
+            w.arch,
+            w.hostname,
+            w.physical_cores,
+            w.logical_cores,
+            w.total_memory_mb,
+            w.container_runtime,
+            w.pid
+        )?;
+    }
+    Ok(())
 }
 
 /// The error of a step, else its output, on one short line.

@@ -156,6 +156,7 @@ pub fn apply_job_result(
         // reclaimed from a dead worker.
         step.worker_id.clone_from(&worker_id);
     }
+    step.usage.clone_from(&result.usage);
     step.ended_at = Some(finished);
     let attempt_status;
     if outcome == v1::JobOutcome::Succeeded {
@@ -216,6 +217,7 @@ pub fn apply_job_result(
             queued_at: step.queued_at,
             started_at: step.started_at,
             ended_at: finished,
+            usage: step.usage,
         });
     }
     advance(run, wf, now, fx);
@@ -409,6 +411,7 @@ fn dispatch(
     step.started_at = None;
     step.ended_at = None;
     step.next_attempt_at = None;
+    step.usage = None;
     step.dirty = true;
     fx.jobs.push(v1::Job {
         run_id: run.id.to_string(),

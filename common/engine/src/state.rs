@@ -99,6 +99,8 @@ pub struct StepState {
     pub ended_at: Option<i64>,
     pub next_attempt_at: Option<i64>,
     pub worker_id: Option<String>,
+    /// What the current attempt cost, once it ended.
+    pub usage: Option<v1::ResourceUsage>,
     /// Changed since loaded: the store writes it back.
     pub dirty: bool,
 }
@@ -117,6 +119,7 @@ impl StepState {
             ended_at: None,
             next_attempt_at: None,
             worker_id: None,
+            usage: None,
             dirty: true,
         }
     }
@@ -145,6 +148,7 @@ pub struct AttemptRecord {
     pub queued_at: Option<i64>,
     pub started_at: Option<i64>,
     pub ended_at: i64,
+    pub usage: Option<v1::ResourceUsage>,
 }
 
 /// A run with its steps, loaded under the run's lock.

@@ -48,6 +48,7 @@ CREATE TABLE step_runs (
     started_at      TIMESTAMPTZ,
     ended_at        TIMESTAMPTZ,
     next_attempt_at TIMESTAMPTZ,
+    usage           JSONB,
     PRIMARY KEY (run_id, position)
 ) WITH (fillfactor = 80);
 
@@ -63,7 +64,15 @@ CREATE TABLE step_attempts (
     queued_at       TIMESTAMPTZ,
     started_at      TIMESTAMPTZ,
     ended_at        TIMESTAMPTZ NOT NULL,
+    usage           JSONB,
     PRIMARY KEY (run_id, step_id, attempt)
+);
+
+-- Worker processes and the machines they run on, recorded once per worker.
+CREATE TABLE workers (
+    worker_id       TEXT        PRIMARY KEY,
+    host            JSONB       NOT NULL,
+    first_seen      TIMESTAMPTZ NOT NULL DEFAULT now()
 );
 
 CREATE TABLE run_events (

@@ -83,6 +83,10 @@ pub trait Store: Send + Sync + 'static {
         limit: i64,
     ) -> Result<Vec<WakeCandidate>, StoreError>;
 
+    /// Records worker processes and their hosts (once per worker; later facts replace earlier).
+    async fn record_workers(&self, hosts: &[baton_proto::v1::WorkerHost])
+    -> Result<(), StoreError>;
+
     /// Whether the database answers.
     async fn ping(&self) -> Result<(), StoreError>;
 }

@@ -48,6 +48,8 @@ pub struct NewRun {
 pub struct RunDetail {
     pub run: RunState,
     pub attempts: Vec<AttemptRecord>,
+    /// The worker processes that ran its attempts.
+    pub workers: Vec<baton_proto::v1::WorkerHost>,
 }
 
 #[derive(Clone, Debug, Default)]

@@ -8,7 +8,7 @@ use std::{
 
 use async_trait::async_trait;
 use baton_engine::{AttemptRecord, EventRecord, RunState, RunStatus, StepState, StepStatus};
-use baton_proto::v1::RunEventType;
+use baton_proto::v1::{self, RunEventType};
 use chrono::{DateTime, Utc};
 use sqlx::{
     PgPool, Postgres, Row, Transaction,
@@ -27,7 +27,7 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 const RUN_COLUMNS: &str = "id, tenant, workflow_ref, status, inputs, output, error, idempotency_key, \
      max_parallel, deadline, created_at, started_at, ended_at, last_sequence";
 const STEP_COLUMNS: &str = "run_id, position, step_id, kind, status, attempt, output, error, worker_id, \
-     queued_at, started_at, ended_at, next_attempt_at";
+     queued_at, started_at, ended_at, next_attempt_at, usage";
 const WORKFLOW_COLUMNS: &str = "owner, name, version, digest, definition, created_at";
 
 /// [`Store`] over a Postgres pool.
@@ -168,6 +168,10 @@ fn step_from_row(row: &PgRow) -> Result<StepState, StoreError> {
         ended_at: micros(row.try_get("ended_at")?),
         next_attempt_at: micros(row.try_get("next_attempt_at")?),
         worker_id: row.try_get("worker_id")?,
+        usage: row
+            .try_get::<Option<serde_json::Value>, _>("usage")?
+            .as_ref()
+            .map(usage_from_json),
         dirty: false,
     })
 }
@@ -202,6 +206,76 @@ fn event_from_row(row: &PgRow) -> Result<StoredEvent, StoreError> {
     })
 }
 
+/// Resource usage as stored: a JSON object with the proto's field names.
+fn usage_to_json(u: &v1::ResourceUsage) -> serde_json::Value {
+    serde_json::json!({
+        "queue_time_ms": u.queue_time_ms,
+        "execution_time_ms": u.execution_time_ms,
+        "total_duration_ms": u.total_duration_ms,
+        "memory_start_mb": u.memory_start_mb,
+        "memory_peak_mb": u.memory_peak_mb,
+        "memory_end_mb": u.memory_end_mb,
+        "cpu_percent": u.cpu_percent,
+        "thread_count": u.thread_count,
+    })
+}
+
+fn usage_from_json(v: &serde_json::Value) -> v1::ResourceUsage {
+    let int = |k: &str| v.get(k).and_then(serde_json::Value::as_i64).unwrap_or(0);
+    let float = |k: &str| v.get(k).and_then(serde_json::Value::as_f64).unwrap_or(0.0);
+    v1::ResourceUsage {
+        queue_time_ms: int("queue_time_ms"),
+        execution_time_ms: int("execution_time_ms"),
+        total_duration_ms: int("total_duration_ms"),
+        memory_start_mb: float("memory_start_mb"),
+        memory_peak_mb: float("memory_peak_mb"),
+        memory_end_mb: float("memory_end_mb"),
+        cpu_percent: float("cpu_percent"),
+        thread_count: u32::try_from(int("thread_count")).unwrap_or(0),
+    }
+}
+
+/// Host facts as stored: a JSON object with the proto's field names.
+fn host_to_json(h: &v1::WorkerHost) -> serde_json::Value {
+    serde_json::json!({
+        "worker_id": h.worker_id,
+        "os": h.os,
+        "arch": h.arch,
+        "hostname": h.hostname,
+        "physical_cores": h.physical_cores,
+        "logical_cores": h.logical_cores,
+        "total_memory_mb": h.total_memory_mb,
+        "runtime_version": h.runtime_version,
+        "container_runtime": h.container_runtime,
+        "pid": h.pid,
+    })
+}
+
+fn host_from_json(v: &serde_json::Value) -> v1::WorkerHost {
+    let text = |k: &str| {
+        v.get(k)
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let int = |k: &str| v.get(k).and_then(serde_json::Value::as_i64).unwrap_or(0);
+    v1::WorkerHost {
+        worker_id: text("worker_id"),
+        os: text("os"),
+        arch: text("arch"),
+        hostname: text("hostname"),
+        physical_cores: u32::try_from(int("physical_cores")).unwrap_or(0),
+        logical_cores: u32::try_from(int("logical_cores")).unwrap_or(0),
+        total_memory_mb: v
+            .get("total_memory_mb")
+            .and_then(serde_json::Value::as_f64)
+            .unwrap_or(0.0),
+        runtime_version: text("runtime_version"),
+        container_runtime: text("container_runtime"),
+        pid: int("pid"),
+    }
+}
+
 fn json_text(v: &Option<serde_json::Value>) -> Option<String> {
     v.as_ref().map(serde_json::Value::to_string)
 }
@@ -222,6 +296,7 @@ struct StepColumns {
     started: Vec<Option<DateTime<Utc>>>,
     ended: Vec<Option<DateTime<Utc>>>,
     next: Vec<Option<DateTime<Utc>>>,
+    usage: Vec<Option<String>>,
 }
 
 impl StepColumns {
@@ -239,6 +314,8 @@ impl StepColumns {
         self.started.push(ts(s.started_at));
         self.ended.push(ts(s.ended_at));
         self.next.push(ts(s.next_attempt_at));
+        self.usage
+            .push(s.usage.as_ref().map(|u| usage_to_json(u).to_string()));
     }
 
     fn bind<'q>(
@@ -258,10 +335,11 @@ impl StepColumns {
             .bind(&self.started)
             .bind(&self.ended)
             .bind(&self.next)
+            .bind(&self.usage)
     }
 }
 
-/// `UNNEST` of the 13 step columns bound from parameter `$first` on.
+/// `UNNEST` of the 14 step columns bound from parameter `$first` on.
 fn step_unnest(first: usize) -> String {
     let types = [
         "uuid",
@@ -277,6 +355,7 @@ fn step_unnest(first: usize) -> String {
         "timestamptz",
         "timestamptz",
         "timestamptz",
+        "text",
     ];
     let params: Vec<String> = types
         .iter()
@@ -285,7 +364,7 @@ fn step_unnest(first: usize) -> String {
         .collect();
     format!(
         "UNNEST({}) AS u(run_id, position, step_id, kind, status, attempt, output, error, worker_id, \
-         queued_at, started_at, ended_at, next_attempt_at)",
+         queued_at, started_at, ended_at, next_attempt_at, usage)",
         params.join(", ")
     )
 }
@@ -304,28 +383,31 @@ static PERSIST_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
            WHERE runs.id = u.id RETURNING 1), \
          si AS (\
            INSERT INTO step_runs ({STEP_COLUMNS}) SELECT run_id, position, step_id, kind, status, attempt, \
-             output::jsonb, error, worker_id, queued_at, started_at, ended_at, next_attempt_at FROM {inserts} \
+             output::jsonb, error, worker_id, queued_at, started_at, ended_at, next_attempt_at, usage::jsonb \
+             FROM {inserts} \
            RETURNING 1), \
          su AS (\
            UPDATE step_runs s SET status = u.status, attempt = u.attempt, output = u.output::jsonb, \
              error = u.error, worker_id = u.worker_id, queued_at = u.queued_at, started_at = u.started_at, \
-             ended_at = u.ended_at, next_attempt_at = u.next_attempt_at \
+             ended_at = u.ended_at, next_attempt_at = u.next_attempt_at, usage = u.usage::jsonb \
            FROM {updates} WHERE s.run_id = u.run_id AND s.position = u.position RETURNING 1), \
          a AS (\
-           INSERT INTO step_attempts (run_id, step_id, attempt, status, error, worker_id, queued_at, started_at, ended_at) \
-           SELECT * FROM UNNEST($36::uuid[], $37::text[], $38::int4[], $39::text[], $40::text[], $41::text[], \
-             $42::timestamptz[], $43::timestamptz[], $44::timestamptz[]) \
+           INSERT INTO step_attempts (run_id, step_id, attempt, status, error, worker_id, queued_at, started_at, ended_at, usage) \
+           SELECT run_id, step_id, attempt, status, error, worker_id, queued_at, started_at, ended_at, usage::jsonb \
+           FROM UNNEST($38::uuid[], $39::text[], $40::int4[], $41::text[], $42::text[], $43::text[], \
+             $44::timestamptz[], $45::timestamptz[], $46::timestamptz[], $47::text[]) \
+             AS u(run_id, step_id, attempt, status, error, worker_id, queued_at, started_at, ended_at, usage) \
            ON CONFLICT DO NOTHING RETURNING 1), \
          e AS (\
            INSERT INTO run_events (run_id, sequence, event_type, step_id, attempt, message, output, time) \
            SELECT run_id, seq, t, step_id, attempt, message, output::jsonb, time \
-           FROM UNNEST($45::uuid[], $46::int8[], $47::text[], $48::text[], $49::int4[], $50::text[], $51::text[], \
-             $52::timestamptz[]) AS u(run_id, seq, t, step_id, attempt, message, output, time) \
+           FROM UNNEST($48::uuid[], $49::int8[], $50::text[], $51::text[], $52::int4[], $53::text[], $54::text[], \
+             $55::timestamptz[]) AS u(run_id, seq, t, step_id, attempt, message, output, time) \
            RETURNING 1) \
          SELECT (SELECT count(*) FROM r) + (SELECT count(*) FROM si) + (SELECT count(*) FROM su) \
            + (SELECT count(*) FROM a) + (SELECT count(*) FROM e)",
         inserts = step_unnest(10),
-        updates = step_unnest(23),
+        updates = step_unnest(24),
     )
 });
 
@@ -381,6 +463,10 @@ async fn persist(tx: &mut Transaction<'_, Postgres>, runs: &[RunState]) -> Resul
         attempts.iter().map(|(_, a)| ts(a.queued_at)).collect();
     let a_started: Vec<Option<DateTime<Utc>>> =
         attempts.iter().map(|(_, a)| ts(a.started_at)).collect();
+    let a_usage: Vec<Option<String>> = attempts
+        .iter()
+        .map(|(_, a)| a.usage.as_ref().map(|u| usage_to_json(u).to_string()))
+        .collect();
     let a_ended: Vec<Option<DateTime<Utc>>> =
         attempts.iter().map(|(_, a)| ts(Some(a.ended_at))).collect();
     let e_runs: Vec<Uuid> = events.iter().map(|(r, _)| *r).collect();
@@ -419,6 +505,7 @@ async fn persist(tx: &mut Transaction<'_, Postgres>, runs: &[RunState]) -> Resul
         .bind(&a_queued)
         .bind(&a_started)
         .bind(&a_ended)
+        .bind(&a_usage)
         .bind(&e_runs)
         .bind(&e_seqs)
         .bind(&e_types)
@@ -456,6 +543,7 @@ fn with_final_attempts(run: &RunState, mut attempts: Vec<AttemptRecord>) -> Vec<
                 queued_at: step.queued_at,
                 started_at: step.started_at,
                 ended_at,
+                usage: step.usage,
             });
         }
     }
@@ -697,7 +785,7 @@ impl Store for PgStore {
         .await?;
         run.steps = steps.iter().map(step_from_row).collect::<Result<_, _>>()?;
         let rows = sqlx::query(
-            "SELECT step_id, attempt, status, error, worker_id, queued_at, started_at, ended_at \
+            "SELECT step_id, attempt, status, error, worker_id, queued_at, started_at, ended_at, usage \
              FROM step_attempts WHERE run_id = $1 ORDER BY ended_at, step_id, attempt",
         )
         .bind(id)
@@ -718,12 +806,35 @@ impl Store for PgStore {
                     ended_at: r
                         .try_get::<DateTime<Utc>, _>("ended_at")?
                         .timestamp_micros(),
+                    usage: r
+                        .try_get::<Option<serde_json::Value>, _>("usage")?
+                        .as_ref()
+                        .map(usage_from_json),
                 })
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
+        let attempts = with_final_attempts(&run, attempts);
+        let mut worker_ids: Vec<&str> = attempts
+            .iter()
+            .filter_map(|a| a.worker_id.as_deref())
+            .collect();
+        worker_ids.sort_unstable();
+        worker_ids.dedup();
+        let workers = if worker_ids.is_empty() {
+            Vec::new()
+        } else {
+            let hosts: Vec<serde_json::Value> = sqlx::query_scalar(
+                "SELECT host FROM workers WHERE worker_id = ANY($1) ORDER BY worker_id",
+            )
+            .bind(&worker_ids)
+            .fetch_all(&self.pool)
+            .await?;
+            hosts.iter().map(host_from_json).collect()
+        };
         Ok(Some(RunDetail {
-            attempts: with_final_attempts(&run, attempts),
             run,
+            attempts,
+            workers,
         }))
     }
 
@@ -856,6 +967,23 @@ impl Store for PgStore {
             .map(WakeCandidate::NotStarted)
             .chain(overdue.into_iter().map(WakeCandidate::Overdue))
             .collect())
+    }
+
+    async fn record_workers(&self, hosts: &[v1::WorkerHost]) -> Result<(), StoreError> {
+        if hosts.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<&str> = hosts.iter().map(|h| h.worker_id.as_str()).collect();
+        let facts: Vec<String> = hosts.iter().map(|h| host_to_json(h).to_string()).collect();
+        sqlx::query(
+            "INSERT INTO workers (worker_id, host) SELECT id, host::jsonb FROM UNNEST($1::text[], $2::text[]) AS u(id, host) \
+             ON CONFLICT (worker_id) DO UPDATE SET host = EXCLUDED.host",
+        )
+        .bind(&ids)
+        .bind(&facts)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

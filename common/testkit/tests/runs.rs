@@ -38,6 +38,27 @@ async fn hello_fans_out_and_in_with_the_right_outputs() {
         .map(|a| StepStatus::try_from(a.status).unwrap())
         .collect();
     assert_eq!(attempts, vec![StepStatus::Failed, StepStatus::Completed]);
+    // Every attempt says what it cost, and the worker that ran it is described once.
+    for attempt in &left.attempts {
+        let usage = attempt.usage.as_ref().expect("usage recorded");
+        assert_eq!(
+            usage.total_duration_ms,
+            usage.queue_time_ms + usage.execution_time_ms
+        );
+        if cfg!(target_os = "linux") {
+            assert!(
+                usage.memory_peak_mb > 0.0 && usage.thread_count > 0,
+                "{usage:?}"
+            );
+        }
+    }
+    let sleep = step(&run, "right").attempts[0].usage.unwrap();
+    assert!(sleep.execution_time_ms >= 200, "{sleep:?}");
+    assert_eq!(run.workers.len(), 1);
+    let host = &run.workers[0];
+    assert_eq!(host.worker_id, left.attempts[0].worker_id);
+    assert_eq!(host.os, std::env::consts::OS);
+    assert!(host.logical_cores >= 1);
     let run_output: serde_json::Value = serde_json::from_str(&run.output_json).unwrap();
     assert_eq!(
         run_output,

@@ -2,14 +2,18 @@
 //! agents, approvals): take jobs, run them with a timeout and a cancel signal, report start and
 //! result to the runner, keep long jobs from being reclaimed, and reclaim jobs of dead workers.
 
+mod host;
 mod pool;
 mod reporter;
+mod usage;
 
 use async_trait::async_trait;
 use baton_proto::v1;
 use tokio_util::sync::CancellationToken;
 
+pub use host::host_facts;
 pub use pool::{WorkerConfig, WorkerPool};
+pub use usage::{ProcessSampler, Usage};
 
 /// Why an attempt failed.
 #[derive(Debug, Clone, thiserror::Error)]

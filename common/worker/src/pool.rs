@@ -19,7 +19,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     StepExecutor, StepFailure,
+    host::host_facts,
     reporter::{Report, run_reporter},
+    usage::ProcessSampler,
 };
 
 /// How long a cancelled run is remembered, so its queued jobs are skipped.
@@ -101,6 +103,8 @@ impl WorkerPool {
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), QueueError> {
         self.queue.ensure_groups(&self.kinds()).await?;
         let cancels: SharedCancels = Arc::default();
+        let sampler = ProcessSampler::start();
+        let host = Arc::new(Mutex::new(Some(host_facts(&self.config.worker_id))));
         // Every task below belongs to this future: dropping it (a process dying, a test aborting
         // a worker) stops them all, leaving unfinished jobs unacknowledged for reclaiming.
         let _listener = AbortOnDrop(tokio::spawn(listen_for_cancels(
@@ -117,6 +121,8 @@ impl WorkerPool {
                 config: self.config.clone(),
                 cancels: cancels.clone(),
                 in_flight: Arc::default(),
+                sampler: sampler.clone(),
+                host: host.clone(),
             };
             kinds.spawn(worker.run(shutdown.clone()));
         }
@@ -178,6 +184,9 @@ struct KindWorker {
     cancels: SharedCancels,
     /// Entry ids of jobs running here, for the heartbeat.
     in_flight: Arc<Mutex<HashSet<String>>>,
+    sampler: ProcessSampler,
+    /// This worker's host facts, until a report has carried them.
+    host: Arc<Mutex<Option<v1::WorkerHost>>>,
 }
 
 fn now_ts() -> Timestamp {
@@ -404,6 +413,7 @@ impl KindWorker {
             .unwrap_or_else(|e| e.into_inner())
             .insert(delivery.id.clone());
         let started = now_ts();
+        let (sample, clock) = (self.sampler.latest(), std::time::Instant::now());
         let start_msg = v1::RunnerMessage {
             message: Some(Message::JobStarted(v1::JobStarted {
                 run_id: job.run_id.clone(),
@@ -426,7 +436,19 @@ impl KindWorker {
                 execution.await
             }
         };
-        let result = self.result(&job, outcome, output, error, retryable, Some(started));
+        let execution_ms = clock.elapsed().as_millis() as i64;
+        let queue_ms = job.enqueued_at.as_ref().map_or(0, |e| {
+            (baton_proto::timestamp_to_micros(&started) - baton_proto::timestamp_to_micros(e))
+                / 1_000
+        });
+        let usage = self
+            .sampler
+            .usage_since(sample, clock.elapsed())
+            .to_proto(queue_ms, execution_ms);
+        let mut result = self.result(&job, outcome, output, error, retryable, Some(started));
+        if let Some(Message::JobResult(r)) = &mut result.message {
+            r.usage = Some(usage);
+        }
         {
             let mut c = self.cancels.lock().unwrap_or_else(|e| e.into_inner());
             if let Some(tokens) = c.running.get_mut(&job.run_id) {
@@ -531,6 +553,8 @@ impl KindWorker {
                 worker_id: self.config.worker_id.clone(),
                 started_at,
                 finished_at: Some(now_ts()),
+                usage: None,
+                host: self.host.lock().unwrap_or_else(|e| e.into_inner()).take(),
             })),
         }
     }

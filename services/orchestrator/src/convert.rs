@@ -53,6 +53,7 @@ fn attempt(a: &AttemptRecord) -> v1::StepAttempt {
             .started_at
             .map(|s| (a.ended_at - s).max(0) / 1_000)
             .unwrap_or(0),
+        usage: a.usage,
     }
 }
 
@@ -97,5 +98,6 @@ pub fn run(r: &RunState, attempts: Option<&[AttemptRecord]>) -> v1::Run {
         ended_at: r.ended_at.map(timestamp_from_micros),
         steps,
         last_sequence: r.last_sequence,
+        workers: Vec::new(),
     }
 }

@@ -293,6 +293,19 @@ impl Runner {
             self.timer_set.notify_one();
         }
         let runs = batch.commit().await?;
+        let hosts: Vec<v1::WorkerHost> = by_run
+            .values()
+            .flatten()
+            .filter_map(|(_, m)| match m {
+                Message::JobResult(r) => r.host.clone(),
+                _ => None,
+            })
+            .collect();
+        if !hosts.is_empty()
+            && let Err(e) = self.store.record_workers(&hosts).await
+        {
+            tracing::warn!(error = %e, "cannot record worker hosts");
+        }
         let committed = began.elapsed();
 
         let mut outcome = BatchOutcome {

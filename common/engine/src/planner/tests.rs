@@ -48,8 +48,7 @@ fn result(job: &v1::Job, outcome: v1::JobOutcome, output: Json) -> v1::JobResult
         },
         retryable: true,
         worker_id: "w".into(),
-        started_at: None,
-        finished_at: None,
+        ..Default::default()
     }
 }
 

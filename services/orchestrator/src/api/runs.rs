@@ -123,7 +123,10 @@ impl RunService for Api {
             .map_err(ApiError::from)?
             .ok_or_else(|| ApiError::NotFound(format!("run {id} does not exist")))?;
         Ok(Response::new(GetRunResponse {
-            run: Some(convert::run(&detail.run, Some(&detail.attempts))),
+            run: Some(v1::Run {
+                workers: detail.workers,
+                ..convert::run(&detail.run, Some(&detail.attempts))
+            }),
         }))
     }
 
