@@ -169,6 +169,8 @@ pub struct RunState {
     pub started_at: Option<i64>,
     pub ended_at: Option<i64>,
     pub last_sequence: i64,
+    /// W3C trace context (`traceparent`, `tracestate`) of the call that started the run.
+    pub trace_context: std::collections::HashMap<String, String>,
     /// In definition order; empty until the run starts.
     pub steps: Vec<StepState>,
     /// Run-level fields changed.

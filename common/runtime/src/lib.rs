@@ -1,13 +1,11 @@
-//! What every Baton service does the same way: read configuration from the environment, set up
-//! logging, report gRPC health, and stop gracefully on SIGTERM or SIGINT.
+//! What every Baton service does the same way: read configuration from the environment, report
+//! gRPC health, and stop gracefully on SIGTERM or SIGINT. Logging and traces: `baton-telemetry`.
 
 pub mod env;
 mod health;
-mod logging;
 mod shutdown;
 
 pub use health::spawn_health_checks;
-pub use logging::init_logging;
 pub use shutdown::{shutdown_token, wait_for_signal};
 
 /// The build's version, for `GetInfo` and logs.

@@ -24,7 +24,9 @@ CREATE TABLE runs (
     created_at      TIMESTAMPTZ NOT NULL,
     started_at      TIMESTAMPTZ,
     ended_at        TIMESTAMPTZ,
-    last_sequence   BIGINT      NOT NULL DEFAULT 0
+    last_sequence   BIGINT      NOT NULL DEFAULT 0,
+    -- W3C trace context of the StartRun call, so every service's spans join one trace per run.
+    trace_context   JSONB       NOT NULL DEFAULT '{}'
 ) WITH (fillfactor = 80);
 
 CREATE UNIQUE INDEX runs_idempotency ON runs (tenant, idempotency_key) WHERE idempotency_key IS NOT NULL;

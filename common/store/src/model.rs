@@ -42,6 +42,8 @@ pub struct NewRun {
     pub inputs: serde_json::Value,
     pub idempotency_key: Option<String>,
     pub created_at: i64,
+    /// W3C trace context of the call that starts it.
+    pub trace_context: std::collections::HashMap<String, String>,
 }
 
 /// A run with its steps and the history of finished attempts.

@@ -25,7 +25,7 @@ use crate::{
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 const RUN_COLUMNS: &str = "id, tenant, workflow_ref, status, inputs, output, error, idempotency_key, \
-     max_parallel, deadline, created_at, started_at, ended_at, last_sequence";
+     max_parallel, deadline, created_at, started_at, ended_at, last_sequence, trace_context";
 const STEP_COLUMNS: &str = "run_id, position, step_id, kind, status, attempt, output, error, worker_id, \
      queued_at, started_at, ended_at, next_attempt_at, usage";
 const WORKFLOW_COLUMNS: &str = "owner, name, version, digest, definition, created_at";
@@ -146,6 +146,7 @@ fn run_from_row(row: &PgRow) -> Result<RunState, StoreError> {
         started_at: micros(row.try_get("started_at")?),
         ended_at: micros(row.try_get("ended_at")?),
         last_sequence: row.try_get("last_sequence")?,
+        trace_context: serde_json::from_value(row.try_get("trace_context")?).unwrap_or_default(),
         steps: Vec::new(),
         dirty: false,
         steps_created: false,
@@ -704,6 +705,10 @@ impl Store for PgStore {
         let refs: Vec<&str> = runs.iter().map(|r| r.workflow_ref.as_str()).collect();
         let inputs: Vec<String> = runs.iter().map(|r| r.inputs.to_string()).collect();
         let keys: Vec<Option<&str>> = runs.iter().map(|r| r.idempotency_key.as_deref()).collect();
+        let traces: Vec<String> = runs
+            .iter()
+            .map(|r| serde_json::to_string(&r.trace_context).unwrap_or_else(|_| "{}".into()))
+            .collect();
         let created: Vec<DateTime<Utc>> = runs
             .iter()
             .map(|r| ts(Some(r.created_at)).unwrap_or_else(Utc::now))
@@ -712,10 +717,10 @@ impl Store for PgStore {
         // whole batch of concurrent StartRun calls.
         let rows = sqlx::query(trusted(format!(
             "WITH r AS (\
-               INSERT INTO runs (id, tenant, workflow_ref, status, inputs, idempotency_key, created_at, last_sequence) \
-               SELECT id, tenant, workflow_ref, 'queued', inputs::jsonb, key, created_at, 1 \
-               FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[]) \
-                 AS u(id, tenant, workflow_ref, inputs, key, created_at) \
+               INSERT INTO runs (id, tenant, workflow_ref, status, inputs, idempotency_key, created_at, last_sequence, trace_context) \
+               SELECT id, tenant, workflow_ref, 'queued', inputs::jsonb, key, created_at, 1, trace::jsonb \
+               FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[], $8::text[]) \
+                 AS u(id, tenant, workflow_ref, inputs, key, created_at, trace) \
                ON CONFLICT (tenant, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING \
                RETURNING {RUN_COLUMNS}), \
              e AS (\
@@ -730,6 +735,7 @@ impl Store for PgStore {
         .bind(&keys)
         .bind(&created)
         .bind(RunEventType::RunQueued.as_str_name())
+        .bind(&traces)
         .fetch_all(&self.pool)
         .await?;
         let mut inserted: HashMap<Uuid, RunState> = HashMap::with_capacity(rows.len());

@@ -16,6 +16,7 @@ use baton_queue::{Delivery, JobQueue, QueueError};
 use tokio::sync::{Semaphore, mpsc};
 use tokio_stream::StreamExt;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::{
     StepExecutor, StepFailure,
@@ -342,7 +343,6 @@ impl KindWorker {
         }
     }
 
-    #[tracing::instrument(name = "job", skip_all, fields(kind = %self.kind, run.id, step.id, attempt))]
     async fn handle(&self, delivery: Delivery<v1::Job>, tx: &mpsc::Sender<Report>) {
         let job = match &delivery.message {
             Ok(job) => job.clone(),
@@ -351,10 +351,29 @@ impl KindWorker {
                 return;
             }
         };
-        let span = tracing::Span::current();
-        span.record("run.id", job.run_id.as_str());
-        span.record("step.id", job.step_id.as_str());
-        span.record("attempt", job.attempt);
+        // One span per attempt, in the run's trace when the job carries one.
+        let span = tracing::info_span!(
+            "job",
+            otel.name = %format!("step {}", job.step_id),
+            run.id = %job.run_id,
+            workflow.definition = %job.workflow_ref,
+            tenant = %job.tenant,
+            step.id = %job.step_id,
+            step.kind = %self.kind,
+            attempt = job.attempt,
+            otel.status_code = tracing::field::Empty,
+            otel.status_description = tracing::field::Empty,
+        );
+        baton_telemetry::set_parent(&span, &job.trace_context);
+        self.handle_job(delivery, job, tx).instrument(span).await;
+    }
+
+    async fn handle_job(
+        &self,
+        delivery: Delivery<v1::Job>,
+        job: v1::Job,
+        tx: &mpsc::Sender<Report>,
+    ) {
         if delivery.deliveries > self.config.max_deliveries {
             let reason = format!(
                 "job was delivered {} times without a result; its workers may be crashing",
@@ -539,6 +558,9 @@ impl KindWorker {
         started_at: Option<Timestamp>,
     ) -> v1::RunnerMessage {
         if outcome != v1::JobOutcome::Succeeded {
+            let span = tracing::Span::current();
+            span.record("otel.status_code", "ERROR");
+            span.record("otel.status_description", error.as_str());
             tracing::warn!(kind = %self.kind, run.id = %job.run_id, step.id = %job.step_id, attempt = job.attempt, %error, "step attempt did not succeed");
         }
         v1::RunnerMessage {

@@ -89,7 +89,7 @@ pub async fn serve(
     // TCP_NODELAY: small gRPC frames (stream events, short replies) must not wait for Nagle.
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     tonic::transport::Server::builder()
-        .trace_fn(|request| tracing::info_span!("grpc", method = %request.uri().path()))
+        .trace_fn(baton_telemetry::grpc_server_span)
         .add_service(health)
         .add_service(reflection)
         .add_service(WorkflowServiceServer::from_arc(api.clone()))

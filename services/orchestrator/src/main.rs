@@ -16,7 +16,7 @@ static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    baton_runtime::init_logging("orchestrator");
+    let telemetry = baton_telemetry::init("orchestrator")?;
     let config = OrchestratorConfig::from_env(&Env::os())?;
     let store = PgStore::connect(&config.database_url, config.database_max_connections)
         .await
@@ -46,5 +46,6 @@ async fn main() -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on port {} (GRPC_PORT)", config.grpc_port))?;
     let shutdown = baton_runtime::shutdown_token();
     baton_orchestrator::serve(Arc::new(store), Arc::new(queue), config, listener, shutdown).await?;
+    telemetry.shutdown();
     Ok(())
 }

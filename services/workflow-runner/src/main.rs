@@ -16,7 +16,7 @@ static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    baton_runtime::init_logging("workflow-runner");
+    let telemetry = baton_telemetry::init("workflow-runner")?;
     let config = RunnerConfig::from_env(&Env::os())?;
     let store = PgStore::connect(&config.database_url, config.database_max_connections)
         .await
@@ -53,5 +53,6 @@ async fn main() -> anyhow::Result<()> {
         shutdown,
     )
     .await?;
+    telemetry.shutdown();
     Ok(())
 }

@@ -256,12 +256,33 @@ impl Runner {
                     continue;
                 }
             };
+            // With tracing on, the run's work here joins the run's trace, and its jobs carry
+            // this span's context to the workers.
+            let span = (!run.trace_context.is_empty()).then(|| {
+                let span = tracing::info_span!(
+                    "runner.apply",
+                    run.id = %run.id,
+                    workflow.definition = %run.workflow_ref,
+                    tenant = %run.tenant,
+                    messages = messages.len(),
+                );
+                baton_telemetry::set_parent(&span, &run.trace_context);
+                span
+            });
+            let _entered = span.as_ref().map(tracing::Span::enter);
+            let first_job = fx.jobs.len();
             for (_, message) in messages {
                 match message {
                     Message::StartRun(_) => start_run(run, &wf, &self.engine, now, &mut fx),
                     Message::JobStarted(m) => apply_job_started(run, m, now),
                     Message::JobResult(m) => apply_job_result(run, &wf, m, now, &mut fx),
                     Message::WakeRun(_) => wake_run(run, &wf, now, &mut fx),
+                }
+            }
+            if let Some(span) = &span {
+                let context = baton_telemetry::inject_context(span);
+                for job in &mut fx.jobs[first_job..] {
+                    job.trace_context.clone_from(&context);
                 }
             }
         }

@@ -26,6 +26,7 @@ fn new_run(inputs: Json) -> RunState {
         started_at: None,
         ended_at: None,
         last_sequence: 1,
+        trace_context: Default::default(),
         steps: Vec::new(),
         dirty: false,
         steps_created: false,

@@ -102,6 +102,7 @@ impl RunService for Api {
             inputs,
             idempotency_key: (!key.is_empty()).then(|| key.to_owned()),
             created_at: now_micros(),
+            trace_context: baton_telemetry::inject_context(&span),
         };
         let (run, created) = self.starter.start(new).await?;
         span.record("run.id", tracing::field::display(run.id));
