@@ -55,7 +55,10 @@ pub struct BatchOutcome {
 /// Lengths of the queues, for operators.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct StreamStats {
+    /// The Redis key.
     pub stream: String,
+    /// The stream's name without the key prefix: `runner`, `jobs:<kind>`, `dead`.
+    pub name: String,
     pub length: u64,
     /// Delivered but not acknowledged.
     pub pending: u64,

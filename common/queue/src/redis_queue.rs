@@ -527,7 +527,13 @@ impl JobQueue for RedisQueue {
                 }
                 None => 0,
             };
+            let name = stream
+                .strip_prefix(self.keys.prefix())
+                .and_then(|n| n.strip_prefix(':'))
+                .unwrap_or(&stream)
+                .to_owned();
             out.push(StreamStats {
+                name,
                 stream,
                 length,
                 pending,

@@ -5,6 +5,7 @@
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use anyhow::Context;
+use baton_metrics::Metrics;
 use baton_orchestrator::OrchestratorConfig;
 use baton_proto::v1::{
     self, run_service_client::RunServiceClient, workflow_service_client::WorkflowServiceClient,
@@ -62,6 +63,10 @@ impl StackOptions {
 /// A running Baton. Call [`TestStack::stop`] at the end to drop its database and keys.
 pub struct TestStack {
     pub addr: SocketAddr,
+    /// Where the orchestrator serves Prometheus `/metrics`.
+    pub orchestrator_metrics: SocketAddr,
+    /// Where each runner replica serves Prometheus `/metrics`, in start order.
+    pub runner_metrics: Vec<SocketAddr>,
     pub store: Arc<PgStore>,
     pub queue: Arc<RedisQueue>,
     pub database_url: String,
@@ -121,8 +126,12 @@ impl TestStack {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let shutdown = CancellationToken::new();
+        let metrics_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let orchestrator_metrics = metrics_listener.local_addr()?;
         let mut stack = Self {
             addr,
+            orchestrator_metrics,
+            runner_metrics: Vec::new(),
             store,
             queue,
             database_url,
@@ -146,12 +155,25 @@ impl TestStack {
             stack.shutdown.clone(),
         );
         stack.tasks.push(tokio::spawn(async move {
-            if let Err(e) = baton_orchestrator::serve(store, queue, config, listener, token).await {
+            let metrics = Arc::new(Metrics::new().expect("metrics registry"));
+            let served = baton_orchestrator::serve(
+                store,
+                queue,
+                config,
+                listener,
+                metrics,
+                Some(metrics_listener),
+                token,
+            )
+            .await;
+            if let Err(e) = served {
                 eprintln!("orchestrator failed: {e}");
             }
         }));
         for i in 0..options.runners {
-            stack.spawn_runner(&format!("runner-{i}"), stack.shutdown.child_token());
+            stack
+                .spawn_runner(&format!("runner-{i}"), stack.shutdown.child_token())
+                .await?;
         }
         Ok(stack)
     }
@@ -182,14 +204,32 @@ impl TestStack {
     }
 
     /// Starts another runner replica that stops when `token` is cancelled.
-    pub fn spawn_runner(&mut self, consumer: &str, token: CancellationToken) {
+    pub async fn spawn_runner(
+        &mut self,
+        consumer: &str,
+        token: CancellationToken,
+    ) -> anyhow::Result<()> {
         let config = self.runner_config(consumer);
         let (store, queue) = (self.store.clone(), self.queue.clone());
+        let metrics_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        self.runner_metrics.push(metrics_listener.local_addr()?);
+        let metrics = Arc::new(Metrics::new()?);
         self.tasks.push(tokio::spawn(async move {
-            if let Err(e) = baton_workflow_runner::serve(store, queue, config, None, token).await {
+            let served = baton_workflow_runner::serve(
+                store,
+                queue,
+                config,
+                None,
+                metrics,
+                Some(metrics_listener),
+                token,
+            )
+            .await;
+            if let Err(e) = served {
                 eprintln!("runner failed: {e}");
             }
         }));
+        Ok(())
     }
 
     pub fn endpoint(&self) -> String {

@@ -13,6 +13,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use baton_metrics::{GrpcMetricsLayer, GrpcType, Metrics};
 use baton_proto::v1::{
     info_service_server::InfoServiceServer, run_service_server::RunServiceServer,
     workflow_service_server::WorkflowServiceServer,
@@ -49,8 +50,23 @@ pub async fn serve(
     queue: Arc<dyn JobQueue>,
     config: OrchestratorConfig,
     listener: TcpListener,
+    metrics: Arc<Metrics>,
+    metrics_listener: Option<TcpListener>,
     shutdown: CancellationToken,
 ) -> Result<(), ServeError> {
+    if let Some(listener) = metrics_listener {
+        tokio::spawn(baton_metrics::serve(
+            listener,
+            metrics.clone(),
+            shutdown.clone(),
+        ));
+    }
+    tokio::spawn(report_queues(
+        queue.clone(),
+        config.extra_kinds.clone(),
+        metrics.clone(),
+        shutdown.clone(),
+    ));
     queue.ensure_groups(&[]).await?;
     let hub = events::EventHub::start(queue.clone(), shutdown.clone());
     let api = Arc::new(Api {
@@ -60,6 +76,7 @@ pub async fn serve(
         hub,
         started: Instant::now(),
         shutdown: shutdown.clone(),
+        metrics: metrics.clone(),
         versions: Default::default(),
         starter: starter::RunStarter::spawn(store.clone(), queue.clone()),
     });
@@ -90,6 +107,11 @@ pub async fn serve(
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     tonic::transport::Server::builder()
         .trace_fn(baton_telemetry::grpc_server_span)
+        .layer(
+            GrpcMetricsLayer::new(metrics)
+                .with_method_type("/baton.v1.RunService/WatchRun", GrpcType::ServerStream)
+                .with_method_type("/grpc.health.v1.Health/Watch", GrpcType::ServerStream),
+        )
         .add_service(health)
         .add_service(reflection)
         .add_service(WorkflowServiceServer::from_arc(api.clone()))
@@ -99,4 +121,39 @@ pub async fn serve(
         .await?;
     tracing::info!("orchestrator stopped");
     Ok(())
+}
+
+/// How often queue lengths are read for the gauges.
+const QUEUE_REPORT_EVERY: Duration = Duration::from_secs(5);
+
+/// Keeps the queue depth, pending and dead-letter gauges current.
+async fn report_queues(
+    queue: Arc<dyn JobQueue>,
+    extra_kinds: Vec<String>,
+    metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+) {
+    let mut kinds: Vec<String> = baton_workflow::BUILTIN_KINDS
+        .iter()
+        .map(|k| (*k).to_owned())
+        .collect();
+    kinds.extend(extra_kinds);
+    loop {
+        match queue.stats(&kinds).await {
+            Ok(stats) => {
+                for s in stats {
+                    if s.name == "dead" {
+                        metrics.set_dead_letters(s.length);
+                    } else {
+                        metrics.set_queue(&s.name, s.length, s.pending);
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot read queue lengths"),
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(QUEUE_REPORT_EVERY) => {}
+        }
+    }
 }

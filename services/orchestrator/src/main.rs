@@ -3,7 +3,11 @@
 use std::sync::Arc;
 
 use anyhow::Context;
+use baton_metrics::{Metrics, MetricsConfig};
 use baton_orchestrator::OrchestratorConfig;
+
+/// Prometheus `/metrics` port unless `METRICS_PORT` says otherwise.
+const DEFAULT_METRICS_PORT: u16 = 9090;
 use baton_queue::{RedisQueue, RedisQueueConfig};
 use baton_runtime::{env::Env, redact_url};
 use baton_store::PgStore;
@@ -44,8 +48,32 @@ async fn main() -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(("0.0.0.0", config.grpc_port))
         .await
         .with_context(|| format!("cannot listen on port {} (GRPC_PORT)", config.grpc_port))?;
+    let metrics_config = MetricsConfig::from_env(DEFAULT_METRICS_PORT)?;
+    let metrics_listener = match metrics_config.enabled {
+        true => Some(
+            tokio::net::TcpListener::bind(("0.0.0.0", metrics_config.port))
+                .await
+                .with_context(|| {
+                    format!(
+                        "cannot listen on port {} (METRICS_PORT)",
+                        metrics_config.port
+                    )
+                })?,
+        ),
+        false => None,
+    };
+    let metrics = Arc::new(Metrics::new()?);
     let shutdown = baton_runtime::shutdown_token();
-    baton_orchestrator::serve(Arc::new(store), Arc::new(queue), config, listener, shutdown).await?;
+    baton_orchestrator::serve(
+        Arc::new(store),
+        Arc::new(queue),
+        config,
+        listener,
+        metrics,
+        metrics_listener,
+        shutdown,
+    )
+    .await?;
     telemetry.shutdown();
     Ok(())
 }

@@ -7,6 +7,7 @@ pub mod runner;
 
 use std::{sync::Arc, time::Duration};
 
+use baton_metrics::Metrics;
 use baton_queue::{JobQueue, QueueError};
 use baton_store::{Store, StoreError};
 use baton_worker::{WorkerConfig, WorkerPool};
@@ -50,15 +51,30 @@ pub async fn serve(
     queue: Arc<dyn JobQueue>,
     config: RunnerConfig,
     health_listener: Option<TcpListener>,
+    metrics: Arc<Metrics>,
+    metrics_listener: Option<TcpListener>,
     shutdown: CancellationToken,
 ) -> Result<(), RunnerError> {
     queue.ensure_groups(&[]).await?;
-    let runner = Arc::new(Runner::new(store.clone(), queue.clone(), config.clone()));
+    let runner = Arc::new(Runner::new(
+        store.clone(),
+        queue.clone(),
+        config.clone(),
+        metrics.clone(),
+    ));
     // A JoinSet, so dropping this future stops every task it started.
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(runner.clone().run_inbox(shutdown.clone()));
     tasks.spawn(runner.clone().run_timers(shutdown.clone()));
     tasks.spawn(runner.clone().run_recovery(shutdown.clone()));
+    if let Some(listener) = metrics_listener {
+        let (metrics, token) = (metrics.clone(), shutdown.clone());
+        tasks.spawn(async move {
+            if let Err(e) = baton_metrics::serve(listener, metrics, token).await {
+                tracing::error!(error = %e, "metrics server stopped");
+            }
+        });
+    }
     if config.builtin_workers {
         let pool = builtin_pool(queue.clone(), &config);
         let token = shutdown.clone();

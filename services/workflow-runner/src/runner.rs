@@ -10,9 +10,10 @@ use std::{
 };
 
 use baton_engine::{
-    Effects, EngineConfig, RunStatus, abort_run, apply_job_result, apply_job_started, now_micros,
-    start_run, wake_run,
+    Effects, EngineConfig, RunState, RunStatus, abort_run, apply_job_result, apply_job_started,
+    now_micros, start_run, wake_run,
 };
+use baton_metrics::{Metrics, RunOutcome};
 use baton_proto::v1::{self, runner_message::Message};
 use baton_queue::{BatchOutcome, Delivery, JobQueue, TimerEntry};
 use baton_store::{Store, WakeCandidate};
@@ -73,6 +74,7 @@ pub struct Runner {
     workflows: WorkflowCache,
     /// Signals the timer loop that this replica set a timer.
     timer_set: tokio::sync::Notify,
+    metrics: Arc<Metrics>,
 }
 
 fn run_id_of(message: &Message) -> &str {
@@ -100,7 +102,12 @@ fn dead_letter_for(
 }
 
 impl Runner {
-    pub fn new(store: Arc<dyn Store>, queue: Arc<dyn JobQueue>, config: RunnerConfig) -> Self {
+    pub fn new(
+        store: Arc<dyn Store>,
+        queue: Arc<dyn JobQueue>,
+        config: RunnerConfig,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         let engine = EngineConfig {
             default_max_parallel: config.default_max_parallel,
         };
@@ -111,6 +118,7 @@ impl Runner {
             engine,
             workflows: WorkflowCache::default(),
             timer_set: tokio::sync::Notify::new(),
+            metrics,
         }
     }
 
@@ -305,8 +313,12 @@ impl Runner {
         let decided = began.elapsed();
         // Jobs and timers must be out before the commit (see the module docs); the batch's
         // writes go to Postgres meanwhile.
-        let (dispatched, written) =
-            tokio::join!(self.queue.dispatch(&fx.jobs, &timers), batch.write());
+        let dispatch = async {
+            let sent = std::time::Instant::now();
+            let result = self.queue.dispatch(&fx.jobs, &timers).await;
+            (result, sent.elapsed())
+        };
+        let ((dispatched, dispatch_time), written) = tokio::join!(dispatch, batch.write());
         dispatched?;
         written?;
         let dispatched = began.elapsed();
@@ -314,6 +326,14 @@ impl Runner {
             self.timer_set.notify_one();
         }
         let runs = batch.commit().await?;
+        let committed = began.elapsed();
+        self.metrics
+            .observe_postgres("lock_runs", locked.as_secs_f64());
+        self.metrics
+            .observe_redis("dispatch", dispatch_time.as_secs_f64());
+        self.metrics
+            .observe_postgres("write_and_commit", (committed - decided).as_secs_f64());
+        record_metrics(&self.metrics, &runs);
         let hosts: Vec<v1::WorkerHost> = by_run
             .values()
             .flatten()
@@ -327,7 +347,6 @@ impl Runner {
         {
             tracing::warn!(error = %e, "cannot record worker hosts");
         }
-        let committed = began.elapsed();
 
         let mut outcome = BatchOutcome {
             ack: acks,
@@ -366,7 +385,10 @@ impl Runner {
                 dead_letter_for(&format!("jobs:{kind}"), "", reason, r.encode_to_vec())
             })
             .collect();
+        let publishing = std::time::Instant::now();
         self.queue.complete_batch(outcome).await?;
+        self.metrics
+            .observe_redis("complete_batch", publishing.elapsed().as_secs_f64());
         tracing::debug!(
             lock_us = locked.as_micros() as u64,
             decide_us = (decided - locked).as_micros() as u64,
@@ -461,5 +483,57 @@ impl Runner {
             .collect();
         self.queue.send_to_runner(&messages).await?;
         Ok(())
+    }
+}
+
+/// Orchestration metrics from what a committed batch changed: each event says what ended and
+/// the step or run says when it began.
+fn record_metrics(metrics: &Metrics, runs: &[RunState]) {
+    use baton_proto::v1::RunEventType as Ev;
+    let secs = |from: Option<i64>, to: Option<i64>| match (from, to) {
+        (Some(a), Some(b)) => Some((b - a).max(0) as f64 / 1e6),
+        _ => None,
+    };
+    for run in runs {
+        let definition = run.workflow_ref.as_str();
+        for event in &run.new_events {
+            let step = event
+                .step_id
+                .as_deref()
+                .and_then(|id| run.steps.iter().find(|s| s.step_id == id));
+            match (event.event_type, step) {
+                (Ev::RunStarted, _) => metrics.run_started(definition),
+                (Ev::RunCompleted | Ev::RunFailed | Ev::RunCancelled | Ev::RunTimedOut, _) => {
+                    let outcome = match event.event_type {
+                        Ev::RunCompleted => RunOutcome::Completed,
+                        Ev::RunFailed => RunOutcome::Failed,
+                        Ev::RunCancelled => RunOutcome::Cancelled,
+                        _ => RunOutcome::TimedOut,
+                    };
+                    let started = run.started_at.unwrap_or(run.created_at);
+                    metrics.run_ended(
+                        definition,
+                        outcome,
+                        secs(Some(started), Some(event.time)).unwrap_or(0.0),
+                    );
+                }
+                (Ev::StepStarted, Some(s)) => {
+                    if let Some(queued) = secs(s.queued_at, s.started_at) {
+                        metrics.step_queued_for(definition, &s.step_id, queued);
+                    }
+                }
+                (Ev::StepCompleted | Ev::StepFailed | Ev::StepRetrying, Some(s)) => {
+                    if let Some(ran) = secs(s.started_at, Some(event.time)) {
+                        metrics.step_ended(
+                            definition,
+                            &s.step_id,
+                            event.event_type == Ev::StepCompleted,
+                            ran,
+                        );
+                    }
+                }
+                _ => {}
+            }
+        }
     }
 }

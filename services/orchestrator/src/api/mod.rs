@@ -21,6 +21,7 @@ pub struct Api {
     pub(crate) started: Instant,
     /// Ends long-lived streams when the server stops.
     pub(crate) shutdown: tokio_util::sync::CancellationToken,
+    pub(crate) metrics: Arc<baton_metrics::Metrics>,
     /// Records StartRun calls in batches.
     pub(crate) starter: crate::starter::RunStarter,
     /// Workflows looked up by exact version; a registered version never changes.

@@ -198,6 +198,13 @@ impl RunService for Api {
         abort_run(run, RunStatus::Cancelled, &reason, now_micros(), &mut fx);
         let runs = batch.commit().await.map_err(ApiError::from)?;
         let run = &runs[0];
+        let started = run.started_at.unwrap_or(run.created_at);
+        let ended = run.ended_at.unwrap_or(started);
+        self.metrics.run_ended(
+            &run.workflow_ref,
+            baton_metrics::RunOutcome::Cancelled,
+            (ended - started).max(0) as f64 / 1e6,
+        );
         let outcome = BatchOutcome {
             events: run
                 .new_events

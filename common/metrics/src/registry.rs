@@ -1,0 +1,105 @@
+//! The one [`Metrics`] handle a service creates at start-up and shares (`Arc<Metrics>`) with its
+//! engine, stores, queue consumers and gRPC layer.
+
+use prometheus::{Encoder, Registry, TextEncoder};
+
+use crate::MetricsError;
+use crate::grpc::GrpcServerMetrics;
+use crate::infra::InfraMetrics;
+use crate::orchestration::{OrchestrationMetrics, RunOutcome};
+
+/// Every Baton metric, registered in a private [`Registry`].
+///
+/// Recording methods never fail: label values are free-form strings and the families are
+/// created once in [`Metrics::new`].
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Registry,
+    orchestration: OrchestrationMetrics,
+    infra: InfraMetrics,
+    pub(crate) grpc: GrpcServerMetrics,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+impl Metrics {
+    /// Creates a registry holding the orchestration, gRPC, queue, store and (on Linux) process
+    /// metrics.
+    pub fn new() -> Result<Self, MetricsError> {
+        let registry = Registry::new();
+        let orchestration = OrchestrationMetrics::register(&registry)?;
+        let infra = InfraMetrics::register(&registry)?;
+        let grpc = GrpcServerMetrics::register(&registry)?;
+        #[cfg(target_os = "linux")]
+        registry.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))?;
+        Ok(Self {
+            registry,
+            orchestration,
+            infra,
+            grpc,
+        })
+    }
+
+    /// Counts a run of `definition` (`owner/name@version`) as `started`.
+    pub fn run_started(&self, definition: &str) {
+        self.orchestration.run_started(definition);
+    }
+
+    /// Counts a finished run and observes its start-to-end duration. Cancelled and timed-out
+    /// runs are recorded with status `aborted`.
+    pub fn run_ended(&self, definition: &str, status: RunOutcome, duration_secs: f64) {
+        self.orchestration
+            .run_ended(definition, status, duration_secs);
+    }
+
+    /// Observes how long a step ran, with status `completed` or `failed`.
+    pub fn step_ended(&self, definition: &str, step: &str, succeeded: bool, duration_secs: f64) {
+        self.orchestration
+            .step_ended(definition, step, succeeded, duration_secs);
+    }
+
+    /// Observes how long a step waited between being queued and starting to run.
+    pub fn step_queued_for(&self, definition: &str, step: &str, secs: f64) {
+        self.orchestration.step_queued_for(definition, step, secs);
+    }
+
+    /// Sets the depth and pending (delivered, unacknowledged) gauges of `queue`.
+    pub fn set_queue(&self, queue: &str, depth: u64, pending: u64) {
+        self.infra.set_queue(queue, depth, pending);
+    }
+
+    /// Sets the number of dead-lettered messages.
+    pub fn set_dead_letters(&self, n: u64) {
+        self.infra.set_dead_letters(n);
+    }
+
+    /// Observes the latency of one Postgres operation (e.g. `insert_run`).
+    pub fn observe_postgres(&self, op: &str, secs: f64) {
+        self.infra.observe_postgres(op, secs);
+    }
+
+    /// Observes the latency of one Redis operation (e.g. `xadd`).
+    pub fn observe_redis(&self, op: &str, secs: f64) {
+        self.infra.observe_redis(op, secs);
+    }
+
+    /// Renders every metric in the Prometheus text format 0.0.4.
+    pub fn encode(&self) -> String {
+        let mut buf = Vec::new();
+        if let Err(error) = TextEncoder::new().encode(&self.registry.gather(), &mut buf) {
+            tracing::warn!(%error, "encoding metrics failed; the scrape is incomplete");
+        }
+        String::from_utf8_lossy(&buf).into_owned()
+    }
+
+    /// The underlying registry, for registering service-specific metrics.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+}

@@ -1,0 +1,167 @@
+//! Prometheus metrics after real runs: the orchestrator's and runner's `/metrics` are scraped
+//! over HTTP and parsed as the exposition format, and the counts match what the runs did.
+
+use std::{collections::HashMap, net::SocketAddr, time::Duration};
+
+use baton_proto::v1::{self, RunStatus};
+use baton_testkit::{TestStack, status};
+use prometheus_parse::{Sample, Scrape, Value};
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+async fn scrape(addr: SocketAddr) -> Scrape {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut raw = String::new();
+    stream.read_to_string(&mut raw).await.unwrap();
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-type: text/plain; version=0.0.4"),
+        "{head}"
+    );
+    Scrape::parse(body.lines().map(|l| Ok(l.to_owned()))).unwrap()
+}
+
+fn find<'a>(scrape: &'a Scrape, name: &str, labels: &[(&str, &str)]) -> Option<&'a Sample> {
+    scrape
+        .samples
+        .iter()
+        .find(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+}
+
+fn number(sample: Option<&Sample>) -> f64 {
+    match sample.map(|s| &s.value) {
+        Some(Value::Counter(v) | Value::Gauge(v) | Value::Untyped(v)) => *v,
+        Some(Value::Histogram(buckets)) => buckets.last().map_or(0.0, |b| b.count),
+        other => panic!("no numeric sample: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn orchestration_and_grpc_metrics_count_real_runs() {
+    let stack = TestStack::start().await.unwrap();
+    stack
+        .register(include_str!("../../../examples/hello.yaml"))
+        .await
+        .unwrap();
+    stack
+        .register("owner: t\nname: nap\nversion: 1\nsteps:\n  - {id: nap, kind: sleep, input: {duration: 30s}}\n")
+        .await
+        .unwrap();
+    for name in ["Ada", "Bo"] {
+        let run = stack
+            .start_run("examples/hello@1", json!({"name": name, "count": 2}))
+            .await
+            .unwrap();
+        let run = stack
+            .wait_for_end(&run.id, Duration::from_secs(20))
+            .await
+            .unwrap();
+        assert_eq!(status(&run), RunStatus::Completed);
+    }
+    let nap = stack.start_run("t/nap@1", json!({})).await.unwrap();
+    stack
+        .wait_for(&nap.id, Duration::from_secs(20), |r| !r.steps.is_empty())
+        .await
+        .unwrap();
+    stack
+        .runs()
+        .await
+        .cancel_run(v1::CancelRunRequest {
+            run_id: nap.id.clone(),
+            reason: String::new(),
+        })
+        .await
+        .unwrap();
+
+    let runner = scrape(stack.runner_metrics[0]).await;
+    let def = ("definition", "examples/hello@1");
+    let runs = |s: &str| {
+        number(find(
+            &runner,
+            "orchestration_runs_total",
+            &[def, ("status", s)],
+        ))
+    };
+    assert_eq!(runs("started"), 2.0);
+    assert_eq!(runs("completed"), 2.0);
+    let steps = |step: &str, s: &str| {
+        number(find(
+            &runner,
+            "orchestration_step_duration_seconds_count",
+            &[def, ("step", step), ("status", s)],
+        ))
+    };
+    assert_eq!(steps("left", "failed"), 2.0, "one failed attempt per run");
+    assert_eq!(steps("left", "completed"), 2.0);
+    assert_eq!(steps("right", "completed"), 2.0);
+    let right_time = number(find(
+        &runner,
+        "orchestration_step_duration_seconds_sum",
+        &[def, ("step", "right"), ("status", "completed")],
+    ));
+    assert!(right_time >= 0.4, "two 200 ms sleeps took {right_time} s");
+    let queued = number(find(
+        &runner,
+        "orchestration_step_queue_seconds_count",
+        &[def, ("step", "greet")],
+    ));
+    assert_eq!(queued, 2.0);
+    let run_time = number(find(
+        &runner,
+        "orchestration_run_duration_seconds_count",
+        &[def, ("status", "completed")],
+    ));
+    assert_eq!(run_time, 2.0);
+    assert!(
+        find(
+            &runner,
+            "baton_postgres_operation_seconds_count",
+            &[("operation", "lock_runs")]
+        )
+        .is_some()
+    );
+
+    let orchestrator = scrape(stack.orchestrator_metrics).await;
+    let handled = |method: &str, code: &str| {
+        number(find(
+            &orchestrator,
+            "grpc_server_handled_total",
+            &[
+                ("grpc_service", "baton.v1.RunService"),
+                ("grpc_method", method),
+                ("grpc_code", code),
+            ],
+        ))
+    };
+    assert_eq!(handled("StartRun", "OK"), 3.0);
+    assert_eq!(handled("CancelRun", "OK"), 1.0);
+    let aborted = number(find(
+        &orchestrator,
+        "orchestration_runs_total",
+        &[("definition", "t/nap@1"), ("status", "aborted")],
+    ));
+    assert_eq!(aborted, 1.0);
+    assert!(
+        find(
+            &orchestrator,
+            "baton_queue_depth",
+            &[("queue", "jobs:sleep")]
+        )
+        .is_some()
+    );
+    let labels: HashMap<&str, usize> = orchestrator
+        .samples
+        .iter()
+        .filter(|s| s.metric.starts_with("process_"))
+        .map(|s| (s.metric.as_str(), 1))
+        .collect();
+    assert!(
+        labels.contains_key("process_resident_memory_bytes"),
+        "{labels:?}"
+    );
+    stack.stop().await;
+}
