@@ -48,6 +48,11 @@ impl Keys {
         format!("{}:timers", self.prefix)
     }
 
+    /// Hash of worker heartbeats.
+    pub fn workers(&self) -> String {
+        format!("{}:workers", self.prefix)
+    }
+
     /// Pub/sub channel for cancel notices.
     pub fn cancel_channel(&self) -> String {
         format!("{}:cancel", self.prefix)

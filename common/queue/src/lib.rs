@@ -33,6 +33,20 @@ pub struct TimerEntry {
     pub wake: v1::WakeRunCommand,
 }
 
+/// A worker's periodic sign of life.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct WorkerHeartbeat {
+    /// `<worker id>:<kind>`.
+    pub id: String,
+    pub worker_id: String,
+    pub kind: String,
+    pub pid: u32,
+    pub hostname: String,
+    /// Unix milliseconds.
+    pub started_at_ms: i64,
+    pub last_heartbeat_ms: i64,
+}
+
 /// What firing timers did.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct FiredTimers {
@@ -159,6 +173,14 @@ pub trait JobQueue: Send + Sync + 'static {
     async fn stats(&self, kinds: &[String]) -> Result<Vec<StreamStats>, QueueError>;
     /// Entries of the dead-letter stream, oldest first.
     async fn dead_letters(&self, max: usize) -> Result<Vec<v1::DeadLetter>, QueueError>;
+    /// Records that a worker is alive (kept in a hash; readers drop stale entries).
+    async fn worker_heartbeat(&self, heartbeat: &WorkerHeartbeat) -> Result<(), QueueError>;
+    /// Workers whose last heartbeat is at most `max_age_ms` old; older entries are removed.
+    async fn live_workers(
+        &self,
+        now_ms: i64,
+        max_age_ms: i64,
+    ) -> Result<Vec<WorkerHeartbeat>, QueueError>;
     async fn ping(&self) -> Result<(), QueueError>;
 }
 

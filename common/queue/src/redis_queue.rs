@@ -16,6 +16,7 @@ use tokio_stream::StreamExt;
 
 use crate::{
     BatchOutcome, Delivery, FiredTimers, JobQueue, Keys, QueueError, StreamStats, TimerEntry,
+    WorkerHeartbeat,
     futures_core_stream::BoxStream,
     keys::{RUNNER_GROUP, WORKER_GROUP},
 };
@@ -556,6 +557,46 @@ impl JobQueue for RedisQueue {
             .into_iter()
             .filter_map(|e| decode::<v1::DeadLetter>(e, 1).message.ok())
             .collect())
+    }
+
+    async fn worker_heartbeat(&self, heartbeat: &WorkerHeartbeat) -> Result<(), QueueError> {
+        let json = serde_json::to_string(heartbeat).unwrap_or_default();
+        redis::cmd("HSET")
+            .arg(self.keys.workers())
+            .arg(&heartbeat.id)
+            .arg(json)
+            .query_async::<()>(&mut self.conn.clone())
+            .await?;
+        Ok(())
+    }
+
+    async fn live_workers(
+        &self,
+        now_ms: i64,
+        max_age_ms: i64,
+    ) -> Result<Vec<WorkerHeartbeat>, QueueError> {
+        let mut conn = self.conn.clone();
+        let all: HashMap<String, String> = redis::cmd("HGETALL")
+            .arg(self.keys.workers())
+            .query_async(&mut conn)
+            .await?;
+        let mut live = Vec::new();
+        let mut stale = Vec::new();
+        for (id, json) in all {
+            match serde_json::from_str::<WorkerHeartbeat>(&json) {
+                Ok(hb) if now_ms - hb.last_heartbeat_ms <= max_age_ms => live.push(hb),
+                _ => stale.push(id),
+            }
+        }
+        if !stale.is_empty() {
+            redis::cmd("HDEL")
+                .arg(self.keys.workers())
+                .arg(&stale)
+                .query_async::<()>(&mut conn)
+                .await?;
+        }
+        live.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(live)
     }
 
     async fn ping(&self) -> Result<(), QueueError> {

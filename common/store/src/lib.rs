@@ -12,8 +12,8 @@ use uuid::Uuid;
 
 pub use error::StoreError;
 pub use model::{
-    NewRun, NewWorkflow, Page, PageRequest, PutWorkflowOutcome, RunDetail, RunFilter, StoredEvent,
-    StoredWorkflow, WakeCandidate,
+    NewRun, NewWorkflow, Page, PageRequest, PutWorkflowOutcome, RunDetail, RunFilter, StatusCounts,
+    StoredEvent, StoredWorkflow, WakeCandidate,
 };
 pub use pg::PgStore;
 
@@ -82,6 +82,9 @@ pub trait Store: Send + Sync + 'static {
         grace_micros: i64,
         limit: i64,
     ) -> Result<Vec<WakeCandidate>, StoreError>;
+
+    /// Runs and steps counted by status, for operators' raw signal.
+    async fn status_counts(&self) -> Result<StatusCounts, StoreError>;
 
     /// Records worker processes and their hosts (once per worker; later facts replace earlier).
     async fn record_workers(&self, hosts: &[baton_proto::v1::WorkerHost])

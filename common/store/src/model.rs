@@ -89,3 +89,14 @@ pub enum WakeCandidate {
     /// A retry or the deadline is overdue.
     Overdue(Uuid),
 }
+
+/// Counts by status (`queued`, `running`, `completed`, ...), as the store holds them.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct StatusCounts {
+    pub runs: std::collections::BTreeMap<String, i64>,
+    pub steps: std::collections::BTreeMap<String, i64>,
+    /// Steps of runs that are still running.
+    pub active_steps: std::collections::BTreeMap<String, i64>,
+    /// Steps waiting for a retry, by kind.
+    pub retrying_by_kind: std::collections::BTreeMap<String, i64>,
+}

@@ -18,7 +18,7 @@ use uuid::Uuid;
 
 use crate::{
     CreatedRun, NewRun, NewWorkflow, Page, PageRequest, PutWorkflowOutcome, RunBatch, RunDetail,
-    RunFilter, Store, StoreError, StoredEvent, StoredWorkflow, WakeCandidate,
+    RunFilter, StatusCounts, Store, StoreError, StoredEvent, StoredWorkflow, WakeCandidate,
 };
 
 /// Embedded migrations, applied at service start.
@@ -973,6 +973,35 @@ impl Store for PgStore {
             .map(WakeCandidate::NotStarted)
             .chain(overdue.into_iter().map(WakeCandidate::Overdue))
             .collect())
+    }
+
+    async fn status_counts(&self) -> Result<StatusCounts, StoreError> {
+        let pairs = |rows: Vec<(String, i64)>| rows.into_iter().collect();
+        let runs: Vec<(String, i64)> =
+            sqlx::query_as("SELECT status, count(*) FROM runs GROUP BY status")
+                .fetch_all(&self.pool)
+                .await?;
+        let steps: Vec<(String, i64)> =
+            sqlx::query_as("SELECT status, count(*) FROM step_runs GROUP BY status")
+                .fetch_all(&self.pool)
+                .await?;
+        let active: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT s.status, count(*) FROM step_runs s JOIN runs r ON r.id = s.run_id \
+             WHERE r.status = 'running' GROUP BY s.status",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let retrying: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT kind, count(*) FROM step_runs WHERE status = 'retrying' GROUP BY kind",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(StatusCounts {
+            runs: pairs(runs),
+            steps: pairs(steps),
+            active_steps: pairs(active),
+            retrying_by_kind: pairs(retrying),
+        })
     }
 
     async fn record_workers(&self, hosts: &[v1::WorkerHost]) -> Result<(), StoreError> {

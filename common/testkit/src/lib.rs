@@ -63,6 +63,8 @@ impl StackOptions {
 /// A running Baton. Call [`TestStack::stop`] at the end to drop its database and keys.
 pub struct TestStack {
     pub addr: SocketAddr,
+    /// Where the orchestrator serves `/health` and the raw-signal JSON `/metrics`.
+    pub orchestrator_http: SocketAddr,
     /// Where the orchestrator serves Prometheus `/metrics`.
     pub orchestrator_metrics: SocketAddr,
     /// Where each runner replica serves Prometheus `/metrics`, in start order.
@@ -128,9 +130,12 @@ impl TestStack {
         let shutdown = CancellationToken::new();
         let metrics_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let orchestrator_metrics = metrics_listener.local_addr()?;
+        let http_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let orchestrator_http = http_listener.local_addr()?;
         let mut stack = Self {
             addr,
             orchestrator_metrics,
+            orchestrator_http,
             runner_metrics: Vec::new(),
             store,
             queue,
@@ -147,6 +152,7 @@ impl TestStack {
             redis_url: redis_url(),
             redis_prefix: stack.prefix.clone(),
             grpc_port: addr.port(),
+            http_port: orchestrator_http.port(),
             extra_kinds: Vec::new(),
         };
         let (store, queue, token) = (
@@ -163,6 +169,7 @@ impl TestStack {
                 listener,
                 metrics,
                 Some(metrics_listener),
+                Some(http_listener),
                 token,
             )
             .await;
@@ -222,6 +229,7 @@ impl TestStack {
                 None,
                 metrics,
                 Some(metrics_listener),
+                None,
                 token,
             )
             .await;

@@ -12,7 +12,7 @@ use baton_proto::v1;
 use tokio_util::sync::CancellationToken;
 
 pub use host::host_facts;
-pub use pool::{WorkerConfig, WorkerPool};
+pub use pool::{HEARTBEAT_EVERY, WorkerConfig, WorkerPool};
 pub use usage::{ProcessSampler, Usage};
 
 /// Why an attempt failed.

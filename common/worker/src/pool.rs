@@ -12,7 +12,7 @@ use baton_proto::{
     prost_types::Timestamp,
     v1::{self, runner_message::Message},
 };
-use baton_queue::{Delivery, JobQueue, QueueError};
+use baton_queue::{Delivery, JobQueue, QueueError, WorkerHeartbeat};
 use tokio::sync::{Semaphore, mpsc};
 use tokio_stream::StreamExt;
 use tokio_util::sync::CancellationToken;
@@ -27,6 +27,8 @@ use crate::{
 
 /// How long a cancelled run is remembered, so its queued jobs are skipped.
 const CANCEL_MEMORY: Duration = Duration::from_secs(600);
+/// Longest time between a worker's heartbeats; a worker silent for three of these is gone.
+pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(5);
 /// How long a job runs before the worker reports it started; see `KindWorker::handle`.
 const STARTED_REPORT_DELAY: Duration = Duration::from_millis(10);
 /// Most jobs taken in one read.
@@ -258,9 +260,27 @@ impl KindWorker {
         let _ = tokio::time::timeout(Duration::from_secs(5), &mut reporter.0).await;
     }
 
+    /// Keeps running jobs claimed, and tells operators this worker is alive.
     async fn heartbeat(self: Arc<Self>, stop: CancellationToken) {
-        let every = (self.config.visibility_timeout / 3).max(Duration::from_millis(50));
+        let every =
+            (self.config.visibility_timeout / 3).clamp(Duration::from_millis(50), HEARTBEAT_EVERY);
+        let now_ms = || chrono::Utc::now().timestamp_millis();
+        let mut alive = WorkerHeartbeat {
+            id: format!("{}:{}", self.config.worker_id, self.kind),
+            worker_id: self.config.worker_id.clone(),
+            kind: self.kind.clone(),
+            pid: std::process::id(),
+            hostname: std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|h| h.trim().to_owned())
+                .unwrap_or_default(),
+            started_at_ms: now_ms(),
+            last_heartbeat_ms: now_ms(),
+        };
         loop {
+            alive.last_heartbeat_ms = now_ms();
+            if let Err(e) = self.queue.worker_heartbeat(&alive).await {
+                tracing::warn!(kind = %self.kind, error = %e, "cannot record the worker heartbeat");
+            }
             tokio::select! {
                 _ = stop.cancelled() => return,
                 _ = tokio::time::sleep(every) => {}

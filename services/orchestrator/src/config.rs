@@ -14,6 +14,8 @@ pub struct OrchestratorConfig {
     pub redis_prefix: String,
     /// `GRPC_PORT` (default 8002): the public API, health and reflection.
     pub grpc_port: u16,
+    /// `HTTP_PORT` (default 8081): `/health` and the raw-signal JSON `/metrics`.
+    pub http_port: u16,
     /// `BATON_EXTRA_KINDS` (comma-separated, default none): step kinds served by workers outside
     /// the runner, accepted at registration besides the built-ins.
     pub extra_kinds: Vec<String>,
@@ -27,6 +29,7 @@ impl OrchestratorConfig {
             redis_url: env.string_or("REDIS_URL", "redis://127.0.0.1:6379"),
             redis_prefix: env.string_or("BATON_REDIS_PREFIX", "baton"),
             grpc_port: env.parse_or("GRPC_PORT", 8002)?,
+            http_port: env.parse_or("HTTP_PORT", 8081)?,
             extra_kinds: env
                 .var("BATON_EXTRA_KINDS")
                 .map(|v| {

@@ -52,6 +52,7 @@ pub async fn serve(
     listener: TcpListener,
     metrics: Arc<Metrics>,
     metrics_listener: Option<TcpListener>,
+    http_listener: Option<TcpListener>,
     shutdown: CancellationToken,
 ) -> Result<(), ServeError> {
     if let Some(listener) = metrics_listener {
@@ -60,6 +61,16 @@ pub async fn serve(
             metrics.clone(),
             shutdown.clone(),
         ));
+    }
+    if let Some(listener) = http_listener {
+        let sources = baton_signal::SignalSources {
+            service: "orchestrator",
+            store: store.clone(),
+            queue: queue.clone(),
+            kinds: known_kinds(&config.extra_kinds),
+        };
+        let router = baton_signal::router(sources, baton_signal::SignalConfig::from_env());
+        tokio::spawn(baton_signal::serve(listener, router, shutdown.clone()));
     }
     tokio::spawn(report_queues(
         queue.clone(),
@@ -156,4 +167,13 @@ async fn report_queues(
             _ = tokio::time::sleep(QUEUE_REPORT_EVERY) => {}
         }
     }
+}
+
+/// The built-in kinds and the ones external workers serve.
+fn known_kinds(extra: &[String]) -> Vec<String> {
+    baton_workflow::BUILTIN_KINDS
+        .iter()
+        .map(|k| (*k).to_owned())
+        .chain(extra.iter().cloned())
+        .collect()
 }

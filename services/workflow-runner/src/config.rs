@@ -16,6 +16,8 @@ pub struct RunnerConfig {
     pub redis_prefix: String,
     /// `GRPC_PORT` (default 8003): gRPC health for probes.
     pub grpc_port: u16,
+    /// `HTTP_PORT` (default 8082): `/health` and the raw-signal JSON `/metrics`.
+    pub http_port: u16,
     /// This replica's consumer name: `BATON_CONSUMER_NAME`, default `runner-<host>-<pid>`.
     pub consumer: String,
     /// `maxParallel` for definitions without one: `ORCHESTRATION_MAX_CONCURRENCY` if set, else
@@ -62,6 +64,7 @@ impl RunnerConfig {
             redis_url: env.string_or("REDIS_URL", "redis://127.0.0.1:6379"),
             redis_prefix: env.string_or("BATON_REDIS_PREFIX", "baton"),
             grpc_port: env.parse_or("GRPC_PORT", 8003)?,
+            http_port: env.parse_or("HTTP_PORT", 8082)?,
             consumer: env.string_or(
                 "BATON_CONSUMER_NAME",
                 &format!("runner-{host}-{}", std::process::id()),

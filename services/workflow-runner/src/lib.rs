@@ -53,6 +53,7 @@ pub async fn serve(
     health_listener: Option<TcpListener>,
     metrics: Arc<Metrics>,
     metrics_listener: Option<TcpListener>,
+    http_listener: Option<TcpListener>,
     shutdown: CancellationToken,
 ) -> Result<(), RunnerError> {
     queue.ensure_groups(&[]).await?;
@@ -67,6 +68,24 @@ pub async fn serve(
     tasks.spawn(runner.clone().run_inbox(shutdown.clone()));
     tasks.spawn(runner.clone().run_timers(shutdown.clone()));
     tasks.spawn(runner.clone().run_recovery(shutdown.clone()));
+    if let Some(listener) = http_listener {
+        let sources = baton_signal::SignalSources {
+            service: "workflow-runner",
+            store: store.clone(),
+            queue: queue.clone(),
+            kinds: baton_workflow::BUILTIN_KINDS
+                .iter()
+                .map(|k| (*k).to_owned())
+                .collect(),
+        };
+        let router = baton_signal::router(sources, baton_signal::SignalConfig::from_env());
+        let token = shutdown.clone();
+        tasks.spawn(async move {
+            if let Err(e) = baton_signal::serve(listener, router, token).await {
+                tracing::error!(error = %e, "HTTP server stopped");
+            }
+        });
+    }
     if let Some(listener) = metrics_listener {
         let (metrics, token) = (metrics.clone(), shutdown.clone());
         tasks.spawn(async move {

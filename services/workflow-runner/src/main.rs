@@ -62,6 +62,9 @@ async fn main() -> anyhow::Result<()> {
         ),
         false => None,
     };
+    let http_listener = tokio::net::TcpListener::bind(("0.0.0.0", config.http_port))
+        .await
+        .with_context(|| format!("cannot listen on port {} (HTTP_PORT)", config.http_port))?;
     let metrics = Arc::new(Metrics::new()?);
     let shutdown = baton_runtime::shutdown_token();
     baton_workflow_runner::serve(
@@ -71,6 +74,7 @@ async fn main() -> anyhow::Result<()> {
         Some(listener),
         metrics,
         metrics_listener,
+        Some(http_listener),
         shutdown,
     )
     .await?;
