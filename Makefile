@@ -16,7 +16,7 @@ BUF := .tools/node_modules/.bin/buf
 # Extra arguments: `make test ARGS='-E test(planner)'`, `make bench ARGS='...'`.
 ARGS ?=
 
-.PHONY: help deps build demo dev test lint fmt buf buf-lint bench ci clean
+.PHONY: help deps build demo dev test lint fmt buf buf-lint observability-check bench ci clean
 
 help: ## List the targets
 	@echo "Usage: make <target>"
@@ -64,6 +64,9 @@ buf: ## Install buf into .tools (npm) when absent or not the pinned version
 
 buf-lint: buf ## Lint the protobuf definitions in proto/
 	$(BUF) lint
+
+observability-check: ## promtool check/test the alert and recording rules; validate dashboards
+	bash scripts/check-observability.sh
 
 bench: deps ## Build and run baton-bench (release) against local Redis + PostgreSQL
 	cargo build --release --bins

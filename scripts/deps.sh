@@ -71,6 +71,14 @@ if [[ ${#pkgs[@]} -gt 0 ]]; then
     as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${pkgs[@]}" >/dev/null
 fi
+# promtool checks the services' Prometheus exposition in the tests. RUNLEVEL=1 keeps the
+# package from starting a Prometheus server (which would take port 9090).
+if ! command -v promtool >/dev/null 2>&1; then
+    say "installing promtool (apt-get prometheus)"
+    as_root env DEBIAN_FRONTEND=noninteractive RUNLEVEL=1 apt-get install -y -qq --no-install-recommends prometheus >/dev/null \
+        || { as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq \
+             && as_root env DEBIAN_FRONTEND=noninteractive RUNLEVEL=1 apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
+fi
 
 # --- 2. start ----------------------------------------------------------------
 if redis_ok; then

@@ -17,6 +17,9 @@ export DATABASE_URL="${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/baton}"
 export REDIS_URL="${REDIS_URL:-redis://127.0.0.1:6379}"
 export LOG_LEVEL="${LOG_LEVEL:-info}"
 export LOG_FORMAT=pretty
+# Profiles on in development: pprof on 6060 (orchestrator) and 6061 (runner), heap included.
+export ENABLE_PPROF="${ENABLE_PPROF:-true}"
+export _RJEM_MALLOC_CONF="${_RJEM_MALLOC_CONF:-prof:true,prof_active:true,lg_prof_sample:19}"
 ORCHESTRATOR_PORT="${ORCHESTRATOR_PORT:-8002}"
 RUNNER_PORT="${RUNNER_PORT:-8003}"
 BIN="$CARGO_TARGET_DIR/debug"

@@ -23,7 +23,8 @@ pub struct Service {
 }
 
 impl Service {
-    /// Starts `binary` with the inherited environment plus `GRPC_PORT=port` and `env`, its stdout
+    /// Starts `binary` with the inherited environment plus `GRPC_PORT=port` (and free HTTP and
+    /// metrics ports) and `env`, its stdout
     /// and stderr going to `log_dir/<name>.log`.
     pub fn spawn(
         name: &'static str,
@@ -36,11 +37,17 @@ impl Service {
         let log = log_dir.join(format!("{name}.log"));
         let out = File::create(&log).with_context(|| format!("cannot create {}", log.display()))?;
         let err = out.try_clone()?;
+        // The HTTP and Prometheus ports get free ports too, so a bench never collides with a
+        // running `make dev` or another bench.
+        let side_ports = free_ports(2)?;
         let mut command = Command::new(binary);
         command
             .args(args)
             .envs(env.iter().map(|(k, v)| (k, v)))
             .env("GRPC_PORT", port.to_string())
+            .env("HTTP_PORT", side_ports[0].to_string())
+            .env("METRICS_PORT", side_ports[1].to_string())
+            .env("ENABLE_PPROF", "false")
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(out)

@@ -162,17 +162,13 @@ impl TestStack {
         );
         stack.tasks.push(tokio::spawn(async move {
             let metrics = Arc::new(Metrics::new().expect("metrics registry"));
-            let served = baton_orchestrator::serve(
-                store,
-                queue,
-                config,
-                listener,
-                metrics,
-                Some(metrics_listener),
-                Some(http_listener),
-                token,
-            )
-            .await;
+            let listeners = baton_orchestrator::Listeners {
+                grpc: listener,
+                http: Some(http_listener),
+                metrics: Some(metrics_listener),
+            };
+            let served =
+                baton_orchestrator::serve(store, queue, config, listeners, metrics, token).await;
             if let Err(e) = served {
                 eprintln!("orchestrator failed: {e}");
             }
@@ -222,17 +218,12 @@ impl TestStack {
         self.runner_metrics.push(metrics_listener.local_addr()?);
         let metrics = Arc::new(Metrics::new()?);
         self.tasks.push(tokio::spawn(async move {
-            let served = baton_workflow_runner::serve(
-                store,
-                queue,
-                config,
-                None,
-                metrics,
-                Some(metrics_listener),
-                None,
-                token,
-            )
-            .await;
+            let listeners = baton_workflow_runner::Listeners {
+                metrics: Some(metrics_listener),
+                ..Default::default()
+            };
+            let served =
+                baton_workflow_runner::serve(store, queue, config, listeners, metrics, token).await;
             if let Err(e) = served {
                 eprintln!("runner failed: {e}");
             }

@@ -9,6 +9,32 @@ use prometheus_parse::{Sample, Scrape, Value};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+/// `promtool check metrics` on an exposition: names, types and help text follow Prometheus'
+/// conventions. promtool comes with Debian's `prometheus` package (scripts/deps.sh installs it).
+fn promtool_check(exposition: &str) {
+    use std::io::Write;
+    let mut child = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool is needed: apt-get install prometheus (scripts/deps.sh does)");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(exposition.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "promtool check metrics:\n{report}");
+}
+
 async fn scrape(addr: SocketAddr) -> Scrape {
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     let request = format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
@@ -22,6 +48,7 @@ async fn scrape(addr: SocketAddr) -> Scrape {
             .contains("content-type: text/plain; version=0.0.4"),
         "{head}"
     );
+    promtool_check(body);
     Scrape::parse(body.lines().map(|l| Ok(l.to_owned()))).unwrap()
 }
 

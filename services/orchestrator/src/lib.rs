@@ -44,17 +44,30 @@ pub enum ServeError {
     Reflection(#[from] tonic_reflection::server::Error),
 }
 
-/// Serves the API on `listener` until `shutdown`, then drains in-flight calls.
+/// Where the orchestrator listens; bound by the caller, so tests can use port 0.
+pub struct Listeners {
+    /// The gRPC API, health and reflection.
+    pub grpc: TcpListener,
+    /// `/health` and the raw-signal JSON, when served.
+    pub http: Option<TcpListener>,
+    /// Prometheus `/metrics`, when served.
+    pub metrics: Option<TcpListener>,
+}
+
+/// Serves the API until `shutdown`, then drains in-flight calls.
 pub async fn serve(
     store: Arc<dyn Store>,
     queue: Arc<dyn JobQueue>,
     config: OrchestratorConfig,
-    listener: TcpListener,
+    listeners: Listeners,
     metrics: Arc<Metrics>,
-    metrics_listener: Option<TcpListener>,
-    http_listener: Option<TcpListener>,
     shutdown: CancellationToken,
 ) -> Result<(), ServeError> {
+    let Listeners {
+        grpc: listener,
+        http: http_listener,
+        metrics: metrics_listener,
+    } = listeners;
     if let Some(listener) = metrics_listener {
         tokio::spawn(baton_metrics::serve(
             listener,

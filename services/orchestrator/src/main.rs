@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use baton_metrics::{Metrics, MetricsConfig};
-use baton_orchestrator::OrchestratorConfig;
+use baton_orchestrator::{Listeners, OrchestratorConfig};
 
 /// Prometheus `/metrics` port unless `METRICS_PORT` says otherwise.
 const DEFAULT_METRICS_PORT: u16 = 9090;
@@ -17,6 +17,9 @@ use baton_store::PgStore;
 #[cfg(not(target_env = "msvc"))]
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+/// pprof port unless `PPROF_PORT` says otherwise (served only with `ENABLE_PPROF=true`).
+const DEFAULT_PPROF_PORT: u16 = 6060;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -67,14 +70,24 @@ async fn main() -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on port {} (HTTP_PORT)", config.http_port))?;
     let metrics = Arc::new(Metrics::new()?);
     let shutdown = baton_runtime::shutdown_token();
+    let pprof = baton_pprof::PprofConfig::from_env(DEFAULT_PPROF_PORT)?;
+    if pprof.enabled {
+        let listener = tokio::net::TcpListener::bind(("0.0.0.0", pprof.port))
+            .await
+            .with_context(|| format!("cannot listen on port {} (PPROF_PORT)", pprof.port))?;
+        tokio::spawn(baton_pprof::serve(listener, shutdown.clone()));
+    }
+    let listeners = Listeners {
+        grpc: listener,
+        http: Some(http_listener),
+        metrics: metrics_listener,
+    };
     baton_orchestrator::serve(
         Arc::new(store),
         Arc::new(queue),
         config,
-        listener,
+        listeners,
         metrics,
-        metrics_listener,
-        Some(http_listener),
         shutdown,
     )
     .await?;

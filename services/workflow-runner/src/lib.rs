@@ -44,18 +44,32 @@ pub fn worker_config(config: &RunnerConfig) -> WorkerConfig {
     }
 }
 
+/// Where a runner listens, each optional; bound by the caller, so tests can use port 0.
+#[derive(Default)]
+pub struct Listeners {
+    /// gRPC health.
+    pub health: Option<TcpListener>,
+    /// `/health` and the raw-signal JSON.
+    pub http: Option<TcpListener>,
+    /// Prometheus `/metrics`.
+    pub metrics: Option<TcpListener>,
+}
+
 /// Runs a runner replica (and the built-in workers, when enabled) until `shutdown`, serving gRPC
 /// health on `health_listener` when given.
 pub async fn serve(
     store: Arc<dyn Store>,
     queue: Arc<dyn JobQueue>,
     config: RunnerConfig,
-    health_listener: Option<TcpListener>,
+    listeners: Listeners,
     metrics: Arc<Metrics>,
-    metrics_listener: Option<TcpListener>,
-    http_listener: Option<TcpListener>,
     shutdown: CancellationToken,
 ) -> Result<(), RunnerError> {
+    let Listeners {
+        health: health_listener,
+        http: http_listener,
+        metrics: metrics_listener,
+    } = listeners;
     queue.ensure_groups(&[]).await?;
     let runner = Arc::new(Runner::new(
         store.clone(),

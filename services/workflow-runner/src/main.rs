@@ -7,7 +7,7 @@ use baton_metrics::{Metrics, MetricsConfig};
 use baton_queue::{RedisQueue, RedisQueueConfig};
 use baton_runtime::{env::Env, redact_url};
 use baton_store::PgStore;
-use baton_workflow_runner::RunnerConfig;
+use baton_workflow_runner::{Listeners, RunnerConfig};
 
 /// jemalloc: many threads allocating and freeing batch buffers fragment glibc's allocator, which
 /// showed up as a third of the runner's CPU in profiles.
@@ -17,6 +17,9 @@ static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 /// Prometheus `/metrics` port unless `METRICS_PORT` says otherwise.
 const DEFAULT_METRICS_PORT: u16 = 9091;
+
+/// pprof port unless `PPROF_PORT` says otherwise (served only with `ENABLE_PPROF=true`).
+const DEFAULT_PPROF_PORT: u16 = 6061;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -67,14 +70,24 @@ async fn main() -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on port {} (HTTP_PORT)", config.http_port))?;
     let metrics = Arc::new(Metrics::new()?);
     let shutdown = baton_runtime::shutdown_token();
+    let pprof = baton_pprof::PprofConfig::from_env(DEFAULT_PPROF_PORT)?;
+    if pprof.enabled {
+        let listener = tokio::net::TcpListener::bind(("0.0.0.0", pprof.port))
+            .await
+            .with_context(|| format!("cannot listen on port {} (PPROF_PORT)", pprof.port))?;
+        tokio::spawn(baton_pprof::serve(listener, shutdown.clone()));
+    }
+    let listeners = Listeners {
+        health: Some(listener),
+        http: Some(http_listener),
+        metrics: metrics_listener,
+    };
     baton_workflow_runner::serve(
         Arc::new(store),
         Arc::new(queue),
         config,
-        Some(listener),
+        listeners,
         metrics,
-        metrics_listener,
-        Some(http_listener),
         shutdown,
     )
     .await?;
