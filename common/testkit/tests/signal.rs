@@ -91,3 +91,51 @@ async fn health_and_raw_signal_describe_the_system() {
     token.cancel();
     stack.stop().await;
 }
+
+#[tokio::test]
+async fn an_unreachable_database_fails_health_and_only_its_sections() {
+    let stack = TestStack::start().await.unwrap();
+    // A store whose Postgres does not answer (nothing listens on port 1), beside a working Redis.
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .acquire_timeout(Duration::from_millis(500))
+        .connect_lazy("postgres://postgres@127.0.0.1:1/none")
+        .unwrap();
+    let sources = SignalSources {
+        service: "orchestrator",
+        store: Arc::new(baton_store::PgStore::from_pool(pool)),
+        queue: stack.queue.clone() as Arc<dyn baton_queue::JobQueue>,
+        kinds: vec!["noop".into()],
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let token = tokio_util::sync::CancellationToken::new();
+    let router = baton_signal::router(
+        sources,
+        SignalConfig {
+            raw_signal_enabled: true,
+        },
+    );
+    tokio::spawn(baton_signal::serve(listener, router, token.clone()));
+
+    let (code, body) = get(addr, "/health").await;
+    assert_eq!(code, 503);
+    let health: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(health["status"], "unavailable");
+    assert!(
+        health["postgres"].is_string() && health.get("redis").is_none(),
+        "{health}"
+    );
+
+    let (code, body) = get(addr, "/metrics").await;
+    assert_eq!(code, 200);
+    let doc: Value = serde_json::from_str(&body).unwrap();
+    assert!(doc["stages"]["error"].is_string(), "{doc}");
+    assert!(doc["queue"]["error"].is_string(), "{doc}");
+    assert!(
+        doc["agents"]["workers"].is_array(),
+        "Redis still answers: {doc}"
+    );
+    assert_eq!(doc["schema_version"], 1);
+    token.cancel();
+    stack.stop().await;
+}
