@@ -25,8 +25,8 @@ RUNNER_PORT="${RUNNER_PORT:-8003}"
 BIN="$CARGO_TARGET_DIR/debug"
 
 bash scripts/deps.sh
-echo "==> cargo build --bins"
-cargo build --bins
+echo "==> cargo build --bins --features heap-profiling"
+cargo build --bins --features baton-orchestrator/heap-profiling,baton-workflow-runner/heap-profiling
 
 if [[ -t 1 ]]; then
     c_orch=$'\e[36m' c_run=$'\e[35m' c_off=$'\e[0m'

@@ -51,6 +51,6 @@ pub(crate) async fn heap() -> Result<Response, PprofError> {
 #[cfg(not(feature = "heap"))]
 pub(crate) async fn heap() -> Result<Response, PprofError> {
     Err(PprofError::HeapProfilingDisabled(format!(
-        "baton-pprof was compiled without its `heap` feature; rebuild with it and {HEAP_PROFILING_HINT}"
+        "this build has no heap profiling (it costs latency even when idle); build the service with `--features heap-profiling` (as `make dev` does) and {HEAP_PROFILING_HINT}"
     )))
 }
