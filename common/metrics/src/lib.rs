@@ -32,7 +32,7 @@
 //! # mean step time
 //! rate(orchestration_step_duration_seconds_sum[5m]) / rate(orchestration_step_duration_seconds_count[5m])
 //! # steps that waited more than 5 s in the queue
-//! orchestration_step_queue_seconds_count - orchestration_step_queue_seconds_bucket{le="5"}
+//! orchestration_step_queue_seconds_count - ignoring(le) orchestration_step_queue_seconds_bucket{le="5"}
 //! ```
 
 mod config;
