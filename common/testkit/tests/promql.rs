@@ -9,8 +9,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const P95_RUN_DURATION: &str = "histogram_quantile(0.95, sum by (le, definition) (rate(orchestration_run_duration_seconds_bucket[5m])))";
 const MEAN_STEP_TIME: &str = "rate(orchestration_step_duration_seconds_sum[5m]) / rate(orchestration_step_duration_seconds_count[5m])";
-const QUEUED_OVER_5S: &str =
-    "orchestration_step_queue_seconds_count - ignoring(le) orchestration_step_queue_seconds_bucket{le=\"5\"}";
+const QUEUED_OVER_5S: &str = "orchestration_step_queue_seconds_count - ignoring(le) orchestration_step_queue_seconds_bucket{le=\"5\"}";
 
 async fn query(addr: SocketAddr, promql: &str) -> Vec<Value> {
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
@@ -84,8 +83,7 @@ async fn example_promql_evaluates_over_real_series() {
 
     // Runs keep going while Prometheus scrapes, so rates have something to measure.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    let mut results = (Vec::new(), Vec::new(), Vec::new());
-    loop {
+    let results = loop {
         let run = stack
             .start_run("examples/hello@1", json!({"name": "Ada", "count": 2}))
             .await
@@ -94,7 +92,7 @@ async fn example_promql_evaluates_over_real_series() {
             .wait_for_end(&run.id, Duration::from_secs(20))
             .await
             .unwrap();
-        results = (
+        let results = (
             query(web, P95_RUN_DURATION).await,
             query(web, MEAN_STEP_TIME).await,
             query(web, QUEUED_OVER_5S).await,
@@ -102,14 +100,14 @@ async fn example_promql_evaluates_over_real_series() {
         let ready = results.0.iter().any(|s| value(s).is_finite())
             && results.1.iter().any(|s| value(s).is_finite());
         if ready && !results.2.is_empty() {
-            break;
+            break results;
         }
         assert!(
             tokio::time::Instant::now() < deadline,
             "PromQL never produced values: {results:?}"
         );
         tokio::time::sleep(Duration::from_millis(300)).await;
-    }
+    };
     let (p95, mean, queued) = results;
     let p95 = p95
         .iter()
