@@ -1,16 +1,8 @@
 //! `baton-orchestrator`: reads configuration from the environment and serves the public API.
 
-use std::sync::Arc;
-
-use anyhow::Context;
-use baton_metrics::{Metrics, MetricsConfig};
 use baton_orchestrator::{Listeners, OrchestratorConfig};
-
-/// Prometheus `/metrics` port unless `METRICS_PORT` says otherwise.
-const DEFAULT_METRICS_PORT: u16 = 9090;
-use baton_queue::{RedisQueue, RedisQueueConfig};
-use baton_runtime::{env::Env, redact_url};
-use baton_store::PgStore;
+use baton_runtime::env::Env;
+use baton_service::{bind, connect, observability};
 
 /// jemalloc: many threads allocating and freeing batch buffers fragment glibc's allocator, which
 /// showed up as a third of the runner's CPU in profiles.
@@ -18,6 +10,8 @@ use baton_store::PgStore;
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
+/// Prometheus `/metrics` port unless `METRICS_PORT` says otherwise.
+const DEFAULT_METRICS_PORT: u16 = 9090;
 /// pprof port unless `PPROF_PORT` says otherwise (served only with `ENABLE_PPROF=true`).
 const DEFAULT_PPROF_PORT: u16 = 6060;
 
@@ -25,72 +19,22 @@ const DEFAULT_PPROF_PORT: u16 = 6060;
 async fn main() -> anyhow::Result<()> {
     let telemetry = baton_telemetry::init("orchestrator")?;
     let config = OrchestratorConfig::from_env(&Env::os())?;
-    let store = PgStore::connect(&config.database_url, config.database_max_connections)
-        .await
-        .with_context(|| {
-            format!(
-                "cannot connect to Postgres at {}",
-                redact_url(&config.database_url)
-            )
-        })?;
-    store
-        .migrate()
-        .await
-        .context("cannot migrate the database")?;
-    let queue = RedisQueue::connect(RedisQueueConfig::new(
+    let (store, queue) = connect(
+        &config.database_url,
+        config.database_max_connections,
         &config.redis_url,
         &config.redis_prefix,
-    ))
-    .await
-    .with_context(|| {
-        format!(
-            "cannot connect to Redis at {}",
-            redact_url(&config.redis_url)
-        )
-    })?;
-    let listener = tokio::net::TcpListener::bind(("0.0.0.0", config.grpc_port))
-        .await
-        .with_context(|| format!("cannot listen on port {} (GRPC_PORT)", config.grpc_port))?;
-    let metrics_config = MetricsConfig::from_env(DEFAULT_METRICS_PORT)?;
-    let metrics_listener = match metrics_config.enabled {
-        true => Some(
-            tokio::net::TcpListener::bind(("0.0.0.0", metrics_config.port))
-                .await
-                .with_context(|| {
-                    format!(
-                        "cannot listen on port {} (METRICS_PORT)",
-                        metrics_config.port
-                    )
-                })?,
-        ),
-        false => None,
-    };
-    let http_listener = tokio::net::TcpListener::bind(("0.0.0.0", config.http_port))
-        .await
-        .with_context(|| format!("cannot listen on port {} (HTTP_PORT)", config.http_port))?;
-    let metrics = Arc::new(Metrics::new()?);
-    let shutdown = baton_runtime::shutdown_token();
-    let pprof = baton_pprof::PprofConfig::from_env(DEFAULT_PPROF_PORT)?;
-    if pprof.enabled {
-        let listener = tokio::net::TcpListener::bind(("0.0.0.0", pprof.port))
-            .await
-            .with_context(|| format!("cannot listen on port {} (PPROF_PORT)", pprof.port))?;
-        tokio::spawn(baton_pprof::serve(listener, shutdown.clone()));
-    }
-    let listeners = Listeners {
-        grpc: listener,
-        http: Some(http_listener),
-        metrics: metrics_listener,
-    };
-    baton_orchestrator::serve(
-        Arc::new(store),
-        Arc::new(queue),
-        config,
-        listeners,
-        metrics,
-        shutdown,
     )
     .await?;
+    let shutdown = baton_runtime::shutdown_token();
+    let (metrics, metrics_listener) =
+        observability(DEFAULT_METRICS_PORT, DEFAULT_PPROF_PORT, &shutdown).await?;
+    let listeners = Listeners {
+        grpc: bind(config.grpc_port, "GRPC_PORT").await?,
+        http: Some(bind(config.http_port, "HTTP_PORT").await?),
+        metrics: metrics_listener,
+    };
+    baton_orchestrator::serve(store, queue, config, listeners, metrics, shutdown).await?;
     telemetry.shutdown();
     Ok(())
 }

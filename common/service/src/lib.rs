@@ -1,0 +1,95 @@
+//! The start-up every Baton service binary does the same way: connect to Postgres (and migrate)
+//! and Redis, bind its ports, and start the Prometheus registry and the pprof endpoints. Kept
+//! once here so the service mains only say what differs.
+
+use std::sync::Arc;
+
+use baton_metrics::{Metrics, MetricsConfig};
+use baton_queue::{RedisQueue, RedisQueueConfig};
+use baton_runtime::redact_url;
+use baton_store::PgStore;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// Why a service could not start; each names what it was trying to reach.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot connect to Postgres at {url}: {source}")]
+    Postgres {
+        url: String,
+        source: baton_store::StoreError,
+    },
+    #[error("cannot migrate the database: {0}")]
+    Migrate(baton_store::StoreError),
+    #[error("cannot connect to Redis at {url}: {source}")]
+    Redis {
+        url: String,
+        source: baton_queue::QueueError,
+    },
+    #[error("cannot listen on port {port} ({variable}): {source}")]
+    Bind {
+        port: u16,
+        variable: &'static str,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    MetricsConfig(#[from] baton_metrics::ConfigError),
+    #[error(transparent)]
+    Metrics(#[from] baton_metrics::MetricsError),
+    #[error(transparent)]
+    PprofConfig(#[from] baton_pprof::ConfigError),
+}
+
+/// Connects to Postgres, applies the migrations, and connects to Redis.
+pub async fn connect(
+    database_url: &str,
+    max_connections: u32,
+    redis_url: &str,
+    redis_prefix: &str,
+) -> Result<(Arc<PgStore>, Arc<RedisQueue>), StartError> {
+    let store = PgStore::connect(database_url, max_connections)
+        .await
+        .map_err(|source| StartError::Postgres {
+            url: redact_url(database_url),
+            source,
+        })?;
+    store.migrate().await.map_err(StartError::Migrate)?;
+    let queue = RedisQueue::connect(RedisQueueConfig::new(redis_url, redis_prefix))
+        .await
+        .map_err(|source| StartError::Redis {
+            url: redact_url(redis_url),
+            source,
+        })?;
+    Ok((Arc::new(store), Arc::new(queue)))
+}
+
+/// Listens on `port` on every interface; `variable` names the setting in errors.
+pub async fn bind(port: u16, variable: &'static str) -> Result<TcpListener, StartError> {
+    TcpListener::bind(("0.0.0.0", port))
+        .await
+        .map_err(|source| StartError::Bind {
+            port,
+            variable,
+            source,
+        })
+}
+
+/// The Prometheus registry and, when `ENABLE_METRICS` allows, its listener; and the pprof
+/// endpoints when `ENABLE_PPROF` is on, served until `shutdown`.
+pub async fn observability(
+    default_metrics_port: u16,
+    default_pprof_port: u16,
+    shutdown: &CancellationToken,
+) -> Result<(Arc<Metrics>, Option<TcpListener>), StartError> {
+    let config = MetricsConfig::from_env(default_metrics_port)?;
+    let listener = match config.enabled {
+        true => Some(bind(config.port, "METRICS_PORT").await?),
+        false => None,
+    };
+    let pprof = baton_pprof::PprofConfig::from_env(default_pprof_port)?;
+    if pprof.enabled {
+        let listener = bind(pprof.port, "PPROF_PORT").await?;
+        tokio::spawn(baton_pprof::serve(listener, shutdown.clone()));
+    }
+    Ok((Arc::new(Metrics::new()?), listener))
+}
