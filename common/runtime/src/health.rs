@@ -11,16 +11,19 @@ pub type HealthCheck =
     Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>> + Send + Sync>;
 
 /// Every `interval`, runs `check` and sets each of `services` (and the overall `""` service)
-/// to SERVING or NOT_SERVING; sets NOT_SERVING when `shutdown` fires.
-pub fn spawn_health_checks(
+/// to SERVING or NOT_SERVING; sets NOT_SERVING when `shutdown` fires. Everything reports
+/// NOT_SERVING until the first check passes (the reporter starts `""` as SERVING), so call this
+/// before serving.
+pub async fn spawn_health_checks(
     reporter: HealthReporter,
     services: Vec<String>,
     check: HealthCheck,
     interval: Duration,
     shutdown: CancellationToken,
 ) -> tokio::task::JoinHandle<()> {
+    set_all(&reporter, &services, ServingStatus::NotServing).await;
     tokio::spawn(async move {
-        let mut last = None;
+        let mut last = Some(ServingStatus::NotServing);
         loop {
             let status = match check().await {
                 Ok(()) => ServingStatus::Serving,

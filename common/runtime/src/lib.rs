@@ -6,7 +6,7 @@ mod health;
 mod shutdown;
 
 pub use health::spawn_health_checks;
-pub use shutdown::{shutdown_token, wait_for_signal};
+pub use shutdown::{drained, shutdown_token, wait_for_signal};
 
 /// The build's version, for `GetInfo` and logs.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,6 +1,8 @@
 //! Graceful shutdown: the first SIGTERM or SIGINT cancels a token that every task watches; a
 //! second one exits at once.
 
+use std::time::Duration;
+
 use tokio_util::sync::CancellationToken;
 
 /// Waits for SIGTERM or SIGINT.
@@ -40,4 +42,18 @@ pub fn shutdown_token() -> CancellationToken {
         std::process::exit(130);
     });
     token
+}
+
+/// Resolves `drain` after `shutdown` fires: a gRPC server given this as its shutdown signal keeps
+/// answering (health reports NOT_SERVING meanwhile) so load balancers and Kubernetes readiness
+/// probes see the service leave before its port closes.
+pub async fn drained(shutdown: CancellationToken, drain: Duration) {
+    shutdown.cancelled().await;
+    if !drain.is_zero() {
+        tracing::info!(
+            ?drain,
+            "draining: reporting NOT_SERVING before closing the port"
+        );
+        tokio::time::sleep(drain).await;
+    }
 }

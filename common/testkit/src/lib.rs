@@ -40,6 +40,10 @@ pub struct StackOptions {
     pub runner_env: Vec<(String, String)>,
     /// Database pool size of each service.
     pub max_connections: u32,
+    /// Browser origins the orchestrator allows over gRPC-Web (`GRPC_WEB_ALLOWED_ORIGINS`).
+    pub grpc_web_allowed_origins: baton_orchestrator::AllowedOrigins,
+    /// `SHUTDOWN_DRAIN_DELAY` of every service.
+    pub shutdown_drain: std::time::Duration,
 }
 
 impl Default for StackOptions {
@@ -49,6 +53,8 @@ impl Default for StackOptions {
             builtin_workers: true,
             runner_env: Vec::new(),
             max_connections: 5,
+            grpc_web_allowed_origins: baton_orchestrator::AllowedOrigins::None,
+            shutdown_drain: std::time::Duration::ZERO,
         }
     }
 }
@@ -69,6 +75,8 @@ pub struct TestStack {
     pub orchestrator_metrics: SocketAddr,
     /// Where each runner replica serves Prometheus `/metrics`, in start order.
     pub runner_metrics: Vec<SocketAddr>,
+    /// Where each runner replica serves gRPC health, in start order.
+    pub runner_health: Vec<SocketAddr>,
     pub store: Arc<PgStore>,
     pub queue: Arc<RedisQueue>,
     pub database_url: String,
@@ -137,6 +145,7 @@ impl TestStack {
             orchestrator_metrics,
             orchestrator_http,
             runner_metrics: Vec::new(),
+            runner_health: Vec::new(),
             store,
             queue,
             database_url,
@@ -154,6 +163,8 @@ impl TestStack {
             grpc_port: addr.port(),
             http_port: orchestrator_http.port(),
             extra_kinds: Vec::new(),
+            grpc_web_allowed_origins: options.grpc_web_allowed_origins.clone(),
+            shutdown_drain: options.shutdown_drain,
         };
         let (store, queue, token) = (
             stack.store.clone(),
@@ -203,6 +214,7 @@ impl TestStack {
         config.database_url = self.database_url.clone();
         config.redis_url = redis_url();
         config.redis_prefix = self.prefix.clone();
+        config.shutdown_drain = self.options.shutdown_drain;
         config
     }
 
@@ -216,10 +228,13 @@ impl TestStack {
         let (store, queue) = (self.store.clone(), self.queue.clone());
         let metrics_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         self.runner_metrics.push(metrics_listener.local_addr()?);
+        let health_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        self.runner_health.push(health_listener.local_addr()?);
         let metrics = Arc::new(Metrics::new()?);
         self.tasks.push(tokio::spawn(async move {
             let listeners = baton_workflow_runner::Listeners {
                 metrics: Some(metrics_listener),
+                health: Some(health_listener),
                 ..Default::default()
             };
             let served =
@@ -330,6 +345,11 @@ impl TestStack {
     }
 
     /// Stops the services and removes the database and Redis keys.
+    /// Starts a graceful shutdown (as SIGTERM does) without cleaning up; call [`Self::stop`] after.
+    pub fn begin_shutdown(&self) {
+        self.shutdown.cancel();
+    }
+
     pub async fn stop(mut self) {
         self.shutdown.cancel();
         for task in self.tasks.drain(..) {

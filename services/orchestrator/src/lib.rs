@@ -24,7 +24,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub use api::Api;
-pub use config::OrchestratorConfig;
+pub use config::{AllowedOrigins, OrchestratorConfig};
 pub use error::ApiError;
 
 /// The gRPC services the orchestrator serves, as health service names.
@@ -119,18 +119,26 @@ pub async fn serve(
         }),
         Duration::from_secs(2),
         shutdown.clone(),
-    );
+    )
+    .await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(baton_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()?;
 
+    let cors = cors_layer(&api.config.grpc_web_allowed_origins);
+    let drained = baton_runtime::drained(shutdown.clone(), api.config.shutdown_drain);
     let addr = listener.local_addr().ok();
-    tracing::info!(?addr, "orchestrator listening");
+    tracing::info!(?addr, grpc_web_origins = ?api.config.grpc_web_allowed_origins, "orchestrator listening");
     // TCP_NODELAY: small gRPC frames (stream events, short replies) must not wait for Nagle.
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+    // HTTP/1.1 beside HTTP/2 so browsers' gRPC-Web calls (translated by GrpcWebLayer) reach the
+    // same services; CORS answers their preflights.
     tonic::transport::Server::builder()
+        .accept_http1(true)
         .trace_fn(baton_telemetry::grpc_server_span)
+        .layer(cors)
+        .layer(tonic_web::GrpcWebLayer::new())
         .layer(
             GrpcMetricsLayer::new(metrics)
                 .with_method_type("/baton.v1.RunService/WatchRun", GrpcType::ServerStream)
@@ -141,10 +149,48 @@ pub async fn serve(
         .add_service(WorkflowServiceServer::from_arc(api.clone()))
         .add_service(RunServiceServer::from_arc(api.clone()))
         .add_service(InfoServiceServer::from_arc(api))
-        .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
+        .serve_with_incoming_shutdown(incoming, drained)
         .await?;
     tracing::info!("orchestrator stopped");
     Ok(())
+}
+
+/// CORS for gRPC-Web: the headers browsers must be allowed to send and to read for gRPC.
+fn cors_layer(origins: &AllowedOrigins) -> tower_http::cors::CorsLayer {
+    use tonic::codegen::http::{HeaderName, HeaderValue, Method};
+    use tower_http::cors::{AllowOrigin, CorsLayer};
+    let allow_origin = match origins {
+        AllowedOrigins::None => AllowOrigin::list(Vec::<HeaderValue>::new()),
+        AllowedOrigins::Any => AllowOrigin::any(),
+        AllowedOrigins::List(list) => AllowOrigin::list(
+            list.iter()
+                .filter_map(|origin| HeaderValue::from_str(origin).ok()),
+        ),
+    };
+    let names = |names: &[&'static str]| {
+        names
+            .iter()
+            .map(|name| HeaderName::from_static(name))
+            .collect::<Vec<_>>()
+    };
+    CorsLayer::new()
+        .allow_origin(allow_origin)
+        .allow_methods([Method::POST, Method::OPTIONS])
+        .allow_headers(names(&[
+            "content-type",
+            "x-grpc-web",
+            "x-user-agent",
+            "grpc-timeout",
+            "authorization",
+            "traceparent",
+            "tracestate",
+        ]))
+        .expose_headers(names(&[
+            "grpc-status",
+            "grpc-message",
+            "grpc-status-details-bin",
+        ]))
+        .max_age(Duration::from_secs(24 * 60 * 60))
 }
 
 /// How often queue lengths are read for the gauges.

@@ -48,6 +48,9 @@ pub struct RunnerConfig {
     pub visibility_timeout: Duration,
     /// `BATON_MAX_DELIVERIES` (default 5): a message delivered more often goes to dead letters.
     pub max_deliveries: u32,
+    /// `SHUTDOWN_DRAIN_DELAY` (default 0s): after SIGTERM, how long the health port stays open
+    /// reporting NOT_SERVING before it closes (set it above the readiness probe's period).
+    pub shutdown_drain: Duration,
 }
 
 impl RunnerConfig {
@@ -64,6 +67,7 @@ impl RunnerConfig {
             redis_url: env.string_or("REDIS_URL", "redis://127.0.0.1:6379"),
             redis_prefix: env.string_or("BATON_REDIS_PREFIX", "baton"),
             grpc_port: env.parse_or("GRPC_PORT", 8003)?,
+            shutdown_drain: env.duration_or("SHUTDOWN_DRAIN_DELAY", Duration::ZERO)?,
             http_port: env.parse_or("HTTP_PORT", 8082)?,
             consumer: env.string_or(
                 "BATON_CONSUMER_NAME",

@@ -134,15 +134,16 @@ pub async fn serve(
             }),
             Duration::from_secs(2),
             shutdown.clone(),
-        );
-        let token = shutdown.clone();
+        )
+        .await;
+        let drained = baton_runtime::drained(shutdown.clone(), config.shutdown_drain);
         tasks.spawn(async move {
             // TCP_NODELAY: small gRPC frames (stream events, short replies) must not wait for Nagle.
             let incoming =
                 tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
             let served = tonic::transport::Server::builder()
                 .add_service(health)
-                .serve_with_incoming_shutdown(incoming, token.cancelled_owned())
+                .serve_with_incoming_shutdown(incoming, drained)
                 .await;
             if let Err(e) = served {
                 tracing::error!(error = %e, "health server stopped");
