@@ -16,18 +16,22 @@ BUF := .tools/node_modules/.bin/buf
 # Extra arguments: `make test ARGS='-E test(planner)'`, `make bench ARGS='...'`.
 ARGS ?=
 
-.PHONY: help deps build demo dev test lint fmt buf buf-lint observability-check bench ci clean
+.PHONY: help deps client-deps build demo dev test lint fmt buf buf-lint buf-breaking \
+	generate-clients clean-generated check-generated client-example observability-check bench ci clean
 
 help: ## List the targets
 	@echo "Usage: make <target>"
 	@echo
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) \
-		| awk 'BEGIN { FS = ":.*## " } { printf "  %-10s %s\n", $$1, $$2 }'
+		| awk 'BEGIN { FS = ":.*## " } { printf "  %-18s %s\n", $$1, $$2 }'
 	@echo
 	@echo "CARGO_TARGET_DIR=$(CARGO_TARGET_DIR)"
 
 deps: ## Install (apt) and start local Redis + PostgreSQL; create database 'baton'
 	@bash scripts/deps.sh
+
+client-deps: ## Install the client toolchains: Go (apt), Python venv, npm packages, buf
+	@bash scripts/clients.sh deps
 
 build: ## Build all binaries (debug)
 	cargo build --workspace --bins
@@ -38,7 +42,7 @@ demo: ## One-command demo: services in the background, run examples/hello to com
 dev: ## Run orchestrator + workflow-runner in the foreground (Ctrl-C stops both)
 	@bash scripts/dev.sh
 
-test: deps ## Run the test suite (cargo nextest; cargo test when nextest is missing)
+test: deps client-deps ## Run the test suite, clients' end-to-end tests included (cargo nextest)
 	@if cargo nextest --version >/dev/null 2>&1; then \
 		echo "$(TEST_ENV) cargo nextest run --workspace $(ARGS)"; \
 		$(TEST_ENV) cargo nextest run --workspace $(ARGS); \
@@ -65,6 +69,30 @@ buf: ## Install buf into .tools (npm) when absent or not the pinned version
 buf-lint: buf ## Lint the protobuf definitions in proto/
 	$(BUF) lint
 
+# The contracts of the previous commit; override with BUF_AGAINST='.git#branch=main'.
+BUF_AGAINST ?= .git\#ref=HEAD~1
+buf-breaking: buf ## Fail on wire or source breaking changes against the previous commit
+	@if git rev-parse --verify -q HEAD~1 >/dev/null || [ "$(origin BUF_AGAINST)" != file ]; then \
+		echo "$(BUF) breaking --against '$(BUF_AGAINST)'"; \
+		$(BUF) breaking --against '$(BUF_AGAINST)'; \
+	else \
+		echo "buf-breaking: no previous commit to compare against"; \
+	fi
+
+generate-clients: client-deps ## Regenerate clients/{go,python,typescript} from proto/ (buf.gen.yaml)
+	@bash scripts/clients.sh generate
+
+clean-generated: ## Remove the generated client code
+	@bash scripts/clients.sh clean
+
+check-generated: client-deps ## Regenerate the clients and fail if they differ from the committed ones
+	@bash scripts/clients.sh check
+
+# `make client-example CLIENT=python` against a running orchestrator (`make dev`) at BATON_ADDR.
+CLIENT ?= go
+client-example: ## Run a client's example (CLIENT=go|python|typescript) against BATON_ADDR
+	@bash scripts/clients.sh example $(CLIENT)
+
 observability-check: ## promtool check/test the alert and recording rules; validate dashboards
 	bash scripts/check-observability.sh
 
@@ -75,6 +103,6 @@ bench: deps ## Build and run baton-bench (release) against local Redis + Postgre
 ci: ## Run the CI script (.ci/run) locally
 	bash .ci/run
 
-clean: ## Remove build output (the shared CARGO_TARGET_DIR too), .dev and .tools
+clean: ## Remove build output (the shared CARGO_TARGET_DIR too), .dev, .tools and node_modules
 	cargo clean
-	rm -rf .dev .tools
+	rm -rf .dev .tools clients/typescript/node_modules clients/typescript/dist

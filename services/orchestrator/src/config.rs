@@ -118,7 +118,12 @@ mod tests {
                 "http://localhost:5173".into()
             ])
         );
-        for bad in ["app.example.com", "https://app.example.com/", "ftp://x", "https://"] {
+        for bad in [
+            "app.example.com",
+            "https://app.example.com/",
+            "ftp://x",
+            "https://",
+        ] {
             let error = AllowedOrigins::parse(bad).unwrap_err();
             assert!(error.contains(bad), "{bad}: {error}");
         }

@@ -1,0 +1,91 @@
+"""Registers a workflow, starts a run, follows it to the end and prints its steps.
+
+Usage: BATON_ADDR=127.0.0.1:8002 python examples/hello.py [workflow.yaml]
+(with clients/python/src on PYTHONPATH, or the package installed: pip install ./clients/python)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import sys
+from typing import TextIO
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from baton.v1 import run_pb2, run_pb2_grpc, workflow_pb2, workflow_pb2_grpc
+
+DEFAULT_WORKFLOW = pathlib.Path(__file__).resolve().parents[3] / "examples" / "hello.yaml"
+INPUTS = {"name": "Ada", "count": 3}
+RUN_ENDED = {
+    run_pb2.RUN_EVENT_TYPE_RUN_COMPLETED,
+    run_pb2.RUN_EVENT_TYPE_RUN_FAILED,
+    run_pb2.RUN_EVENT_TYPE_RUN_CANCELLED,
+    run_pb2.RUN_EVENT_TYPE_RUN_TIMED_OUT,
+}
+
+
+def short(enum_name: str, prefix: str) -> str:
+    """RUN_EVENT_TYPE_STEP_COMPLETED -> step_completed."""
+    return enum_name.removeprefix(prefix).lower()
+
+
+def run_example(channel: grpc.Channel, definition: str, inputs: dict, out: TextIO) -> run_pb2.Run:
+    """Runs `definition` with `inputs` and returns the finished run."""
+    health = health_pb2_grpc.HealthStub(channel)
+    status = health.Check(health_pb2.HealthCheckRequest(service=""), timeout=5).status
+    print(f"health: {health_pb2.HealthCheckResponse.ServingStatus.Name(status)}", file=out)
+    if status != health_pb2.HealthCheckResponse.SERVING:
+        raise RuntimeError("Baton is not serving (is its Postgres or Redis down?)")
+
+    workflows = workflow_pb2_grpc.WorkflowServiceStub(channel)
+    registered = workflows.RegisterWorkflow(
+        workflow_pb2.RegisterWorkflowRequest(
+            definition=definition, format=workflow_pb2.DEFINITION_FORMAT_YAML
+        ),
+        timeout=10,
+    )
+    ref = registered.workflow.workflow_ref
+    print(f"registered {ref} ({'new' if registered.created else 'unchanged'})", file=out)
+
+    runs = run_pb2_grpc.RunServiceStub(channel)
+    started = runs.StartRun(
+        run_pb2.StartRunRequest(workflow_ref=ref, inputs_json=json.dumps(inputs)), timeout=10
+    )
+    run_id = started.run.id
+    print(f"started run {run_id}", file=out)
+
+    for update in runs.WatchRun(run_pb2.WatchRunRequest(run_id=run_id), timeout=120):
+        event = update.event
+        kind = short(run_pb2.RunEventType.Name(event.type), "RUN_EVENT_TYPE_")
+        where = f" {event.step_id}#{event.attempt}" if event.step_id else ""
+        detail = f" {event.message}" if event.message else ""
+        print(f"  [{event.sequence:>3}] {kind}{where}{detail}", file=out)
+        if event.type in RUN_ENDED:
+            break
+
+    run = runs.GetRun(run_pb2.GetRunRequest(run_id=run_id), timeout=10).run
+    print(f"run {run.id}: {short(run_pb2.RunStatus.Name(run.status), 'RUN_STATUS_')}", file=out)
+    for step in run.steps:
+        status = short(run_pb2.StepStatus.Name(step.status), "STEP_STATUS_")
+        result = step.output_json or step.error
+        print(f"  {step.step_id:<8} {status:<10} attempts={len(step.attempts)} {result}", file=out)
+    return run
+
+
+def main() -> int:
+    addr = os.environ.get("BATON_ADDR", "127.0.0.1:8002")
+    path = pathlib.Path(sys.argv[1]) if len(sys.argv) > 1 else DEFAULT_WORKFLOW
+    with grpc.insecure_channel(addr) as channel:
+        try:
+            run = run_example(channel, path.read_text(), INPUTS, sys.stdout)
+        except grpc.RpcError as error:
+            print(f"error: {error.code().name}: {error.details()}", file=sys.stderr)
+            return 1
+    return 0 if run.status == run_pb2.RUN_STATUS_COMPLETED else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

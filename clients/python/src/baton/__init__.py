@@ -1,0 +1,1 @@
+"""Generated Baton API client (see clients/README.md)."""

@@ -1,0 +1,1 @@
+"""baton.v1 messages and gRPC stubs, generated from proto/baton/v1."""

@@ -1,0 +1,81 @@
+"""End to end against a running Baton at BATON_ADDR (the Rust test harness starts one per run).
+
+Run with: BATON_ADDR=127.0.0.1:8002 python -m pytest clients/python
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+import hello
+from baton.v1 import run_pb2, run_pb2_grpc, workflow_pb2, workflow_pb2_grpc
+
+ADDR = os.environ.get("BATON_ADDR", "127.0.0.1:8002")
+
+
+@pytest.fixture(scope="module")
+def channel():
+    with grpc.insecure_channel(ADDR) as channel:
+        grpc.channel_ready_future(channel).result(timeout=10)
+        yield channel
+
+
+def test_health_check_and_watch(channel):
+    health = health_pb2_grpc.HealthStub(channel)
+    for service in ["", "baton.v1.WorkflowService", "baton.v1.RunService", "baton.v1.InfoService"]:
+        reply = health.Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
+        assert reply.status == health_pb2.HealthCheckResponse.SERVING, service
+    with pytest.raises(grpc.RpcError) as unknown:
+        health.Check(health_pb2.HealthCheckRequest(service="baton.v1.Nope"), timeout=5)
+    assert unknown.value.code() == grpc.StatusCode.NOT_FOUND
+    watch = health.Watch(health_pb2.HealthCheckRequest(service=""), timeout=5)
+    first = next(watch)
+    assert first.status == health_pb2.HealthCheckResponse.SERVING
+    watch.cancel()
+
+
+def test_hello_example_runs_to_completion(channel):
+    out = io.StringIO()
+    run = hello.run_example(channel, hello.DEFAULT_WORKFLOW.read_text(), hello.INPUTS, out)
+    printed = out.getvalue()
+    assert run.status == run_pb2.RUN_STATUS_COMPLETED, printed
+    steps = {step.step_id: step for step in run.steps}
+    assert set(steps) == {"greet", "left", "right", "join"}
+    assert all(s.status == run_pb2.STEP_STATUS_COMPLETED for s in steps.values()), printed
+    # `left` fails once by design, then its retry succeeds.
+    assert [a.status for a in steps["left"].attempts] == [
+        run_pb2.STEP_STATUS_FAILED,
+        run_pb2.STEP_STATUS_COMPLETED,
+    ]
+    assert json.loads(steps["join"].output_json) == {"total": 3, "text": "Hello, Ada!"}
+    assert "step_retrying left#1" in printed, printed
+    assert f"run {run.id}: completed" in printed
+    table = [line.split()[:2] for line in printed.splitlines()]
+    assert ["join", "completed"] in table, printed
+
+
+def test_bad_requests_get_clear_errors(channel):
+    runs = run_pb2_grpc.RunServiceStub(channel)
+    with pytest.raises(grpc.RpcError) as missing:
+        runs.StartRun(run_pb2.StartRunRequest(workflow_ref="nobody/missing@1"), timeout=5)
+    assert missing.value.code() == grpc.StatusCode.NOT_FOUND
+    assert "nobody/missing@1" in missing.value.details()
+
+    workflows = workflow_pb2_grpc.WorkflowServiceStub(channel)
+    with pytest.raises(grpc.RpcError) as invalid:
+        workflows.RegisterWorkflow(
+            workflow_pb2.RegisterWorkflowRequest(
+                definition="owner: t\nname: broken\nversion: 1\nsteps:\n"
+                "  - id: a\n    kind: echo\n    needs: [ghost]\n",
+                format=workflow_pb2.DEFINITION_FORMAT_YAML,
+            ),
+            timeout=5,
+        )
+    assert invalid.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "ghost" in invalid.value.details()

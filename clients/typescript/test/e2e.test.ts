@@ -1,0 +1,106 @@
+// End to end against a running Baton, over gRPC (BATON_ADDR) and gRPC-Web (BATON_URL, default
+// http://<BATON_ADDR>); the Rust test harness starts one per run.
+//   BATON_ADDR=127.0.0.1:8002 npm test
+import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import { describe, it } from "node:test";
+import type { RpcTransport } from "@protobuf-ts/runtime-rpc";
+import { RpcError } from "@protobuf-ts/runtime-rpc";
+import {
+  DefinitionFormat,
+  HealthCheckResponse_ServingStatus as ServingStatus,
+  HealthClient,
+  RunServiceClient,
+  RunStatus,
+  StepStatus,
+  WorkflowServiceClient,
+} from "../src";
+import { grpcTransport } from "../src/node";
+import { grpcWebTransport } from "../src/web";
+import { DEFAULT_WORKFLOW, INPUTS, runExample } from "../examples/hello";
+
+const addr = process.env.BATON_ADDR ?? "127.0.0.1:8002";
+const url = process.env.BATON_URL ?? `http://${addr}`;
+
+const transports: [string, () => RpcTransport][] = [
+  ["gRPC", () => grpcTransport(addr)],
+  ["gRPC-Web", () => grpcWebTransport(url)],
+];
+
+async function rejection(call: Promise<unknown>): Promise<RpcError> {
+  try {
+    await call;
+  } catch (error) {
+    assert.ok(error instanceof RpcError, `not an RpcError: ${error}`);
+    return error;
+  }
+  assert.fail("the call succeeded");
+}
+
+for (const [name, connect] of transports) {
+  describe(`over ${name}`, () => {
+    it("answers health Check and Watch", async () => {
+      const health = new HealthClient(connect());
+      for (const service of ["", "baton.v1.WorkflowService", "baton.v1.RunService", "baton.v1.InfoService"]) {
+        const { response } = await health.check({ service });
+        assert.equal(response.status, ServingStatus.SERVING, `Check(${JSON.stringify(service)})`);
+      }
+      const unknown = await rejection(health.check({ service: "baton.v1.Nope" }).response);
+      assert.equal(unknown.code, "NOT_FOUND");
+
+      const abort = new AbortController();
+      const watch = health.watch({ service: "" }, { abort: abort.signal });
+      for await (const update of watch.responses) {
+        assert.equal(update.status, ServingStatus.SERVING);
+        break;
+      }
+      abort.abort();
+      await watch.status.catch(() => undefined);
+    });
+
+    it("runs the hello example to completion", async () => {
+      const lines: string[] = [];
+      const definition = readFileSync(DEFAULT_WORKFLOW, "utf8");
+      const run = await runExample(connect(), definition, INPUTS, (line) => lines.push(line));
+      const printed = lines.join("\n");
+      assert.equal(run.status, RunStatus.COMPLETED, printed);
+      const steps = new Map(run.steps.map((step) => [step.stepId, step]));
+      assert.deepEqual([...steps.keys()].sort(), ["greet", "join", "left", "right"]);
+      for (const step of steps.values()) {
+        assert.equal(step.status, StepStatus.COMPLETED, `${step.stepId}\n${printed}`);
+      }
+      // `left` fails once by design, then its retry succeeds.
+      assert.deepEqual(
+        steps.get("left")!.attempts.map((attempt) => attempt.status),
+        [StepStatus.FAILED, StepStatus.COMPLETED],
+      );
+      assert.deepEqual(JSON.parse(steps.get("join")!.outputJson), { total: 3, text: "Hello, Ada!" });
+      assert.match(printed, /step_retrying left#1/);
+      assert.match(printed, new RegExp(`run ${run.id}: completed`));
+      assert.match(printed, /^ {2}join +completed +attempts=1/m);
+    });
+
+    it("gives clear errors for bad requests", async () => {
+      const transport = connect();
+      const missing = await rejection(
+        new RunServiceClient(transport).startRun({
+          workflowRef: "nobody/missing@1",
+          inputsJson: "",
+          idempotencyKey: "",
+          tenant: "",
+        }).response,
+      );
+      assert.equal(missing.code, "NOT_FOUND");
+      assert.match(decodeURIComponent(missing.message), /nobody\/missing@1/);
+
+      const invalid = await rejection(
+        new WorkflowServiceClient(transport).registerWorkflow({
+          definition: "owner: t\nname: broken\nversion: 1\nsteps:\n  - id: a\n    kind: echo\n    needs: [ghost]\n",
+          format: DefinitionFormat.YAML,
+        }).response,
+      );
+      assert.equal(invalid.code, "INVALID_ARGUMENT");
+      assert.match(decodeURIComponent(invalid.message), /ghost/);
+    });
+  });
+}

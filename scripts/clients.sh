@@ -1,0 +1,160 @@
+#!/usr/bin/env bash
+# The generated Go, Python and TypeScript clients: their toolchains, generation, and tests.
+#
+#   scripts/clients.sh deps                  install what generating and testing the clients needs
+#   scripts/clients.sh generate              regenerate clients/{go,python,typescript} (buf.gen.yaml)
+#   scripts/clients.sh clean                 remove the generated code
+#   scripts/clients.sh check                 regenerate and fail if anything differs from git
+#   scripts/clients.sh test LANG...          run LANG's end-to-end tests against BATON_ADDR
+#   scripts/clients.sh example LANG          run LANG's example against BATON_ADDR
+#
+# LANG is go, python or typescript. BATON_ADDR (default 127.0.0.1:8002) is a running orchestrator's
+# gRPC address (`make dev` starts one); typescript also uses it for gRPC-Web.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+TOOLS="$ROOT/.tools"
+VENV="$TOOLS/venv"
+BUF="$TOOLS/node_modules/.bin/buf"
+TS="$ROOT/clients/typescript"
+# Debian's Go toolchain and libraries build offline in GOPATH mode. The GOPATH lives outside the
+# clone (a link back to it would loop) and is one per clone.
+GOPATH_DIR="${BATON_GOPATH:-$HOME/.cache/baton-gopath/$(printf '%s' "$ROOT" | md5sum | cut -c1-12)}"
+GO_IMPORT_ROOT="github.com/baton-run/baton"
+GO_PACKAGES=(golang-go protobuf-compiler protoc-gen-go protoc-gen-go-grpc
+    golang-google-protobuf-dev golang-google-grpc-dev golang-github-golang-protobuf-1-5-dev)
+GENERATED=(clients/go/baton clients/python/src/baton clients/typescript/src/gen)
+
+say() { printf '==> %s\n' "$*"; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+as_root() {
+    if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+# A stamp per input file, so `deps` reinstalls only when a pinned version changes.
+stamp_ok() { [ -f "$1" ] && [ "$(cat "$1")" = "$(md5sum "$2" | cut -d' ' -f1)" ]; }
+stamp_write() { md5sum "$2" | cut -d' ' -f1 >"$1"; }
+
+deps() {
+    local missing=()
+    for package in "${GO_PACKAGES[@]}"; do
+        dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "ok installed" \
+            || missing+=("$package")
+    done
+    if [ "${#missing[@]}" -gt 0 ]; then
+        say "installing ${missing[*]} (apt-get)"
+        as_root apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends \
+            "${missing[@]}" >/dev/null
+    fi
+    make --no-print-directory buf
+    if [ ! -x "$VENV/bin/python" ]; then
+        say "creating $VENV"
+        python3 -m venv "$VENV"
+    fi
+    if ! stamp_ok "$VENV/.requirements" clients/python/requirements-dev.txt; then
+        say "installing clients/python/requirements-dev.txt into $VENV"
+        "$VENV/bin/pip" install -q --disable-pip-version-check -r clients/python/requirements-dev.txt
+        stamp_write "$VENV/.requirements" clients/python/requirements-dev.txt
+    fi
+    if ! stamp_ok "$TS/node_modules/.package-lock" "$TS/package-lock.json"; then
+        say "installing clients/typescript packages (npm ci)"
+        (cd "$TS" && npm ci --no-audit --no-fund --loglevel=error)
+        stamp_write "$TS/node_modules/.package-lock" "$TS/package-lock.json"
+    fi
+}
+
+need() {
+    command -v "$1" >/dev/null 2>&1 || [ -x "$1" ] || die "$1 not found: run 'make client-deps'"
+}
+
+clean() {
+    rm -rf "${GENERATED[@]}"
+}
+
+generate() {
+    need "$BUF"
+    need protoc-gen-go
+    need protoc-gen-go-grpc
+    need "$VENV/bin/python"
+    need "$TS/node_modules/.bin/protoc-gen-ts"
+    clean
+    say "buf generate (buf.gen.yaml)"
+    "$BUF" generate
+    # Python packages for the generated modules (they import each other as baton.v1.*).
+    printf '"""Generated Baton API client (see clients/README.md)."""\n' \
+        >clients/python/src/baton/__init__.py
+    printf '"""baton.v1 messages and gRPC stubs, generated from proto/baton/v1."""\n' \
+        >clients/python/src/baton/v1/__init__.py
+    : >clients/python/src/baton/py.typed
+    # gofmt's output is what Go users compare against.
+    gofmt -l clients/go | { ! grep . ; } || die "generated Go code is not gofmt-clean"
+}
+
+check() {
+    generate
+    local changes
+    changes="$(git status --porcelain -- clients buf.gen.yaml proto third_party)"
+    if [ -n "$changes" ]; then
+        echo "$changes"
+        git --no-pager diff --stat -- clients
+        die "generated clients differ from the committed ones: run 'make generate-clients' and commit"
+    fi
+    say "generated clients match proto/ and buf.gen.yaml"
+}
+
+go_env() {
+    need go
+    local link="$GOPATH_DIR/src/$GO_IMPORT_ROOT"
+    mkdir -p "$(dirname "$link")"
+    ln -sfn "$ROOT" "$link"
+    export GO111MODULE=off GOPATH="$GOPATH_DIR:/usr/share/gocode" GOFLAGS=
+    cd "$link/clients/go"
+}
+
+test_go() {
+    (go_env && go vet ./... && go test -count=1 ./...)
+}
+
+test_python() {
+    need "$VENV/bin/python"
+    (cd clients/python && "$VENV/bin/python" -m pytest -q -p no:cacheprovider)
+}
+
+test_typescript() {
+    need "$TS/node_modules/.bin/tsc"
+    (cd "$TS" && node_modules/.bin/tsc -p . && node --test dist/test/)
+}
+
+example() {
+    case "$1" in
+        go) (go_env && go run ./examples/hello) ;;
+        python) PYTHONPATH="$ROOT/clients/python/src" "$VENV/bin/python" clients/python/examples/hello.py ;;
+        typescript) (cd "$TS" && node_modules/.bin/tsc -p . && node dist/examples/hello.js) ;;
+        *) die "unknown language '$1' (go, python, typescript)" ;;
+    esac
+}
+
+export BATON_ADDR="${BATON_ADDR:-127.0.0.1:8002}"
+command="${1:-}"
+shift || true
+case "$command" in
+    deps) deps ;;
+    generate) generate ;;
+    clean) clean ;;
+    check) check ;;
+    test)
+        [ "$#" -gt 0 ] || set -- go python typescript
+        for lang in "$@"; do
+            case "$lang" in
+                go | python | typescript) say "$lang client tests against $BATON_ADDR"; "test_$lang" ;;
+                *) die "unknown language '$lang' (go, python, typescript)" ;;
+            esac
+        done
+        ;;
+    example) example "${1:?usage: scripts/clients.sh example go|python|typescript}" ;;
+    *) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+esac
