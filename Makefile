@@ -72,6 +72,7 @@ buf-lint: buf ## Lint the protobuf definitions in proto/
 # The contracts of the previous commit; override with BUF_AGAINST='.git#branch=main'.
 BUF_AGAINST ?= .git\#ref=HEAD~1
 buf-breaking: buf ## Fail on wire or source breaking changes against the previous commit
+	@if [ "$$(git rev-parse --is-shallow-repository)" = true ]; then git fetch -q --deepen=1 || true; fi
 	@if git rev-parse --verify -q HEAD~1 >/dev/null || [ "$(origin BUF_AGAINST)" != file ]; then \
 		echo "$(BUF) breaking --against '$(BUF_AGAINST)'"; \
 		$(BUF) breaking --against '$(BUF_AGAINST)'; \
