@@ -53,7 +53,12 @@ deps() {
     make --no-print-directory buf
     if [ ! -x "$VENV/bin/python" ]; then
         say "creating $VENV"
-        python3 -m venv "$VENV"
+        if ! python3 -m venv "$VENV"; then
+            # Debian's python3 keeps venv in a separate package.
+            rm -rf "$VENV"
+            as_root apt-get install -y -qq python3-venv >/dev/null
+            python3 -m venv "$VENV"
+        fi
     fi
     if ! stamp_ok "$VENV/.requirements" clients/python/requirements-dev.txt; then
         say "installing clients/python/requirements-dev.txt into $VENV"
