@@ -8,8 +8,10 @@
 #   scripts/clients.sh test LANG...          run LANG's end-to-end tests against BATON_ADDR
 #   scripts/clients.sh example LANG          run LANG's example against BATON_ADDR
 #
-# LANG is go, python or typescript. BATON_ADDR (default 127.0.0.1:8002) is a running orchestrator's
-# gRPC address (`make dev` starts one); typescript also uses it for gRPC-Web.
+# LANG is go, python or typescript (Node, over gRPC and gRPC-Web), or browser: the TypeScript
+# client in Chromium over gRPC-Web, from a page served on BATON_PAGE_PORT, whose origin
+# (http://127.0.0.1:PORT) must be in the orchestrator's GRPC_WEB_ALLOWED_ORIGINS. BATON_ADDR
+# (default 127.0.0.1:8002) is a running orchestrator's gRPC address (`make dev` starts one).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -23,8 +25,9 @@ TS="$ROOT/clients/typescript"
 # clone (a link back to it would loop) and is one per clone.
 GOPATH_DIR="${BATON_GOPATH:-$HOME/.cache/baton-gopath/$(printf '%s' "$ROOT" | md5sum | cut -c1-12)}"
 GO_IMPORT_ROOT="github.com/baton-run/baton"
-GO_PACKAGES=(golang-go protobuf-compiler protoc-gen-go protoc-gen-go-grpc
-    golang-google-protobuf-dev golang-google-grpc-dev golang-github-golang-protobuf-1-5-dev)
+APT_PACKAGES=(golang-go protobuf-compiler protoc-gen-go protoc-gen-go-grpc
+    golang-google-protobuf-dev golang-google-grpc-dev golang-github-golang-protobuf-1-5-dev
+    chromium)
 GENERATED=(clients/go/baton clients/python/src/baton clients/typescript/src/gen)
 
 say() { printf '==> %s\n' "$*"; }
@@ -40,7 +43,7 @@ stamp_write() { md5sum "$2" | cut -d' ' -f1 >"$1"; }
 
 deps() {
     local missing=()
-    for package in "${GO_PACKAGES[@]}"; do
+    for package in "${APT_PACKAGES[@]}"; do
         dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "ok installed" \
             || missing+=("$package")
     done
@@ -134,6 +137,13 @@ test_typescript() {
     (cd "$TS" && node_modules/.bin/tsc -p . && node --test dist/test/)
 }
 
+test_browser() {
+    need "$TS/node_modules/.bin/tsc"
+    need "${CHROMIUM:-/usr/bin/chromium}"
+    [ -n "${BATON_PAGE_PORT:-}" ] || die "set BATON_PAGE_PORT to a port whose origin the orchestrator allows"
+    (cd "$TS" && node_modules/.bin/tsc -p . && node --test dist/test-browser/)
+}
+
 example() {
     case "$1" in
         go) (go_env && go run ./examples/hello) ;;
@@ -155,8 +165,8 @@ case "$command" in
         [ "$#" -gt 0 ] || set -- go python typescript
         for lang in "$@"; do
             case "$lang" in
-                go | python | typescript) say "$lang client tests against $BATON_ADDR"; "test_$lang" ;;
-                *) die "unknown language '$lang' (go, python, typescript)" ;;
+                go | python | typescript | browser) say "$lang client tests against $BATON_ADDR"; "test_$lang" ;;
+                *) die "unknown language '$lang' (go, python, typescript, browser)" ;;
             esac
         done
         ;;

@@ -19,6 +19,8 @@ export LOG_LEVEL="${LOG_LEVEL:-info}"
 export LOG_FORMAT=pretty
 # Profiles on in development: pprof on 6060 (orchestrator) and 6061 (runner), heap included.
 export ENABLE_PPROF="${ENABLE_PPROF:-true}"
+# Pages from a local dev server (Vite's default port) may call the API over gRPC-Web.
+export GRPC_WEB_ALLOWED_ORIGINS="${GRPC_WEB_ALLOWED_ORIGINS:-http://localhost:5173,http://127.0.0.1:5173}"
 export _RJEM_MALLOC_CONF="${_RJEM_MALLOC_CONF:-prof:true,prof_active:true,lg_prof_sample:19}"
 ORCHESTRATOR_PORT="${ORCHESTRATOR_PORT:-8002}"
 RUNNER_PORT="${RUNNER_PORT:-8003}"

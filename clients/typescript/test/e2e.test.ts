@@ -17,7 +17,8 @@ import {
 } from "../src";
 import { grpcTransport } from "../src/node";
 import { grpcWebTransport } from "../src/web";
-import { DEFAULT_WORKFLOW, INPUTS, runExample } from "../examples/hello";
+import { DEFAULT_WORKFLOW } from "../examples/hello";
+import { INPUTS, runExample } from "../examples/run-example";
 
 const addr = process.env.BATON_ADDR ?? "127.0.0.1:8002";
 const url = process.env.BATON_URL ?? `http://${addr}`;

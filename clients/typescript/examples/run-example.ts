@@ -1,0 +1,77 @@
+// The example's work, shared by the Node program (hello.ts) and the browser test: check health,
+// register a workflow, start a run, follow it to the end and print its steps.
+import type { RpcTransport } from "@protobuf-ts/runtime-rpc";
+import {
+  DefinitionFormat,
+  HealthCheckResponse_ServingStatus as ServingStatus,
+  HealthClient,
+  Run,
+  RunEventType,
+  RunServiceClient,
+  RunStatus,
+  StepStatus,
+  WorkflowServiceClient,
+} from "../src";
+
+export const INPUTS = { name: "Ada", count: 3 };
+
+const RUN_ENDED = new Set([
+  RunEventType.RUN_COMPLETED,
+  RunEventType.RUN_FAILED,
+  RunEventType.RUN_CANCELLED,
+  RunEventType.RUN_TIMED_OUT,
+]);
+
+const lower = (name: string | undefined) => (name ?? "unknown").toLowerCase();
+
+/** Runs `definition` with `inputs`, printing progress through `log`; returns the finished run. */
+export async function runExample(
+  transport: RpcTransport,
+  definition: string,
+  inputs: object,
+  log: (line: string) => void = console.log,
+): Promise<Run> {
+  const health = await new HealthClient(transport).check({ service: "" }).response;
+  log(`health: ${ServingStatus[health.status]}`);
+  if (health.status !== ServingStatus.SERVING) {
+    throw new Error("Baton is not serving (is its Postgres or Redis down?)");
+  }
+
+  const { response: registered } = await new WorkflowServiceClient(transport).registerWorkflow({
+    definition,
+    format: DefinitionFormat.YAML,
+  });
+  const ref = registered.workflow!.workflowRef;
+  log(`registered ${ref} (${registered.created ? "new" : "unchanged"})`);
+
+  const runs = new RunServiceClient(transport);
+  const { response: started } = await runs.startRun({
+    workflowRef: ref,
+    inputsJson: JSON.stringify(inputs),
+    idempotencyKey: "",
+    tenant: "",
+  });
+  const runId = started.run!.id;
+  log(`started run ${runId}`);
+
+  const watch = runs.watchRun({ runId, afterSequence: "0" });
+  for await (const { event } of watch.responses) {
+    if (!event) continue;
+    const where = event.stepId ? ` ${event.stepId}#${event.attempt}` : "";
+    const detail = event.message ? ` ${event.message}` : "";
+    log(`  [${event.sequence.padStart(3)}] ${lower(RunEventType[event.type])}${where}${detail}`);
+    if (RUN_ENDED.has(event.type)) break;
+  }
+
+  const { response } = await runs.getRun({ runId });
+  const run = response.run!;
+  log(`run ${run.id}: ${lower(RunStatus[run.status])}`);
+  for (const step of run.steps) {
+    const result = step.outputJson || step.error;
+    log(
+      `  ${step.stepId.padEnd(8)} ${lower(StepStatus[step.status]).padEnd(10)} ` +
+        `attempts=${step.attempts.length} ${result}`,
+    );
+  }
+  return run;
+}

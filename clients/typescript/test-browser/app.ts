@@ -1,0 +1,58 @@
+// The browser side of the browser test: the example over gRPC-Web from a page, reporting what
+// happened on `window.batonResult` for the test to read.
+import { HealthCheckResponse_ServingStatus as ServingStatus, HealthClient, RunStatus, StepStatus } from "../src";
+import { grpcWebTransport } from "../src/web";
+import { INPUTS, runExample } from "../examples/run-example";
+
+export interface BrowserResult {
+  watched?: string;
+  status?: string;
+  steps?: { id: string; status: string; attempts: number; output: string }[];
+  error?: string;
+  lines: string[];
+}
+
+declare global {
+  interface Window {
+    batonResult?: BrowserResult;
+  }
+}
+
+async function main(): Promise<BrowserResult> {
+  const addr = new URLSearchParams(location.search).get("addr");
+  if (!addr) throw new Error("the page needs ?addr=http://host:port");
+  const transport = grpcWebTransport(addr);
+  const lines: string[] = [];
+  try {
+    const abort = new AbortController();
+    const watch = new HealthClient(transport).watch({ service: "" }, { abort: abort.signal });
+    let watched = "none";
+    for await (const update of watch.responses) {
+      watched = ServingStatus[update.status];
+      break;
+    }
+    abort.abort();
+    await watch.status.catch(() => undefined);
+
+    const definition = await (await fetch("/hello.yaml")).text();
+    const run = await runExample(transport, definition, INPUTS, (line) => lines.push(line));
+    return {
+      watched,
+      status: RunStatus[run.status],
+      steps: run.steps.map((step) => ({
+        id: step.stepId,
+        status: StepStatus[step.status],
+        attempts: step.attempts.length,
+        output: step.outputJson,
+      })),
+      lines,
+    };
+  } catch (error) {
+    return { error: String(error), lines };
+  }
+}
+
+main().then((result) => {
+  window.batonResult = result;
+  document.getElementById("out")!.textContent = JSON.stringify(result, null, 2);
+});
