@@ -105,7 +105,7 @@ generate() {
 check() {
     generate
     local changes
-    changes="$(git status --porcelain -- clients buf.gen.yaml proto third_party)"
+    changes="$(git status --porcelain -- clients)"
     if [ -n "$changes" ]; then
         echo "$changes"
         git --no-pager diff --stat -- clients
