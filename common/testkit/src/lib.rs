@@ -344,12 +344,12 @@ impl TestStack {
         }
     }
 
-    /// Stops the services and removes the database and Redis keys.
     /// Starts a graceful shutdown (as SIGTERM does) without cleaning up; call [`Self::stop`] after.
     pub fn begin_shutdown(&self) {
         self.shutdown.cancel();
     }
 
+    /// Stops the services and removes the database and Redis keys.
     pub async fn stop(mut self) {
         self.shutdown.cancel();
         for task in self.tasks.drain(..) {

@@ -58,7 +58,7 @@ impl AllowedOrigins {
                 .strip_prefix("https://")
                 .or_else(|| origin.strip_prefix("http://"))
                 .ok_or_else(|| format!("origin {origin:?} must start with http:// or https://"))?;
-            if rest.is_empty() || rest.contains('/') || origin == "*" {
+            if rest.is_empty() || rest.contains('/') {
                 return Err(format!(
                     "origin {origin:?} must be scheme://host[:port] with no path"
                 ));
@@ -80,7 +80,6 @@ impl OrchestratorConfig {
             redis_url: env.string_or("REDIS_URL", "redis://127.0.0.1:6379"),
             redis_prefix: env.string_or("BATON_REDIS_PREFIX", "baton"),
             grpc_port: env.parse_or("GRPC_PORT", 8002)?,
-            shutdown_drain: env.duration_or("SHUTDOWN_DRAIN_DELAY", std::time::Duration::ZERO)?,
             http_port: env.parse_or("HTTP_PORT", 8081)?,
             extra_kinds: env
                 .var("BATON_EXTRA_KINDS")
@@ -99,6 +98,7 @@ impl OrchestratorConfig {
                     reason,
                 })?,
             },
+            shutdown_drain: env.duration_or("SHUTDOWN_DRAIN_DELAY", std::time::Duration::ZERO)?,
         })
     }
 }

@@ -67,7 +67,6 @@ impl RunnerConfig {
             redis_url: env.string_or("REDIS_URL", "redis://127.0.0.1:6379"),
             redis_prefix: env.string_or("BATON_REDIS_PREFIX", "baton"),
             grpc_port: env.parse_or("GRPC_PORT", 8003)?,
-            shutdown_drain: env.duration_or("SHUTDOWN_DRAIN_DELAY", Duration::ZERO)?,
             http_port: env.parse_or("HTTP_PORT", 8082)?,
             consumer: env.string_or(
                 "BATON_CONSUMER_NAME",
@@ -85,6 +84,7 @@ impl RunnerConfig {
             visibility_timeout: env
                 .duration_or("BATON_VISIBILITY_TIMEOUT", Duration::from_secs(30))?,
             max_deliveries: env.parse_or("BATON_MAX_DELIVERIES", 5)?,
+            shutdown_drain: env.duration_or("SHUTDOWN_DRAIN_DELAY", Duration::ZERO)?,
         })
     }
 }
