@@ -128,14 +128,19 @@ async fn grpc_web_call(
     (reply, messages, trailers)
 }
 
-#[tokio::test]
-async fn unary_calls_and_errors_work_over_grpc_web() {
-    let stack = TestStack::start_with(StackOptions {
+/// A stack whose orchestrator allows gRPC-Web calls from [`ALLOWED`] only.
+async fn stack_allowing_one_origin() -> TestStack {
+    TestStack::start_with(StackOptions {
         grpc_web_allowed_origins: AllowedOrigins::List(vec![ALLOWED.to_owned()]),
         ..Default::default()
     })
     .await
-    .unwrap();
+    .unwrap()
+}
+
+#[tokio::test]
+async fn unary_calls_and_errors_work_over_grpc_web() {
+    let stack = stack_allowing_one_origin().await;
 
     let (reply, messages, trailers) = grpc_web_call(
         stack.addr,
@@ -200,12 +205,7 @@ async fn unary_calls_and_errors_work_over_grpc_web() {
 
 #[tokio::test]
 async fn cors_preflight_answers_only_allowed_origins() {
-    let stack = TestStack::start_with(StackOptions {
-        grpc_web_allowed_origins: AllowedOrigins::List(vec![ALLOWED.to_owned()]),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    let stack = stack_allowing_one_origin().await;
     let preflight = |origin: &'static str| {
         let addr = stack.addr;
         async move {
