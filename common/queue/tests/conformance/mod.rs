@@ -1,0 +1,58 @@
+//! What every [`JobQueue`] promises, written once against the trait so each backend runs the
+//! same checks. A backend's test file invokes [`queue_conformance!`] with a function that opens
+//! [`Queues`] on fresh, empty queues and runs one check with them; the checks use the public API
+//! only, and treat entry ids and event cursors as opaque.
+
+pub mod fixtures;
+
+mod delivery;
+mod publishing;
+mod timers;
+
+use std::sync::Arc;
+
+use baton_queue::JobQueue;
+
+pub use delivery::*;
+pub use publishing::*;
+pub use timers::*;
+
+/// Handles on fresh queues: `a` and `b` on the same queue, sharing nothing in memory (a runner
+/// and a worker, or two replicas); `other` on a queue of another deployment.
+pub struct Queues {
+    pub a: Arc<dyn JobQueue>,
+    pub b: Arc<dyn JobQueue>,
+    pub other: Arc<dyn JobQueue>,
+}
+
+/// One `#[tokio::test]` per check, each run by `$harness`: an `async fn(check)` that opens
+/// [`Queues`] on fresh queues, awaits `check(queues)` and cleans up.
+macro_rules! queue_conformance {
+    ($harness:path) => {
+        queue_conformance!(@checks $harness;
+            jobs_are_delivered_once_in_order_until_reported,
+            jobs_enqueued_before_any_worker_joined_are_delivered,
+            an_empty_read_waits_for_its_block_and_wakes_for_a_job,
+            an_unacknowledged_job_is_reclaimed_after_the_visibility_timeout,
+            a_touched_job_is_not_reclaimed_while_its_worker_runs_it,
+            runner_messages_are_reclaimed_until_a_batch_acknowledges_them,
+            dead_letters_acknowledge_their_entry_and_are_read_oldest_first,
+            stats_count_backlog_and_pending_per_stream,
+            timers_fire_once_and_only_when_due,
+            concurrent_firing_moves_each_timer_once,
+            events_are_read_after_a_cursor_in_order,
+            reading_only_new_events_skips_the_ones_before,
+            cancel_notices_reach_every_subscriber_in_order,
+            worker_heartbeats_are_live_until_they_go_stale,
+            queues_of_other_deployments_share_nothing,
+        );
+    };
+    (@checks $harness:path; $($check:ident),* $(,)?) => {
+        $(
+            #[tokio::test]
+            async fn $check() {
+                $harness($crate::conformance::$check).await;
+            }
+        )*
+    };
+}

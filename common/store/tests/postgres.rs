@@ -1,0 +1,91 @@
+//! The store conformance suite against [`PgStore`]: each check gets a database of its own,
+//! created from `DATABASE_URL` (a database the user may create databases from) and dropped
+//! after, so checks run in parallel and every one starts empty.
+
+#[macro_use]
+mod conformance;
+
+use std::{future::Future, sync::Arc, time::Duration};
+
+use baton_store::PgStore;
+use sqlx::Connection;
+
+use conformance::Handles;
+
+store_conformance!(with_postgres);
+
+fn admin_url() -> String {
+    std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// `url` with its database replaced by `database`.
+fn with_database(url: &str, database: &str) -> String {
+    let (base, query) = url
+        .split_once('?')
+        .map_or((url, None), |(b, q)| (b, Some(q)));
+    let path = base.find("://").map_or(0, |i| i + 3);
+    let base = match base[path..].find('/') {
+        Some(i) => &base[..path + i],
+        None => base,
+    };
+    match query {
+        Some(q) => format!("{base}/{database}?{q}"),
+        None => format!("{base}/{database}"),
+    }
+}
+
+async fn admin() -> sqlx::PgConnection {
+    let url = admin_url();
+    sqlx::PgConnection::connect(&url)
+        .await
+        .unwrap_or_else(|e| panic!("cannot reach Postgres (set DATABASE_URL): {e}"))
+}
+
+/// Creates a fresh database with Baton's schema, opens two stores on it, runs `check`, and
+/// drops the database whether the check passed or not.
+async fn with_postgres<F, Fut>(check: F)
+where
+    F: FnOnce(Handles) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let database = format!("baton_test_{}", uuid::Uuid::new_v4().simple());
+    let create = format!("CREATE DATABASE {database}");
+    let mut conn = admin().await;
+    // Databases are copied from a template, which refuses while another session copies it.
+    let mut tries = 0;
+    while let Err(e) = sqlx::query(sqlx::AssertSqlSafe(create.as_str()))
+        .execute(&mut conn)
+        .await
+    {
+        tries += 1;
+        let busy = e.to_string().contains("is being accessed by other users");
+        assert!(busy && tries < 50, "cannot create {database}: {e}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let url = with_database(&admin_url(), &database);
+    let a = PgStore::connect(&url, 4).await.expect("connect");
+    a.migrate().await.expect("migrations apply");
+    let b = PgStore::connect(&url, 4).await.expect("connect");
+    let pools = [a.pool().clone(), b.pool().clone()];
+
+    let outcome = tokio::spawn(check(Handles {
+        a: Arc::new(a),
+        b: Arc::new(b),
+    }))
+    .await;
+
+    for pool in pools {
+        let _ = tokio::time::timeout(Duration::from_secs(5), pool.close()).await;
+    }
+    let drop = format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)");
+    sqlx::query(sqlx::AssertSqlSafe(drop))
+        .execute(&mut conn)
+        .await
+        .expect("drop the check's database");
+    match outcome {
+        Ok(()) => {}
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(e) => panic!("check did not finish: {e}"),
+    }
+}
