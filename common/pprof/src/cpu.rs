@@ -36,6 +36,11 @@ const BLOCKLIST: &[&str] = &["libc", "libgcc", "pthread", "vdso"];
 /// Set while a CPU profile is being collected anywhere in the process.
 static PROFILE_RUNNING: AtomicBool = AtomicBool::new(false);
 
+/// Whether a CPU profile is being collected, as the index page reports it.
+pub(crate) fn profile_in_progress() -> bool {
+    PROFILE_RUNNING.load(Ordering::Acquire)
+}
+
 /// Shared handler state: the token that aborts in-flight profiles.
 #[derive(Clone)]
 pub(crate) struct CpuState {

@@ -1,9 +1,17 @@
 //! `/debug/pprof/`: an HTML index of the profiling endpoints.
 //!
 //! Gives operators (and `curl`) a discoverable entry point, like Go's
-//! `net/http/pprof` index page.
+//! `net/http/pprof` index page, and says whether a CPU profile is being
+//! collected (only one may run at a time).
 
 use axum::response::Html;
+
+use crate::cpu::profile_in_progress;
+
+/// The index line while a CPU profile is being collected.
+pub const CPU_PROFILE_IN_PROGRESS: &str = "CPU profile: in progress";
+/// The index line while no CPU profile is being collected.
+pub const CPU_PROFILE_IDLE: &str = "CPU profile: idle";
 
 /// `(path relative to /debug/pprof/, description)` for every endpoint.
 pub(crate) const ENDPOINTS: &[(&str, &str)] = &[
@@ -34,7 +42,13 @@ pub(crate) async fn index() -> Html<String> {
             escape(description)
         ));
     }
-    page.push_str("</ul>\n</body></html>\n");
+    page.push_str("</ul>\n");
+    let cpu = if profile_in_progress() {
+        CPU_PROFILE_IN_PROGRESS
+    } else {
+        CPU_PROFILE_IDLE
+    };
+    page.push_str(&format!("<p>{cpu}</p>\n</body></html>\n"));
     Html(page)
 }
 

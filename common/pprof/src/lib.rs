@@ -5,7 +5,8 @@
 //! against a running process without rebuilding it.
 //!
 //! Routes (all `GET`):
-//! - `/debug/pprof/` — index of the endpoints below.
+//! - `/debug/pprof/` — index of the endpoints below, and whether a CPU profile
+//!   is being collected ([`CPU_PROFILE_IN_PROGRESS`] / [`CPU_PROFILE_IDLE`]).
 //! - `/debug/pprof/profile?seconds=N` — CPU profile (gzipped pprof protobuf).
 //! - `/debug/pprof/heap` — jemalloc heap profile (gzipped pprof protobuf),
 //!   or `501` when heap profiling is not enabled.
@@ -26,6 +27,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use config::{ConfigError, PprofConfig};
 pub use error::PprofError;
+pub use index::{CPU_PROFILE_IDLE, CPU_PROFILE_IN_PROGRESS};
 
 /// Path prefix shared by all endpoints.
 pub const BASE_PATH: &str = "/debug/pprof";

@@ -120,8 +120,23 @@ mod tests {
     #[test]
     fn reads_own_threads() {
         let threads = read_threads().unwrap();
-        assert!(!threads.is_empty());
+        let pid = std::process::id();
+        assert!(
+            threads.iter().any(|t| t.tid == pid),
+            "main thread (tid == pid) listed: {threads:?}"
+        );
         let text = render_threads(&threads);
-        assert!(text.contains(&threads[0].tid.to_string()));
+        assert!(
+            text.starts_with(&format!("threads: {}\n", threads.len())),
+            "{text}"
+        );
+        for thread in &threads {
+            let tid = thread.tid.to_string();
+            assert!(
+                text.lines()
+                    .any(|l| l.split_whitespace().next() == Some(tid.as_str())),
+                "{tid} missing: {text}"
+            );
+        }
     }
 }

@@ -35,6 +35,7 @@ impl Server {
     }
 }
 
+#[derive(Debug)]
 pub struct HttpResponse {
     pub status: u16,
     pub headers: Vec<(String, String)>,
