@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The generated Go, Python and TypeScript clients: their toolchains, generation, and tests.
 #
-#   scripts/clients.sh deps                  install what generating and testing the clients needs
+#   scripts/clients.sh deps                  install what generating and testing the clients needs,
+#                                            then prepare
+#   scripts/clients.sh prepare               compile the Go tests ahead (a cold build takes minutes)
 #   scripts/clients.sh generate              regenerate clients/{go,python,typescript} (buf.gen.yaml)
 #   scripts/clients.sh clean                 remove the generated code
 #   scripts/clients.sh check                 regenerate and fail if anything differs from git
@@ -9,9 +11,10 @@
 #   scripts/clients.sh example LANG          run LANG's example against BATON_ADDR
 #
 # LANG is go, python or typescript (Node, over gRPC and gRPC-Web), or browser: the TypeScript
-# client in Chromium over gRPC-Web, from a page served on BATON_PAGE_PORT, whose origin
-# (http://127.0.0.1:PORT) must be in the orchestrator's GRPC_WEB_ALLOWED_ORIGINS. BATON_ADDR
+# client in Chromium over gRPC-Web, from a page on BATON_PAGE_ORIGIN (default
+# http://127.0.0.1:5173), which must be in the orchestrator's GRPC_WEB_ALLOWED_ORIGINS. BATON_ADDR
 # (default 127.0.0.1:8002) is a running orchestrator's gRPC address (`make dev` starts one).
+# A suite that runs no test, or skips one, fails: every client test can run where deps ran.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -73,6 +76,17 @@ deps() {
         (cd "$TS" && npm ci --no-audit --no-fund --loglevel=error)
         stamp_write "$TS/node_modules/.package-lock" "$TS/package-lock.json"
     fi
+    prepare
+}
+
+# Fills Go's build cache with gRPC and the test binaries, so `test go` only runs them.
+prepare() {
+    say "compiling the Go client and its tests"
+    (
+        go_env
+        go vet ./...
+        go test -count=1 -run '^$' ./... >/dev/null
+    )
 }
 
 need() {
@@ -117,38 +131,96 @@ check() {
 go_env() {
     need go
     local link="$GOPATH_DIR/src/$GO_IMPORT_ROOT"
-    mkdir -p "$(dirname "$link")"
-    ln -sfn "$ROOT" "$link"
+    if [ "$(readlink "$link" 2>/dev/null)" != "$ROOT" ]; then
+        # Renamed into place, so a concurrent run never finds the link missing.
+        mkdir -p "$(dirname "$link")"
+        ln -sfn "$ROOT" "$link.$$"
+        mv -Tf "$link.$$" "$link"
+    fi
     export GO111MODULE=off GOPATH="$GOPATH_DIR:/usr/share/gocode" GOFLAGS=
     cd "$link/clients/go"
 }
 
+# Fails unless a suite passed at least one test and skipped none: a test that cannot run here
+# must not pass silently.
+suite_ran() {
+    local lang="$1" passed="$2" skipped="$3"
+    [ "${passed:-0}" -gt 0 ] || die "$lang: no test ran"
+    [ "${skipped:-0}" -eq 0 ] || die "$lang: $skipped tests skipped; every client test must run"
+    say "$lang: $passed tests passed"
+}
+
 test_go() {
-    (go_env && go vet ./... && go test -count=1 ./...)
+    (
+        go_env
+        go vet ./...
+        local log
+        log="$(mktemp)"
+        trap 'rm -f "$log"' EXIT
+        go test -count=1 -v ./... 2>&1 | tee "$log"
+        suite_ran go "$(grep -cE '^\s*--- PASS' "$log")" "$(grep -cE '^\s*--- SKIP' "$log")"
+    )
 }
 
 test_python() {
     need "$VENV/bin/python"
-    (cd clients/python && "$VENV/bin/python" -m pytest -q -p no:cacheprovider)
+    (
+        local report
+        report="$(mktemp)"
+        trap 'rm -f "$report"' EXIT
+        cd clients/python
+        PYTHONDONTWRITEBYTECODE=1 "$VENV/bin/python" -m pytest -q -p no:cacheprovider \
+            --junitxml="$report"
+        local tests skipped
+        tests="$(grep -o ' tests="[0-9]*"' "$report" | head -1 | tr -dc 0-9)"
+        skipped="$(grep -o ' skipped="[0-9]*"' "$report" | head -1 | tr -dc 0-9)"
+        suite_ran python "$((tests - skipped))" "$skipped"
+    )
+}
+
+# Compiles the TypeScript package into a directory of this run's own, beside dist/ so the
+# compiled files find node_modules and the repository the same way; removed when the calling
+# subshell exits. Concurrent runs, here or in other clones, never share an output directory.
+ts_build() {
+    need "$TS/node_modules/.bin/tsc"
+    out="$(mktemp -d "$TS/.build-XXXXXX")"
+    trap 'rm -rf "$out"' EXIT
+    "$TS/node_modules/.bin/tsc" -p "$TS" --outDir "$out"
+}
+
+# node --test on the compiled test files; the TAP summary says how many passed and skipped.
+node_suite() {
+    local lang="$1"
+    shift
+    node --test --test-reporter=spec --test-reporter-destination=stdout \
+        --test-reporter=tap --test-reporter-destination="$out/results.tap" "$@"
+    suite_ran "$lang" "$(sed -n 's/^# pass //p' "$out/results.tap")" \
+        "$(($(sed -n 's/^# skipped //p' "$out/results.tap") + $(sed -n 's/^# todo //p' "$out/results.tap")))"
 }
 
 test_typescript() {
-    need "$TS/node_modules/.bin/tsc"
-    (cd "$TS" && node_modules/.bin/tsc -p . && node --test dist/test/)
+    (
+        ts_build
+        node_suite typescript "$out/test/e2e.test.js"
+    )
 }
 
 test_browser() {
-    need "$TS/node_modules/.bin/tsc"
     need "${CHROMIUM:-/usr/bin/chromium}"
-    [ -n "${BATON_PAGE_PORT:-}" ] || die "set BATON_PAGE_PORT to a port whose origin the orchestrator allows"
-    (cd "$TS" && node_modules/.bin/tsc -p . && node --test dist/test-browser/)
+    (
+        ts_build
+        node_suite browser "$out/test-browser/browser.test.js"
+    )
 }
 
 example() {
     case "$1" in
         go) (go_env && go run ./examples/hello) ;;
         python) PYTHONPATH="$ROOT/clients/python/src" "$VENV/bin/python" clients/python/examples/hello.py ;;
-        typescript) (cd "$TS" && node_modules/.bin/tsc -p . && node dist/examples/hello.js) ;;
+        typescript) (
+            ts_build
+            node "$out/examples/hello.js"
+        ) ;;
         *) die "unknown language '$1' (go, python, typescript)" ;;
     esac
 }
@@ -158,6 +230,7 @@ command="${1:-}"
 shift || true
 case "$command" in
     deps) deps ;;
+    prepare) prepare ;;
     generate) generate ;;
     clean) clean ;;
     check) check ;;
@@ -171,5 +244,5 @@ case "$command" in
         done
         ;;
     example) example "${1:?usage: scripts/clients.sh example go|python|typescript}" ;;
-    *) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+    *) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac

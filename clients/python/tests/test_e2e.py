@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 
 import grpc
 import pytest
@@ -17,33 +18,52 @@ import hello
 from baton.v1 import run_pb2, run_pb2_grpc, workflow_pb2, workflow_pb2_grpc
 
 ADDR = os.environ.get("BATON_ADDR", "127.0.0.1:8002")
+# Generous for a loaded machine, and still inside the harness's own limit (clients.rs).
+TIMEOUT = 30
+# The example prints each event WatchRun sent as `  [  7] step_started left#1 ...`.
+EVENT_LINE = re.compile(r"^  \[ *(\d+)\] (\w+)(?: (\w+)#\d+)?", re.MULTILINE)
+TERMINAL = {run_pb2.RunEventType.Name(t).removeprefix("RUN_EVENT_TYPE_") for t in hello.RUN_ENDED}
 
 
 @pytest.fixture(scope="module")
 def channel():
     with grpc.insecure_channel(ADDR) as channel:
-        grpc.channel_ready_future(channel).result(timeout=10)
+        grpc.channel_ready_future(channel).result(timeout=TIMEOUT)
         yield channel
 
 
 def test_health_check_and_watch(channel):
     health = health_pb2_grpc.HealthStub(channel)
     for service in ["", "baton.v1.WorkflowService", "baton.v1.RunService", "baton.v1.InfoService"]:
-        reply = health.Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
+        reply = health.Check(health_pb2.HealthCheckRequest(service=service), timeout=TIMEOUT)
         assert reply.status == health_pb2.HealthCheckResponse.SERVING, service
     with pytest.raises(grpc.RpcError) as unknown:
-        health.Check(health_pb2.HealthCheckRequest(service="baton.v1.Nope"), timeout=5)
+        health.Check(health_pb2.HealthCheckRequest(service="baton.v1.Nope"), timeout=TIMEOUT)
     assert unknown.value.code() == grpc.StatusCode.NOT_FOUND
-    watch = health.Watch(health_pb2.HealthCheckRequest(service=""), timeout=5)
-    first = next(watch)
-    assert first.status == health_pb2.HealthCheckResponse.SERVING
+    watch = health.Watch(health_pb2.HealthCheckRequest(service=""), timeout=TIMEOUT)
+    first = next(watch, None)
     watch.cancel()
+    assert first is not None, "Watch sent no update"
+    assert first.status == health_pb2.HealthCheckResponse.SERVING
+
+
+def assert_whole_run(events: list[tuple[int, str, str]]) -> None:
+    """Asserts (sequence, type, step) are a whole run as WatchRun promises it: sequences 1, 2, ...
+    without gaps, from run_queued to the run's one terminal event, run_completed, last."""
+    assert events, "WatchRun sent no events"
+    assert [sequence for sequence, _, _ in events] == list(range(1, len(events) + 1)), events
+    ended = [kind for _, kind, _ in events if kind.upper() in TERMINAL]
+    assert ended == ["run_completed"], events
+    assert events[0][1] == "run_queued", events
+    assert events[-1][1] == "run_completed", events
 
 
 def test_hello_example_runs_to_completion(channel):
     out = io.StringIO()
     run = hello.run_example(channel, hello.DEFAULT_WORKFLOW.read_text(), hello.INPUTS, out)
     printed = out.getvalue()
+    watched = [(int(seq), kind, step) for seq, kind, step in EVENT_LINE.findall(printed)]
+    assert_whole_run(watched)
     assert run.status == run_pb2.RUN_STATUS_COMPLETED, printed
     steps = {step.step_id: step for step in run.steps}
     assert set(steps) == {"greet", "left", "right", "join"}
@@ -59,11 +79,23 @@ def test_hello_example_runs_to_completion(channel):
     table = [line.split()[:2] for line in printed.splitlines()]
     assert ["join", "completed"] in table, printed
 
+    # Watching the finished run replays the same events, then the stream ends by itself.
+    runs = run_pb2_grpc.RunServiceStub(channel)
+    replayed = [
+        (
+            update.event.sequence,
+            hello.short(run_pb2.RunEventType.Name(update.event.type), "RUN_EVENT_TYPE_"),
+            update.event.step_id,
+        )
+        for update in runs.WatchRun(run_pb2.WatchRunRequest(run_id=run.id), timeout=TIMEOUT)
+    ]
+    assert replayed == watched, printed
+
 
 def test_bad_requests_get_clear_errors(channel):
     runs = run_pb2_grpc.RunServiceStub(channel)
     with pytest.raises(grpc.RpcError) as missing:
-        runs.StartRun(run_pb2.StartRunRequest(workflow_ref="nobody/missing@1"), timeout=5)
+        runs.StartRun(run_pb2.StartRunRequest(workflow_ref="nobody/missing@1"), timeout=TIMEOUT)
     assert missing.value.code() == grpc.StatusCode.NOT_FOUND
     assert "nobody/missing@1" in missing.value.details()
 
@@ -75,7 +107,7 @@ def test_bad_requests_get_clear_errors(channel):
                 "  - id: a\n    kind: echo\n    needs: [ghost]\n",
                 format=workflow_pb2.DEFINITION_FORMAT_YAML,
             ),
-            timeout=5,
+            timeout=TIMEOUT,
         )
     assert invalid.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "ghost" in invalid.value.details()

@@ -18,7 +18,7 @@ async function main(): Promise<number> {
     : grpcTransport(process.env.BATON_ADDR ?? "127.0.0.1:8002");
   const definition = readFileSync(process.argv[2] ?? DEFAULT_WORKFLOW, "utf8");
   try {
-    const run = await runExample(transport, definition, INPUTS);
+    const { run } = await runExample(transport, definition, INPUTS);
     return run.status === RunStatus.COMPLETED ? 0 : 1;
   } catch (error) {
     const e = error as { code?: string; message?: string };

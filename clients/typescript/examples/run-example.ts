@@ -6,6 +6,7 @@ import {
   HealthCheckResponse_ServingStatus as ServingStatus,
   HealthClient,
   Run,
+  RunEvent,
   RunEventType,
   RunServiceClient,
   RunStatus,
@@ -15,7 +16,7 @@ import {
 
 export const INPUTS = { name: "Ada", count: 3 };
 
-const RUN_ENDED = new Set([
+export const RUN_ENDED = new Set([
   RunEventType.RUN_COMPLETED,
   RunEventType.RUN_FAILED,
   RunEventType.RUN_CANCELLED,
@@ -24,13 +25,19 @@ const RUN_ENDED = new Set([
 
 const lower = (name: string | undefined) => (name ?? "unknown").toLowerCase();
 
-/** Runs `definition` with `inputs`, printing progress through `log`; returns the finished run. */
+/** A finished run, and the events WatchRun sent while following it. */
+export interface ExampleResult {
+  run: Run;
+  events: RunEvent[];
+}
+
+/** Runs `definition` with `inputs`, printing progress through `log`. */
 export async function runExample(
   transport: RpcTransport,
   definition: string,
   inputs: object,
   log: (line: string) => void = console.log,
-): Promise<Run> {
+): Promise<ExampleResult> {
   const health = await new HealthClient(transport).check({ service: "" }).response;
   log(`health: ${ServingStatus[health.status]}`);
   if (health.status !== ServingStatus.SERVING) {
@@ -54,9 +61,11 @@ export async function runExample(
   const runId = started.run!.id;
   log(`started run ${runId}`);
 
+  const events: RunEvent[] = [];
   const watch = runs.watchRun({ runId, afterSequence: "0" });
   for await (const { event } of watch.responses) {
-    if (!event) continue;
+    if (!event) throw new Error("WatchRun sent an update without an event");
+    events.push(event);
     const where = event.stepId ? ` ${event.stepId}#${event.attempt}` : "";
     const detail = event.message ? ` ${event.message}` : "";
     log(`  [${event.sequence.padStart(3)}] ${lower(RunEventType[event.type])}${where}${detail}`);
@@ -73,5 +82,5 @@ export async function runExample(
         `attempts=${step.attempts.length} ${result}`,
     );
   }
-  return run;
+  return { run, events };
 }

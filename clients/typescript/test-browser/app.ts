@@ -1,12 +1,22 @@
 // The browser side of the browser test: the example over gRPC-Web from a page, reporting what
 // happened on `window.batonResult` for the test to read.
-import { HealthCheckResponse_ServingStatus as ServingStatus, HealthClient, RunStatus, StepStatus } from "../src";
+import {
+  HealthCheckResponse_ServingStatus as ServingStatus,
+  HealthClient,
+  RunEvent,
+  RunStatus,
+  StepStatus,
+} from "../src";
 import { grpcWebTransport } from "../src/web";
 import { INPUTS, runExample } from "../examples/run-example";
 
 export interface BrowserResult {
+  /** The page's own origin, the one the orchestrator saw. */
+  origin: string;
   watched?: string;
+  runId?: string;
   status?: string;
+  events?: RunEvent[];
   steps?: { id: string; status: string; attempts: number; output: string }[];
   error?: string;
   lines: string[];
@@ -26,7 +36,7 @@ async function main(): Promise<BrowserResult> {
   try {
     const abort = new AbortController();
     const watch = new HealthClient(transport).watch({ service: "" }, { abort: abort.signal });
-    let watched = "none";
+    let watched = "no update";
     for await (const update of watch.responses) {
       watched = ServingStatus[update.status];
       break;
@@ -35,10 +45,13 @@ async function main(): Promise<BrowserResult> {
     await watch.status.catch(() => undefined);
 
     const definition = await (await fetch("/hello.yaml")).text();
-    const run = await runExample(transport, definition, INPUTS, (line) => lines.push(line));
+    const { run, events } = await runExample(transport, definition, INPUTS, (line) => lines.push(line));
     return {
+      origin: location.origin,
       watched,
+      runId: run.id,
       status: RunStatus[run.status],
+      events,
       steps: run.steps.map((step) => ({
         id: step.stepId,
         status: StepStatus[step.status],
@@ -48,7 +61,7 @@ async function main(): Promise<BrowserResult> {
       lines,
     };
   } catch (error) {
-    return { error: String(error), lines };
+    return { origin: location.origin, error: String(error), lines };
   }
 }
 

@@ -19,6 +19,7 @@ import { grpcTransport } from "../src/node";
 import { grpcWebTransport } from "../src/web";
 import { DEFAULT_WORKFLOW } from "../examples/hello";
 import { INPUTS, runExample } from "../examples/run-example";
+import { assertWholeRun } from "./run-events";
 
 const addr = process.env.BATON_ADDR ?? "127.0.0.1:8002";
 const url = process.env.BATON_URL ?? `http://${addr}`;
@@ -51,19 +52,23 @@ for (const [name, connect] of transports) {
 
       const abort = new AbortController();
       const watch = health.watch({ service: "" }, { abort: abort.signal });
+      let first: ServingStatus | undefined;
       for await (const update of watch.responses) {
-        assert.equal(update.status, ServingStatus.SERVING);
+        first = update.status;
         break;
       }
       abort.abort();
+      assert.equal(first, ServingStatus.SERVING, "Watch's first update");
       await watch.status.catch(() => undefined);
     });
 
     it("runs the hello example to completion", async () => {
       const lines: string[] = [];
       const definition = readFileSync(DEFAULT_WORKFLOW, "utf8");
-      const run = await runExample(connect(), definition, INPUTS, (line) => lines.push(line));
+      const transport = connect();
+      const { run, events } = await runExample(transport, definition, INPUTS, (line) => lines.push(line));
       const printed = lines.join("\n");
+      assertWholeRun(run.id, events);
       assert.equal(run.status, RunStatus.COMPLETED, printed);
       const steps = new Map(run.steps.map((step) => [step.stepId, step]));
       assert.deepEqual([...steps.keys()].sort(), ["greet", "join", "left", "right"]);
@@ -79,6 +84,20 @@ for (const [name, connect] of transports) {
       assert.match(printed, /step_retrying left#1/);
       assert.match(printed, new RegExp(`run ${run.id}: completed`));
       assert.match(printed, /^ {2}join +completed +attempts=1/m);
+
+      // Watching the finished run replays the same events, then the stream ends by itself.
+      const replay = new RunServiceClient(transport).watchRun(
+        { runId: run.id, afterSequence: "0" },
+        { timeout: 30_000 },
+      );
+      const replayed = [];
+      for await (const { event } of replay.responses) replayed.push(event!);
+      assert.equal((await replay.status).code, "OK");
+      assertWholeRun(run.id, replayed);
+      assert.deepEqual(
+        replayed.map((e) => [e.type, e.stepId, e.attempt]),
+        events.map((e) => [e.type, e.stepId, e.attempt]),
+      );
     });
 
     it("gives clear errors for bad requests", async () => {

@@ -42,15 +42,16 @@ func runEnded(t batonv1.RunEventType) bool {
 	return false
 }
 
-// RunExample runs definition with inputs, printing progress to out, and returns the finished run.
-func RunExample(ctx context.Context, conn *grpc.ClientConn, definition, inputs string, out io.Writer) (*batonv1.Run, error) {
+// RunExample runs definition with inputs, printing progress to out, and returns the finished run
+// with the events WatchRun sent for it.
+func RunExample(ctx context.Context, conn *grpc.ClientConn, definition, inputs string, out io.Writer) (*batonv1.Run, []*batonv1.RunEvent, error) {
 	health, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{})
 	if err != nil {
-		return nil, fmt.Errorf("health check: %w", err)
+		return nil, nil, fmt.Errorf("health check: %w", err)
 	}
 	fmt.Fprintf(out, "health: %s\n", health.Status)
 	if health.Status != healthpb.HealthCheckResponse_SERVING {
-		return nil, fmt.Errorf("Baton is not serving (is its Postgres or Redis down?)")
+		return nil, nil, fmt.Errorf("Baton is not serving (is its Postgres or Redis down?)")
 	}
 
 	registered, err := batonv1.NewWorkflowServiceClient(conn).RegisterWorkflow(ctx, &batonv1.RegisterWorkflowRequest{
@@ -58,7 +59,7 @@ func RunExample(ctx context.Context, conn *grpc.ClientConn, definition, inputs s
 		Format:     batonv1.DefinitionFormat_DEFINITION_FORMAT_YAML,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("register: %w", err)
+		return nil, nil, fmt.Errorf("register: %w", err)
 	}
 	ref := registered.Workflow.WorkflowRef
 	state := "unchanged"
@@ -70,24 +71,29 @@ func RunExample(ctx context.Context, conn *grpc.ClientConn, definition, inputs s
 	runs := batonv1.NewRunServiceClient(conn)
 	started, err := runs.StartRun(ctx, &batonv1.StartRunRequest{WorkflowRef: ref, InputsJson: inputs})
 	if err != nil {
-		return nil, fmt.Errorf("start: %w", err)
+		return nil, nil, fmt.Errorf("start: %w", err)
 	}
 	runID := started.Run.Id
 	fmt.Fprintf(out, "started run %s\n", runID)
 
 	watch, err := runs.WatchRun(ctx, &batonv1.WatchRunRequest{RunId: runID})
 	if err != nil {
-		return nil, fmt.Errorf("watch: %w", err)
+		return nil, nil, fmt.Errorf("watch: %w", err)
 	}
+	var events []*batonv1.RunEvent
 	for {
 		update, err := watch.Recv()
 		if err == io.EOF {
 			break
 		}
 		if err != nil {
-			return nil, fmt.Errorf("watch: %w", err)
+			return nil, nil, fmt.Errorf("watch: %w", err)
 		}
 		event := update.Event
+		if event == nil {
+			return nil, nil, fmt.Errorf("watch: an update without an event")
+		}
+		events = append(events, event)
 		line := fmt.Sprintf("  [%3d] %s", event.Sequence, short(event.Type.String(), "RUN_EVENT_TYPE_"))
 		if event.StepId != "" {
 			line += fmt.Sprintf(" %s#%d", event.StepId, event.Attempt)
@@ -103,7 +109,7 @@ func RunExample(ctx context.Context, conn *grpc.ClientConn, definition, inputs s
 
 	got, err := runs.GetRun(ctx, &batonv1.GetRunRequest{RunId: runID})
 	if err != nil {
-		return nil, fmt.Errorf("get run: %w", err)
+		return nil, nil, fmt.Errorf("get run: %w", err)
 	}
 	run := got.Run
 	fmt.Fprintf(out, "run %s: %s\n", run.Id, short(run.Status.String(), "RUN_STATUS_"))
@@ -115,7 +121,7 @@ func RunExample(ctx context.Context, conn *grpc.ClientConn, definition, inputs s
 		fmt.Fprintf(out, "  %-8s %-10s attempts=%d %s\n",
 			step.StepId, short(step.Status.String(), "STEP_STATUS_"), len(step.Attempts), result)
 	}
-	return run, nil
+	return run, events, nil
 }
 
 func main() {
@@ -141,7 +147,7 @@ func main() {
 		os.Exit(1)
 	}
 	defer conn.Close()
-	run, err := RunExample(ctx, conn, string(definition), Inputs, os.Stdout)
+	run, _, err := RunExample(ctx, conn, string(definition), Inputs, os.Stdout)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "error: %v\n", err)
 		os.Exit(1)

@@ -7,8 +7,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"os"
 	"reflect"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -26,7 +28,8 @@ func dial(t *testing.T) (context.Context, *grpc.ClientConn) {
 	if addr == "" {
 		addr = "127.0.0.1:8002"
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	// Generous for a loaded machine, and still inside the harness's own limit (clients.rs).
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	t.Cleanup(cancel)
 	conn, err := grpc.DialContext(ctx, addr, grpc.WithInsecure(), grpc.WithBlock())
 	if err != nil {
@@ -61,6 +64,29 @@ func TestHealthCheckAndWatch(t *testing.T) {
 	}
 }
 
+// checkRunEvents fails unless events are a whole run as WatchRun promises it: sequences 1, 2, ...
+// without gaps, from RUN_QUEUED to the run's one terminal event, RUN_COMPLETED, last.
+func checkRunEvents(t *testing.T, runID string, events []*batonv1.RunEvent) {
+	t.Helper()
+	if len(events) == 0 {
+		t.Fatalf("WatchRun sent no events for run %s", runID)
+	}
+	for i, event := range events {
+		if event.RunId != runID || event.Sequence != int64(i+1) {
+			t.Fatalf("event %d is run %s sequence %d; want run %s sequence %d", i, event.RunId, event.Sequence, runID, i+1)
+		}
+		if runEnded(event.Type) != (i == len(events)-1) {
+			t.Fatalf("event %d of %d is %s: the run's terminal event must come last, once", i+1, len(events), event.Type)
+		}
+	}
+	if first := events[0].Type; first != batonv1.RunEventType_RUN_EVENT_TYPE_RUN_QUEUED {
+		t.Errorf("first event %s; want RUN_QUEUED", first)
+	}
+	if last := events[len(events)-1].Type; last != batonv1.RunEventType_RUN_EVENT_TYPE_RUN_COMPLETED {
+		t.Errorf("last event %s; want RUN_COMPLETED", last)
+	}
+}
+
 func TestHelloExampleRunsToCompletion(t *testing.T) {
 	ctx, conn := dial(t)
 	definition, err := os.ReadFile(DefaultWorkflow())
@@ -68,23 +94,27 @@ func TestHelloExampleRunsToCompletion(t *testing.T) {
 		t.Fatal(err)
 	}
 	var out bytes.Buffer
-	run, err := RunExample(ctx, conn, string(definition), Inputs, &out)
+	run, events, err := RunExample(ctx, conn, string(definition), Inputs, &out)
 	if err != nil {
 		t.Fatalf("%v\n%s", err, out.String())
 	}
 	printed := out.String()
+	checkRunEvents(t, run.Id, events)
 	if run.Status != batonv1.RunStatus_RUN_STATUS_COMPLETED {
 		t.Fatalf("run %s: %s\n%s", run.Id, run.Status, printed)
 	}
 	steps := map[string]*batonv1.StepRun{}
+	var names []string
 	for _, step := range run.Steps {
 		steps[step.StepId] = step
+		names = append(names, step.StepId)
 		if step.Status != batonv1.StepStatus_STEP_STATUS_COMPLETED {
 			t.Errorf("step %s: %s", step.StepId, step.Status)
 		}
 	}
-	if len(steps) != 4 || steps["join"] == nil {
-		t.Fatalf("steps: %v", run.Steps)
+	sort.Strings(names)
+	if want := []string{"greet", "join", "left", "right"}; !reflect.DeepEqual(names, want) {
+		t.Fatalf("steps %v; want %v", names, want)
 	}
 	// `left` fails once by design, then its retry succeeds.
 	var attempts []batonv1.StepStatus
@@ -105,6 +135,38 @@ func TestHelloExampleRunsToCompletion(t *testing.T) {
 	for _, line := range []string{"step_retrying left#1", "run " + run.Id + ": completed", "join     completed"} {
 		if !strings.Contains(printed, line) {
 			t.Errorf("output lacks %q:\n%s", line, printed)
+		}
+	}
+
+	// Watching the finished run replays the same events, then the stream ends by itself.
+	replayCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	watch, err := batonv1.NewRunServiceClient(conn).WatchRun(replayCtx, &batonv1.WatchRunRequest{RunId: run.Id})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var replayed []*batonv1.RunEvent
+	for {
+		update, err := watch.Recv()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatalf("replay of run %s after %d events: %v", run.Id, len(replayed), err)
+		}
+		if update.Event == nil {
+			t.Fatalf("replay of run %s: an update without an event", run.Id)
+		}
+		replayed = append(replayed, update.Event)
+	}
+	checkRunEvents(t, run.Id, replayed)
+	if len(replayed) != len(events) {
+		t.Fatalf("replay sent %d events; the live watch %d", len(replayed), len(events))
+	}
+	for i := range events {
+		if replayed[i].Type != events[i].Type || replayed[i].StepId != events[i].StepId {
+			t.Errorf("event %d: replayed %s %s, watched %s %s", i+1,
+				replayed[i].Type, replayed[i].StepId, events[i].Type, events[i].StepId)
 		}
 	}
 }
