@@ -48,13 +48,23 @@ pub fn host_facts(worker_id: &str) -> v1::WorkerHost {
 }
 
 fn container_runtime() -> &'static str {
-    if std::env::var_os("KUBERNETES_SERVICE_HOST").is_some() {
-        return "kubernetes";
-    }
-    let cgroup = std::fs::read_to_string("/proc/1/cgroup").unwrap_or_default();
-    if cgroup.contains("kubepods") {
+    container_runtime_from(
+        std::env::var_os("KUBERNETES_SERVICE_HOST").is_some(),
+        &std::fs::read_to_string("/proc/1/cgroup").unwrap_or_default(),
+        std::path::Path::new("/.dockerenv").exists(),
+    )
+}
+
+/// The container runtime told by the Kubernetes service variable, the init process's cgroups
+/// and Docker's marker file, in that order.
+fn container_runtime_from(
+    kubernetes_env: bool,
+    init_cgroup: &str,
+    dockerenv: bool,
+) -> &'static str {
+    if kubernetes_env || init_cgroup.contains("kubepods") {
         "kubernetes"
-    } else if std::path::Path::new("/.dockerenv").exists() || cgroup.contains("docker") {
+    } else if dockerenv || init_cgroup.contains("docker") {
         "docker"
     } else {
         "none"
@@ -63,13 +73,86 @@ fn container_runtime() -> &'static str {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashSet;
+    use std::process::Command;
+
+    use super::*;
+
+    /// What a tool of the platform prints, trimmed; the test needs the tool.
+    fn tool(program: &str, args: &[&str]) -> String {
+        let output = Command::new(program)
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("{program} is needed to check host facts: {e}"));
+        assert!(output.status.success(), "{program} {args:?}: {output:?}");
+        String::from_utf8(output.stdout).unwrap().trim().to_owned()
+    }
+
+    /// The facts, checked against what the system's own tools report (Linux, as CI runs).
     #[test]
-    fn facts_describe_this_machine() {
-        let host = super::host_facts("w1");
+    fn facts_match_what_the_system_reports() {
+        let host = host_facts("w1");
         assert_eq!(host.worker_id, "w1");
-        assert_eq!(host.os, std::env::consts::OS);
-        assert!(host.logical_cores >= 1);
-        assert!(host.physical_cores >= 1 && host.physical_cores <= host.logical_cores);
-        assert!(["docker", "kubernetes", "none"].contains(&host.container_runtime.as_str()));
+        assert_eq!(host.os, "linux");
+        assert_eq!(host.arch, std::env::consts::ARCH);
+        assert_eq!(host.pid, i64::from(std::process::id()));
+        assert_eq!(host.hostname, tool("uname", &["-n"]));
+        assert!(
+            host.runtime_version
+                .contains(&format!("baton-worker {}", env!("CARGO_PKG_VERSION"))),
+            "{}",
+            host.runtime_version
+        );
+
+        // Logical cores are the ones this process may use, at most every online one.
+        let online: u32 = tool("nproc", &[]).parse().unwrap();
+        assert!(
+            (1..=online).contains(&host.logical_cores),
+            "{} logical of {online}",
+            host.logical_cores
+        );
+        // Physical cores are the distinct (socket, core) pairs the kernel lists.
+        let cores: HashSet<String> = tool("lscpu", &["-p=SOCKET,CORE"])
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .map(str::to_owned)
+            .collect();
+        assert_eq!(host.physical_cores as usize, cores.len(), "{cores:?}");
+
+        let pages: f64 = tool("getconf", &["_PHYS_PAGES"]).parse().unwrap();
+        let page_size: f64 = tool("getconf", &["PAGESIZE"]).parse().unwrap();
+        let total_mb = pages * page_size / (1024.0 * 1024.0);
+        assert!(
+            (host.total_memory_mb - total_mb).abs() <= 1.0,
+            "{} MB reported, {total_mb} MB in the system",
+            host.total_memory_mb
+        );
+
+        let expected = container_runtime_from(
+            std::env::var_os("KUBERNETES_SERVICE_HOST").is_some(),
+            &std::fs::read_to_string("/proc/1/cgroup").unwrap_or_default(),
+            std::path::Path::new("/.dockerenv").exists(),
+        );
+        assert_eq!(host.container_runtime, expected);
+    }
+
+    #[test]
+    fn container_runtime_from_its_signs() {
+        let k8s_cgroup = "0::/kubepods/besteffort/pod1/abc";
+        let docker_cgroup = "12:memory:/docker/0123abcd";
+        assert_eq!(container_runtime_from(true, "0::/", false), "kubernetes");
+        assert_eq!(
+            container_runtime_from(false, k8s_cgroup, true),
+            "kubernetes"
+        );
+        assert_eq!(
+            container_runtime_from(false, docker_cgroup, false),
+            "docker"
+        );
+        assert_eq!(container_runtime_from(false, "0::/", true), "docker");
+        assert_eq!(
+            container_runtime_from(false, "0::/init.scope", false),
+            "none"
+        );
     }
 }

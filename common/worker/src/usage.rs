@@ -174,28 +174,133 @@ fn read_process() -> Option<(f64, f64, u32)> {
 mod tests {
     use super::*;
 
+    const MB: usize = 1024 * 1024;
+
+    /// Lets the sampler task run until it has taken a sample after `after`.
+    async fn next_sample(sampler: &ProcessSampler, after: Sample) -> Sample {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let latest = sampler.latest();
+            if latest.seq > after.seq {
+                return latest;
+            }
+            assert!(Instant::now() < deadline, "no sample after {after:?}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Allocates and writes `mb` MiB, so every page is resident.
+    fn touched(mb: usize) -> Vec<u8> {
+        std::hint::black_box(vec![1u8; mb * MB])
+    }
+
     #[tokio::test]
-    async fn samples_this_process() {
+    async fn peak_memory_covers_an_allocation_freed_before_the_end() {
+        let sampler = ProcessSampler::start();
+        let start = next_sample(&sampler, sampler.latest()).await;
+        let held = touched(64);
+        let during = next_sample(&sampler, sampler.latest()).await;
+        drop(held);
+        // glibc returns an allocation this large to the system when it is freed.
+        let end = loop {
+            let sample = next_sample(&sampler, sampler.latest()).await;
+            if sample.rss_mb < during.rss_mb - 32.0 {
+                break sample;
+            }
+        };
+        let usage = sampler.usage_since(start, Duration::from_secs(1));
+        let grew = usage.memory_peak_mb - usage.memory_start_mb;
+        assert!((56.0..256.0).contains(&grew), "grew {grew} MB: {usage:?}");
+        assert_eq!(usage.memory_start_mb, start.rss_mb);
+        assert_eq!(usage.memory_end_mb, end.rss_mb);
+        assert!(usage.memory_peak_mb >= during.rss_mb, "{usage:?}");
+        assert!(
+            usage.memory_end_mb < usage.memory_peak_mb - 32.0,
+            "{usage:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn thread_count_includes_threads_started_during_the_job() {
+        const EXTRA: u32 = 16;
         let sampler = ProcessSampler::start();
         let start = sampler.latest();
-        // Burn some CPU across two samples.
-        let until = Instant::now() + Duration::from_millis(250);
+        let (release, parked) = std::sync::mpsc::channel::<()>();
+        let parked = Arc::new(Mutex::new(parked));
+        let threads: Vec<_> = (0..EXTRA)
+            .map(|_| {
+                let parked = Arc::clone(&parked);
+                std::thread::spawn(move || {
+                    let _ = parked.lock().map(|rx| rx.recv());
+                })
+            })
+            .collect();
+        next_sample(&sampler, sampler.latest()).await;
+        let usage = sampler.usage_since(start, Duration::from_secs(1));
+        drop(release);
+        for thread in threads {
+            thread.join().unwrap();
+        }
+        // The test's own thread and the extra ones; a wrong field would be far off.
+        assert!(
+            (EXTRA + 1..EXTRA + 64).contains(&usage.thread_count),
+            "{usage:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn cpu_percent_of_a_busy_process() {
+        let sampler = ProcessSampler::start();
+        let start = sampler.latest();
+        // Burn CPU on this thread across at least two samples and one clock tick of CPU time.
         let mut x = 0u64;
-        while Instant::now() < until {
-            x = x.wrapping_mul(31).wrapping_add(7);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let latest = sampler.latest();
+            if latest.seq >= start.seq + 2 && latest.cpu_seconds > start.cpu_seconds {
+                break;
+            }
+            assert!(Instant::now() < deadline, "CPU time never advanced");
+            for i in 0..10_000 {
+                x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(i));
+            }
             tokio::task::yield_now().await;
         }
-        assert!(x != 1);
-        let usage = sampler.usage_since(start, Duration::from_millis(250));
-        if cfg!(target_os = "linux") {
-            assert!(
-                usage.memory_start_mb > 0.0
-                    && usage.memory_peak_mb >= usage.memory_end_mb.min(usage.memory_start_mb)
-            );
-            assert!(usage.thread_count >= 1);
-            assert!(usage.cpu_percent > 0.0, "{usage:?}");
-        }
+        let usage = sampler.usage_since(start, Duration::from_secs(1));
+        // Positive, and no more than every core of the machine fully busy, with room for CPU
+        // time being counted in 10 ms clock ticks over windows of 100 ms or more.
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+        assert!(usage.cpu_percent > 0.0, "{usage:?}");
+        assert!(usage.cpu_percent <= cores * 150.0, "{usage:?}");
+    }
+
+    #[test]
+    fn wire_form_rounds_and_clamps() {
+        let usage = Usage {
+            memory_start_mb: 10.004,
+            memory_peak_mb: 12.345,
+            memory_end_mb: 11.0,
+            cpu_percent: 33.333,
+            thread_count: 7,
+        };
         let wire = usage.to_proto(3, 250);
-        assert_eq!(wire.total_duration_ms, 253);
+        assert_eq!(
+            (
+                wire.queue_time_ms,
+                wire.execution_time_ms,
+                wire.total_duration_ms
+            ),
+            (3, 250, 253)
+        );
+        assert_eq!(wire.memory_start_mb, 10.0);
+        assert_eq!(wire.memory_peak_mb, 12.35);
+        assert_eq!(wire.memory_end_mb, 11.0);
+        assert_eq!(wire.cpu_percent, 33.33);
+        assert_eq!(wire.thread_count, 7);
+        let clock_skew = usage.to_proto(-5, 40);
+        assert_eq!(
+            (clock_skew.queue_time_ms, clock_skew.total_duration_ms),
+            (0, 40)
+        );
     }
 }
