@@ -63,15 +63,20 @@ pub async fn connect(
     Ok((Arc::new(store), Arc::new(queue)))
 }
 
-/// Listens on `port` on every interface; `variable` names the setting in errors.
+/// Listens on `port` on every interface; `variable` names the setting in errors and in the log
+/// line that says which address was bound (the one to connect to when `port` is 0).
 pub async fn bind(port: u16, variable: &'static str) -> Result<TcpListener, StartError> {
-    TcpListener::bind(("0.0.0.0", port))
+    let listener = TcpListener::bind(("0.0.0.0", port))
         .await
         .map_err(|source| StartError::Bind {
             port,
             variable,
             source,
-        })
+        })?;
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(variable, %addr, "listening");
+    }
+    Ok(listener)
 }
 
 /// The Prometheus registry and, when `ENABLE_METRICS` allows, its listener; and the pprof

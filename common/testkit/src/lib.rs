@@ -1,8 +1,15 @@
 //! A whole Baton in one process for tests and benchmarks: a fresh Postgres database, a Redis key
 //! prefix of its own, the orchestrator on a loopback port and one or more runner replicas, so
-//! tests run in parallel against the real services.
+//! tests run in parallel against the real services. Also what tests of the service binaries
+//! need: the database and prefix alone, and a started binary's addresses and exit.
 
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+use std::{
+    collections::HashMap,
+    net::SocketAddr,
+    process::Stdio,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use anyhow::Context;
 use baton_metrics::Metrics;
@@ -66,6 +73,143 @@ impl StackOptions {
     }
 }
 
+/// A fresh, empty Postgres database and a Redis key prefix of its own: what one test's services
+/// share, whether they run in process ([`TestStack::start_on`]) or as the real binaries.
+/// [`TestBackend::remove`] drops both.
+pub struct TestBackend {
+    pub database_url: String,
+    pub prefix: String,
+    database: String,
+}
+
+impl TestBackend {
+    /// Creates the database, without migrating it, and picks the prefix.
+    pub async fn create() -> anyhow::Result<Self> {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let database = format!("baton_test_{}", &id[..16]);
+        let admin = admin_database_url();
+        let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&admin)
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot reach Postgres at {} (set DATABASE_URL)",
+                    baton_runtime::redact_url(&admin)
+                )
+            })?;
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {database}")))
+            .execute(&mut conn)
+            .await?;
+        Ok(Self {
+            database_url: with_database(&admin, &database),
+            prefix: format!("baton-test-{}", &id[..16]),
+            database,
+        })
+    }
+
+    /// The environment of a service binary on this backend: every listener on a port of its own
+    /// (0 where the setting allows it), Prometheus metrics and pprof on. Fresh ports each call.
+    pub fn service_env(&self) -> anyhow::Result<Vec<(String, String)>> {
+        let pairs = [
+            ("DATABASE_URL", self.database_url.clone()),
+            ("DATABASE_MAX_CONNECTIONS", "4".to_owned()),
+            ("REDIS_URL", redis_url()),
+            ("BATON_REDIS_PREFIX", self.prefix.clone()),
+            ("GRPC_PORT", "0".to_owned()),
+            ("HTTP_PORT", "0".to_owned()),
+            ("ENABLE_METRICS", "true".to_owned()),
+            ("METRICS_PORT", port_to_try()?.to_string()),
+            ("ENABLE_PPROF", "true".to_owned()),
+            ("PPROF_PORT", port_to_try()?.to_string()),
+            ("LOG_LEVEL", "info".to_owned()),
+        ];
+        Ok(pairs.map(|(k, v)| (k.to_owned(), v)).into())
+    }
+
+    /// How many migrations have been applied to the database (an error before any has).
+    pub async fn applied_migrations(&self) -> anyhow::Result<i64> {
+        let mut conn =
+            <sqlx::PgConnection as sqlx::Connection>::connect(&self.database_url).await?;
+        let count = sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations WHERE success")
+            .fetch_one(&mut conn)
+            .await
+            .context("no migrations table")?;
+        Ok(count)
+    }
+
+    /// Drops the database and deletes every Redis key under the prefix.
+    pub async fn remove(self) {
+        if let Ok(mut conn) =
+            <sqlx::PgConnection as sqlx::Connection>::connect(&admin_database_url()).await
+        {
+            let drop = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.database);
+            let _ = sqlx::query(sqlx::AssertSqlSafe(drop))
+                .execute(&mut conn)
+                .await;
+        }
+        if let Ok(client) = redis::Client::open(redis_url())
+            && let Ok(mut conn) = client.get_multiplexed_async_connection().await
+        {
+            let keys: Vec<String> = redis::cmd("KEYS")
+                .arg(format!("{}:*", self.prefix))
+                .query_async(&mut conn)
+                .await
+                .unwrap_or_default();
+            if !keys.is_empty() {
+                let _: Result<(), _> = redis::cmd("DEL").arg(keys).query_async(&mut conn).await;
+            }
+        }
+    }
+}
+
+/// How long a service may take to start before the stack gives up on it.
+const READY_WITHIN: Duration = Duration::from_secs(30);
+/// How long [`TestStack::stop`] waits for a service to stop before aborting it.
+const STOP_WITHIN: Duration = Duration::from_secs(15);
+
+/// Polls gRPC health at `addr` until `service` reports SERVING, or fails after `timeout`.
+pub async fn wait_until_serving(
+    addr: SocketAddr,
+    service: &str,
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    use tonic_health::pb::{
+        HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+    };
+    let channel = Channel::from_shared(format!("http://{addr}"))?
+        .connect_timeout(Duration::from_secs(2))
+        .connect_lazy();
+    let mut client = HealthClient::new(channel);
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let reply = client
+            .check(HealthCheckRequest {
+                service: service.to_owned(),
+            })
+            .await
+            .map(|r| r.into_inner().status);
+        if reply.as_ref().ok() == Some(&(ServingStatus::Serving as i32)) {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() > deadline {
+            anyhow::bail!("{addr} {service:?} was not SERVING within {timeout:?}: {reply:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// How many connections listen on the Redis pub/sub `channel`.
+pub async fn channel_subscribers(channel: &str) -> anyhow::Result<u64> {
+    let mut conn = redis::Client::open(redis_url())?
+        .get_multiplexed_async_connection()
+        .await?;
+    let (_, count): (String, u64) = redis::cmd("PUBSUB")
+        .arg("NUMSUB")
+        .arg(channel)
+        .query_async(&mut conn)
+        .await?;
+    Ok(count)
+}
+
 /// A running Baton. Call [`TestStack::stop`] at the end to drop its database and keys.
 pub struct TestStack {
     pub addr: SocketAddr,
@@ -82,9 +226,11 @@ pub struct TestStack {
     pub database_url: String,
     pub prefix: String,
     options: StackOptions,
-    database: String,
+    backend: TestBackend,
+    /// Runner replicas started with built-in workers: each listens for cancel notices.
+    cancel_listeners: u64,
     shutdown: CancellationToken,
-    tasks: Vec<JoinHandle<()>>,
+    tasks: Vec<(String, JoinHandle<()>)>,
 }
 
 fn with_database(url: &str, database: &str) -> String {
@@ -108,26 +254,18 @@ impl TestStack {
     }
 
     pub async fn start_with(options: StackOptions) -> anyhow::Result<Self> {
-        let id = uuid::Uuid::new_v4().simple().to_string();
-        let database = format!("baton_test_{}", &id[..16]);
-        let admin = admin_database_url();
-        let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&admin)
-            .await
-            .with_context(|| {
-                format!(
-                    "cannot reach Postgres at {} (set DATABASE_URL)",
-                    baton_runtime::redact_url(&admin)
-                )
-            })?;
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {database}")))
-            .execute(&mut conn)
-            .await?;
-        let database_url = with_database(&admin, &database);
-        let store = Arc::new(PgStore::connect(&database_url, options.max_connections).await?);
+        Self::start_on(TestBackend::create().await?, options).await
+    }
+
+    /// Migrates `backend`'s database and starts the services on it. Returns once every service
+    /// reports SERVING and every runner's workers listen for cancel notices, so no test races
+    /// the services' start-up.
+    pub async fn start_on(backend: TestBackend, options: StackOptions) -> anyhow::Result<Self> {
+        let store =
+            Arc::new(PgStore::connect(&backend.database_url, options.max_connections).await?);
         store.migrate().await?;
-        let prefix = format!("baton-test-{}", &id[..16]);
         let queue = Arc::new(
-            RedisQueue::connect(RedisQueueConfig::new(redis_url(), &prefix))
+            RedisQueue::connect(RedisQueueConfig::new(redis_url(), &backend.prefix))
                 .await
                 .with_context(|| {
                     format!("cannot reach Redis at {} (set REDIS_URL)", redis_url())
@@ -148,10 +286,11 @@ impl TestStack {
             runner_health: Vec::new(),
             store,
             queue,
-            database_url,
-            prefix,
+            database_url: backend.database_url.clone(),
+            prefix: backend.prefix.clone(),
             options: options.clone(),
-            database,
+            backend,
+            cancel_listeners: 0,
             shutdown,
             tasks: Vec::new(),
         };
@@ -171,7 +310,7 @@ impl TestStack {
             stack.queue.clone(),
             stack.shutdown.clone(),
         );
-        stack.tasks.push(tokio::spawn(async move {
+        let orchestrator = tokio::spawn(async move {
             let metrics = Arc::new(Metrics::new().expect("metrics registry"));
             let listeners = baton_orchestrator::Listeners {
                 grpc: listener,
@@ -183,7 +322,11 @@ impl TestStack {
             if let Err(e) = served {
                 eprintln!("orchestrator failed: {e}");
             }
-        }));
+        });
+        stack.tasks.push(("orchestrator".to_owned(), orchestrator));
+        wait_until_serving(addr, "", READY_WITHIN)
+            .await
+            .context("the orchestrator did not start")?;
         for i in 0..options.runners {
             stack
                 .spawn_runner(&format!("runner-{i}"), stack.shutdown.child_token())
@@ -218,7 +361,8 @@ impl TestStack {
         config
     }
 
-    /// Starts another runner replica that stops when `token` is cancelled.
+    /// Starts another runner replica that stops when `token` is cancelled, and waits until it
+    /// reports SERVING and its workers (when built in) listen for cancel notices.
     pub async fn spawn_runner(
         &mut self,
         consumer: &str,
@@ -229,9 +373,10 @@ impl TestStack {
         let metrics_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         self.runner_metrics.push(metrics_listener.local_addr()?);
         let health_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        self.runner_health.push(health_listener.local_addr()?);
+        let health = health_listener.local_addr()?;
+        self.runner_health.push(health);
         let metrics = Arc::new(Metrics::new()?);
-        self.tasks.push(tokio::spawn(async move {
+        let runner = tokio::spawn(async move {
             let listeners = baton_workflow_runner::Listeners {
                 metrics: Some(metrics_listener),
                 health: Some(health_listener),
@@ -242,7 +387,24 @@ impl TestStack {
             if let Err(e) = served {
                 eprintln!("runner failed: {e}");
             }
-        }));
+        });
+        self.tasks.push((format!("runner {consumer}"), runner));
+        wait_until_serving(health, baton_workflow_runner::HEALTH_SERVICE, READY_WITHIN)
+            .await
+            .with_context(|| format!("runner {consumer} did not start"))?;
+        if self.options.builtin_workers {
+            // A cancel published before the workers subscribe would never reach them.
+            self.cancel_listeners += 1;
+            let channel = baton_queue::Keys::new(&self.prefix).cancel_channel();
+            let deadline = tokio::time::Instant::now() + READY_WITHIN;
+            while channel_subscribers(&channel).await? < self.cancel_listeners {
+                anyhow::ensure!(
+                    tokio::time::Instant::now() < deadline,
+                    "runner {consumer}'s workers did not subscribe to {channel} within {READY_WITHIN:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
         Ok(())
     }
 
@@ -349,33 +511,232 @@ impl TestStack {
         self.shutdown.cancel();
     }
 
-    /// Stops the services and removes the database and Redis keys.
+    /// Stops the services, waits until they have stopped (aborting any that outlive
+    /// [`STOP_WITHIN`], so nothing of the stack outlives this call), and removes the database and
+    /// Redis keys.
     pub async fn stop(mut self) {
         self.shutdown.cancel();
-        for task in self.tasks.drain(..) {
-            let _ = tokio::time::timeout(Duration::from_secs(15), task).await;
-        }
-        self.store.pool().close().await;
-        if let Ok(mut conn) =
-            <sqlx::PgConnection as sqlx::Connection>::connect(&admin_database_url()).await
-        {
-            let drop = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.database);
-            let _ = sqlx::query(sqlx::AssertSqlSafe(drop))
-                .execute(&mut conn)
-                .await;
-        }
-        if let Ok(client) = redis::Client::open(redis_url())
-            && let Ok(mut conn) = client.get_multiplexed_async_connection().await
-        {
-            let keys: Vec<String> = redis::cmd("KEYS")
-                .arg(format!("{}:*", self.prefix))
-                .query_async(&mut conn)
-                .await
-                .unwrap_or_default();
-            if !keys.is_empty() {
-                let _: Result<(), _> = redis::cmd("DEL").arg(keys).query_async(&mut conn).await;
+        for (name, mut task) in self.tasks.drain(..) {
+            if tokio::time::timeout(STOP_WITHIN, &mut task).await.is_err() {
+                eprintln!("{name} did not stop within {STOP_WITHIN:?}; aborting it");
+                task.abort();
+                let _ = task.await;
             }
         }
+        self.store.pool().close().await;
+        self.backend.remove().await;
+    }
+}
+
+/// A port nothing listens on at this moment, for settings that do not accept 0 (`METRICS_PORT`,
+/// `PPROF_PORT`). Another process may take it before the service binds it, so use it only with a
+/// start-up that is tried again when a port is taken, as [`ServiceProcess::start`] does.
+pub fn port_to_try() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("0.0.0.0:0")?
+        .local_addr()?
+        .port())
+}
+
+/// Most start-up attempts of a service binary whose port turned out to be taken.
+const START_ATTEMPTS: usize = 5;
+
+/// A Baton service binary started by a test, and the addresses it said it listens on.
+pub struct ServiceProcess {
+    child: tokio::process::Child,
+    addrs: HashMap<String, SocketAddr>,
+    output: Arc<Mutex<String>>,
+}
+
+impl ServiceProcess {
+    /// Starts `binary` with only the variables `env` gives (and `LOG_FORMAT=json`), and waits
+    /// until it has logged the address of each of `listeners` (the settings naming its ports:
+    /// `GRPC_PORT`, ...). When the binary exits because a port was taken, it is started again
+    /// with a fresh `env`.
+    pub async fn start(
+        binary: &str,
+        env: impl Fn() -> anyhow::Result<Vec<(String, String)>>,
+        listeners: &[&str],
+    ) -> anyhow::Result<Self> {
+        let mut attempt = 1;
+        loop {
+            match Self::try_start(binary, env()?, listeners).await? {
+                Ok(process) => return Ok(process),
+                Err(output) if output.contains("Address already in use") => {
+                    anyhow::ensure!(
+                        attempt < START_ATTEMPTS,
+                        "{binary} found a port taken {attempt} times:\n{output}"
+                    );
+                    attempt += 1;
+                }
+                Err(output) => anyhow::bail!("{binary} exited during start-up:\n{output}"),
+            }
+        }
+    }
+
+    /// `Ok(Err(output))` when the binary exited before listening.
+    async fn try_start(
+        binary: &str,
+        env: Vec<(String, String)>,
+        listeners: &[&str],
+    ) -> anyhow::Result<Result<Self, String>> {
+        let mut child = tokio::process::Command::new(binary)
+            .env_clear()
+            .envs(env)
+            .env("LOG_FORMAT", "json")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("cannot start {binary}"))?;
+        let output = Arc::new(Mutex::new(String::new()));
+        let (found, mut addresses) = tokio::sync::mpsc::unbounded_channel();
+        let stdout = child.stdout.take().expect("piped stdout");
+        let stderr = child.stderr.take().expect("piped stderr");
+        let readers = [
+            tokio::spawn(read_log(stdout, output.clone(), found.clone())),
+            tokio::spawn(read_log(stderr, output.clone(), found)),
+        ];
+        let mut addrs = HashMap::new();
+        let deadline = tokio::time::Instant::now() + READY_WITHIN;
+        while !listeners.iter().all(|l| addrs.contains_key(*l)) {
+            tokio::select! {
+                Some((variable, addr)) = addresses.recv() => {
+                    addrs.insert(variable, addr);
+                }
+                _ = child.wait() => {
+                    for reader in readers {
+                        let _ = reader.await;
+                    }
+                    let output = output.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                    return Ok(Err(output));
+                }
+                _ = tokio::time::sleep_until(deadline) => {
+                    let output = output.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                    anyhow::bail!("{binary} did not listen on {listeners:?} within {READY_WITHIN:?}:\n{output}");
+                }
+            }
+        }
+        Ok(Ok(Self {
+            child,
+            addrs,
+            output,
+        }))
+    }
+
+    /// The loopback address the binary listens on for `variable` (`GRPC_PORT`, ...).
+    pub fn addr(&self, variable: &str) -> SocketAddr {
+        *self
+            .addrs
+            .get(variable)
+            .unwrap_or_else(|| panic!("no address logged for {variable}: {:?}", self.addrs))
+    }
+
+    /// Everything the binary printed so far.
+    pub fn output(&self) -> String {
+        self.output
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Sends SIGTERM and waits up to `within` for the process to exit; returns how it exited and
+    /// everything it printed.
+    pub async fn terminate(
+        mut self,
+        within: Duration,
+    ) -> anyhow::Result<(std::process::ExitStatus, String)> {
+        let pid = self.child.id().context("the process already exited")?;
+        let sent = tokio::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .await?;
+        anyhow::ensure!(sent.success(), "kill -TERM {pid} failed: {sent}");
+        let status = tokio::time::timeout(within, self.child.wait()).await;
+        let output = self.output();
+        match status {
+            Ok(status) => Ok((status?, output)),
+            Err(_) => {
+                let _ = self.child.kill().await;
+                anyhow::bail!("did not exit within {within:?} of SIGTERM:\n{output}")
+            }
+        }
+    }
+}
+
+/// Keeps every line of `pipe` in `output`, and sends each address a `listening` log line names.
+async fn read_log(
+    pipe: impl tokio::io::AsyncRead + Unpin,
+    output: Arc<Mutex<String>>,
+    found: tokio::sync::mpsc::UnboundedSender<(String, SocketAddr)>,
+) {
+    use tokio::io::AsyncBufReadExt;
+    let mut lines = tokio::io::BufReader::new(pipe).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        if let Ok(entry) = serde_json::from_str::<serde_json::Value>(&line) {
+            let fields = &entry["fields"];
+            if fields["message"] == "listening"
+                && let (Some(variable), Some(addr)) = (
+                    fields["variable"].as_str(),
+                    fields["addr"]
+                        .as_str()
+                        .and_then(|a| a.parse::<SocketAddr>().ok()),
+                )
+            {
+                // Bound on every interface; reached on loopback.
+                let addr = SocketAddr::from(([127, 0, 0, 1], addr.port()));
+                let _ = found.send((variable.to_owned(), addr));
+            }
+        }
+        let mut output = output.lock().unwrap_or_else(|e| e.into_inner());
+        output.push_str(&line);
+        output.push('\n');
+    }
+}
+
+/// One HTTP/1.1 `GET` on a fresh connection: the status, the head, and the body read to its end.
+pub async fn http_get(addr: SocketAddr, path: &str) -> anyhow::Result<(u16, String, Vec<u8>)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await?;
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).await?;
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .context("no HTTP head")?;
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .with_context(|| format!("no status in {head:?}"))?;
+    let mut body = raw[split + 4..].to_vec();
+    if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        body = dechunk(&body)?;
+    }
+    Ok((status, head, body))
+}
+
+fn dechunk(mut raw: &[u8]) -> anyhow::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    loop {
+        let end = raw
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .context("no chunk size")?;
+        let size = usize::from_str_radix(std::str::from_utf8(&raw[..end])?.trim(), 16)?;
+        if size == 0 {
+            return Ok(out);
+        }
+        let start = end + 2;
+        anyhow::ensure!(raw.len() >= start + size + 2, "a chunk is cut short");
+        out.extend_from_slice(&raw[start..start + size]);
+        raw = &raw[start + size + 2..];
     }
 }
 

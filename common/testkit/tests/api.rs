@@ -392,7 +392,7 @@ async fn health_info_and_reflection_answer() {
     let stack = TestStack::start().await.unwrap();
     let channel = stack.channel().await;
     let mut health = tonic_health::pb::health_client::HealthClient::new(channel.clone());
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     for service in ["", "baton.v1.RunService", "baton.v1.WorkflowService"] {
         loop {
             let reply = health
@@ -420,14 +420,96 @@ async fn health_info_and_reflection_answer() {
         .await
         .unwrap_err();
     assert_eq!(unknown.code(), Code::NotFound);
-    let info = v1::info_service_client::InfoServiceClient::new(channel)
+    let info = v1::info_service_client::InfoServiceClient::new(channel.clone())
         .get_info(v1::GetInfoRequest {})
         .await
         .unwrap()
         .into_inner();
     assert_eq!(info.service, "orchestrator");
     assert!(!info.version.is_empty());
+
+    // Server reflection lists every service and describes Baton's from its own descriptors.
+    let (services, files) = reflect(channel, "baton.v1.RunService").await;
+    for expected in [
+        "baton.v1.WorkflowService",
+        "baton.v1.RunService",
+        "baton.v1.InfoService",
+        "grpc.health.v1.Health",
+    ] {
+        assert!(
+            services.iter().any(|s| s == expected),
+            "{expected} not listed: {services:?}"
+        );
+    }
+    let run_service = files
+        .iter()
+        .filter(|f| f.package() == "baton.v1")
+        .flat_map(|f| &f.service)
+        .find(|s| s.name() == "RunService")
+        .unwrap_or_else(|| {
+            let names: Vec<&str> = files.iter().map(|f| f.name()).collect();
+            panic!("no RunService in the descriptors returned: {names:?}")
+        });
+    let methods: Vec<&str> = run_service.method.iter().map(|m| m.name()).collect();
+    for method in ["StartRun", "GetRun", "ListRuns", "CancelRun", "WatchRun"] {
+        assert!(methods.contains(&method), "{method} not in {methods:?}");
+    }
     stack.stop().await;
+}
+
+/// Asks the server reflection service (`grpc.reflection.v1`) for its services, then for the
+/// file descriptors that define `symbol`.
+async fn reflect(
+    channel: tonic::transport::Channel,
+    symbol: &str,
+) -> (
+    Vec<String>,
+    Vec<baton_proto::prost_types::FileDescriptorProto>,
+) {
+    use prost::Message as _;
+    use tonic_reflection::pb::v1::{
+        ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
+        server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
+    };
+    let request = |message: MessageRequest| ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(message),
+    };
+    let requests = vec![
+        request(MessageRequest::ListServices(String::new())),
+        request(MessageRequest::FileContainingSymbol(symbol.to_owned())),
+    ];
+    let mut replies = ServerReflectionClient::new(channel)
+        .server_reflection_info(tokio_stream::iter(requests))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut next = async || {
+        replies
+            .message()
+            .await
+            .unwrap()
+            .expect("a reflection reply")
+            .message_response
+            .expect("a reflection answer")
+    };
+    let services = match next().await {
+        MessageResponse::ListServicesResponse(list) => {
+            list.service.into_iter().map(|s| s.name).collect()
+        }
+        other => panic!("list_services answered {other:?}"),
+    };
+    let files = match next().await {
+        MessageResponse::FileDescriptorResponse(found) => found
+            .file_descriptor_proto
+            .iter()
+            .map(|bytes| {
+                baton_proto::prost_types::FileDescriptorProto::decode(bytes.as_slice()).unwrap()
+            })
+            .collect(),
+        other => panic!("file_containing_symbol({symbol}) answered {other:?}"),
+    };
+    (services, files)
 }
 
 #[tokio::test]

@@ -7,7 +7,10 @@ use baton_metrics::Metrics;
 use baton_queue::{JobQueue, RedisQueue, RedisQueueConfig};
 use baton_store::{PgStore, Store};
 use baton_testkit::{StackOptions, TestStack};
-use tokio::net::TcpListener;
+use tokio::{
+    net::{TcpListener, TcpStream},
+    sync::watch,
+};
 use tokio_util::sync::CancellationToken;
 use tonic::{Code, transport::Channel};
 use tonic_health::pb::{
@@ -50,13 +53,75 @@ async fn until_status(addr: SocketAddr, service: &str, want: ServingStatus) {
     }
 }
 
-/// A Postgres store nothing answers for (nothing listens on port 1).
-fn unreachable_store() -> Arc<dyn Store> {
-    let pool = sqlx::postgres::PgPoolOptions::new()
-        .acquire_timeout(Duration::from_millis(300))
-        .connect_lazy("postgres://postgres@127.0.0.1:1/none")
-        .unwrap();
-    Arc::new(PgStore::from_pool(pool))
+/// A TCP proxy in front of the test Postgres that the test can cut: while cut, it closes every
+/// connection it carries and closes new ones as soon as they arrive, as a Postgres that went away
+/// would look to the services.
+struct PostgresProxy {
+    addr: SocketAddr,
+    open: watch::Sender<bool>,
+}
+
+impl PostgresProxy {
+    async fn start() -> Self {
+        let upstream = postgres_address(&baton_testkit::admin_database_url());
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (open, _) = watch::channel(true);
+        let state = open.clone();
+        tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                let mut open = state.subscribe();
+                if !*open.borrow_and_update() {
+                    continue;
+                }
+                let upstream = upstream.clone();
+                tokio::spawn(async move {
+                    let Ok(mut server) = TcpStream::connect(&upstream).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                        _ = open.wait_for(|open| !*open) => {}
+                    }
+                });
+            }
+        });
+        Self { addr, open }
+    }
+
+    fn cut(&self) {
+        self.open.send_replace(false);
+    }
+
+    fn restore(&self) {
+        self.open.send_replace(true);
+    }
+
+    /// A store of `stack`'s database reached through this proxy.
+    fn store(&self, stack: &TestStack) -> Arc<dyn Store> {
+        let upstream = postgres_address(&stack.database_url);
+        let url = stack
+            .database_url
+            .replacen(&upstream, &self.addr.to_string(), 1);
+        assert_ne!(url, stack.database_url, "{upstream} is not in the URL");
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(2)
+            .acquire_timeout(Duration::from_secs(1))
+            .connect_lazy(&url)
+            .unwrap();
+        Arc::new(PgStore::from_pool(pool))
+    }
+}
+
+/// `host:port` of a `postgres://user@host:port/db` URL.
+fn postgres_address(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let rest = rest.rsplit_once('@').map_or(rest, |(_, rest)| rest);
+    let host = rest.split(['/', '?']).next().unwrap_or(rest);
+    match host.contains(':') {
+        true => host.to_owned(),
+        false => format!("{host}:5432"),
+    }
 }
 
 /// Starts the orchestrator on a fresh port with the given store and queue.
@@ -108,17 +173,18 @@ async fn every_service_answers_health_checks() {
 }
 
 #[tokio::test]
-async fn an_unreachable_postgres_makes_both_services_not_serving() {
+async fn postgres_going_away_makes_both_services_not_serving_until_it_returns() {
     let stack = TestStack::start().await.unwrap();
+    let proxy = PostgresProxy::start().await;
     let token = CancellationToken::new();
     let queue = stack.queue.clone() as Arc<dyn JobQueue>;
     let orchestrator =
-        orchestrator(&stack, unreachable_store(), queue.clone(), token.clone()).await;
+        orchestrator(&stack, proxy.store(&stack), queue.clone(), token.clone()).await;
 
     let health = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let runner = health.local_addr().unwrap();
-    let config = stack.runner_config("runner-without-postgres");
-    let runner_token = token.clone();
+    let config = stack.runner_config("runner-behind-a-proxy");
+    let (runner_store, runner_token) = (proxy.store(&stack), token.clone());
     tokio::spawn(async move {
         let listeners = baton_workflow_runner::Listeners {
             health: Some(health),
@@ -126,7 +192,7 @@ async fn an_unreachable_postgres_makes_both_services_not_serving() {
         };
         let metrics = Arc::new(Metrics::new().unwrap());
         let _ = baton_workflow_runner::serve(
-            unreachable_store(),
+            runner_store,
             queue,
             config,
             listeners,
@@ -136,6 +202,11 @@ async fn an_unreachable_postgres_makes_both_services_not_serving() {
         .await;
     });
 
+    // NOT_SERVING is where health starts, so first see the checks pass through the proxy.
+    until_status(orchestrator, "", ServingStatus::Serving).await;
+    until_status(runner, RUNNER_SERVICE, ServingStatus::Serving).await;
+
+    proxy.cut();
     until_status(orchestrator, "", ServingStatus::NotServing).await;
     until_status(
         orchestrator,
@@ -145,29 +216,32 @@ async fn an_unreachable_postgres_makes_both_services_not_serving() {
     .await;
     until_status(runner, "", ServingStatus::NotServing).await;
     until_status(runner, RUNNER_SERVICE, ServingStatus::NotServing).await;
+
+    proxy.restore();
+    until_status(orchestrator, "", ServingStatus::Serving).await;
+    until_status(runner, RUNNER_SERVICE, ServingStatus::Serving).await;
     token.cancel();
     stack.stop().await;
 }
 
-/// A Redis server of this test's own, so it can be stopped and started again.
+/// A Redis server of this test's own, on a Unix socket in a directory of its own (no TCP port to
+/// race other tests for), so it can be stopped and started again at the same address.
 struct OwnRedis {
     process: tokio::process::Child,
 }
 
 impl OwnRedis {
-    async fn start(port: u16) -> Self {
+    async fn start(socket: &std::path::Path) -> Self {
         let process = tokio::process::Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--port", "0", "--unixsocket"])
+            .arg(socket)
             .args(["--save", "", "--appendonly", "no"])
             .stdout(Stdio::null())
             .kill_on_drop(true)
             .spawn()
             .expect("redis-server on PATH (make deps installs it)");
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        while tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_err()
-        {
+        while tokio::net::UnixStream::connect(socket).await.is_err() {
             assert!(
                 tokio::time::Instant::now() < deadline,
                 "redis-server did not start"
@@ -185,13 +259,12 @@ impl OwnRedis {
 #[tokio::test]
 async fn redis_going_away_and_coming_back_flips_health() {
     let stack = TestStack::start().await.unwrap();
-    let port = {
-        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        probe.local_addr().unwrap().port()
-    };
-    let redis = OwnRedis::start(port).await;
+    let dir = std::env::temp_dir().join(format!("baton-redis-{}", stack.prefix));
+    std::fs::create_dir_all(&dir).unwrap();
+    let socket = dir.join("redis.sock");
+    let redis = OwnRedis::start(&socket).await;
     let queue = RedisQueue::connect(RedisQueueConfig::new(
-        format!("redis://127.0.0.1:{port}"),
+        format!("redis+unix://{}", socket.display()),
         &stack.prefix,
     ))
     .await
@@ -204,18 +277,21 @@ async fn redis_going_away_and_coming_back_flips_health() {
     redis.stop().await;
     until_status(addr, "", ServingStatus::NotServing).await;
     until_status(addr, "baton.v1.WorkflowService", ServingStatus::NotServing).await;
-    let redis = OwnRedis::start(port).await;
+    let redis = OwnRedis::start(&socket).await;
     until_status(addr, "", ServingStatus::Serving).await;
 
     token.cancel();
     redis.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
     stack.stop().await;
 }
 
 #[tokio::test]
 async fn shutdown_reports_not_serving_while_draining() {
+    // Long enough that the probes below happen inside it however slow the machine is.
+    let drain = Duration::from_secs(10);
     let stack = TestStack::start_with(StackOptions {
-        shutdown_drain: Duration::from_secs(2),
+        shutdown_drain: drain,
         ..Default::default()
     })
     .await
@@ -236,10 +312,11 @@ async fn shutdown_reports_not_serving_while_draining() {
         watches.push((addr, stream));
     }
 
+    let shutdown_at = tokio::time::Instant::now();
     stack.begin_shutdown();
     for (addr, stream) in &mut watches {
         // Watch may repeat a status; the stream must reach NOT_SERVING while still open.
-        let reached = tokio::time::timeout(Duration::from_secs(5), async {
+        let reached = tokio::time::timeout(drain, async {
             while let Some(update) = stream.message().await.unwrap() {
                 if update.status == ServingStatus::NotServing as i32 {
                     return true;
@@ -258,8 +335,8 @@ async fn shutdown_reports_not_serving_while_draining() {
     );
     assert_eq!(check(runner, "").await.unwrap(), ServingStatus::NotServing);
     drop(watches);
-    // After the drain the ports close.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    // After the drain, and not before, the ports close.
+    let deadline = shutdown_at + drain + Duration::from_secs(20);
     for addr in [stack.addr, runner] {
         while tokio::net::TcpStream::connect(addr).await.is_ok() {
             assert!(
@@ -268,6 +345,11 @@ async fn shutdown_reports_not_serving_while_draining() {
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+        assert!(
+            shutdown_at.elapsed() >= drain,
+            "{addr} closed {:?} after shutdown, before the {drain:?} drain ended",
+            shutdown_at.elapsed()
+        );
     }
     stack.stop().await;
 }

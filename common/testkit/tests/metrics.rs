@@ -35,7 +35,40 @@ fn promtool_check(exposition: &str) {
     assert!(out.status.success(), "promtool check metrics:\n{report}");
 }
 
+/// Scrapes `addr`, checks the exposition with promtool and parses it.
 async fn scrape(addr: SocketAddr) -> Scrape {
+    let body = fetch(addr).await;
+    promtool_check(&body);
+    parse(&body)
+}
+
+/// Scrapes `addr` until `check` accepts what it reads, or panics with its last complaint: the
+/// runner records a batch's metrics just after the commit that tests wait for.
+async fn scrape_until(addr: SocketAddr, check: impl Fn(&Scrape) -> Result<(), String>) -> Scrape {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let body = fetch(addr).await;
+        let scrape = parse(&body);
+        match check(&scrape) {
+            Ok(()) => {
+                promtool_check(&body);
+                return scrape;
+            }
+            Err(complaint) => assert!(
+                tokio::time::Instant::now() < deadline,
+                "{addr}: {complaint}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn parse(body: &str) -> Scrape {
+    Scrape::parse(body.lines().map(|l| Ok(l.to_owned()))).unwrap()
+}
+
+/// The body of `GET /metrics`, after checking the status and content type.
+async fn fetch(addr: SocketAddr) -> String {
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     let request = format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
     stream.write_all(request.as_bytes()).await.unwrap();
@@ -48,8 +81,7 @@ async fn scrape(addr: SocketAddr) -> Scrape {
             .contains("content-type: text/plain; version=0.0.4"),
         "{head}"
     );
-    promtool_check(body);
-    Scrape::parse(body.lines().map(|l| Ok(l.to_owned()))).unwrap()
+    body.to_owned()
 }
 
 fn find<'a>(scrape: &'a Scrape, name: &str, labels: &[(&str, &str)]) -> Option<&'a Sample> {
@@ -64,6 +96,22 @@ fn number(sample: Option<&Sample>) -> f64 {
         Some(Value::Counter(v) | Value::Gauge(v) | Value::Untyped(v)) => *v,
         Some(Value::Histogram(buckets)) => buckets.last().map_or(0.0, |b| b.count),
         other => panic!("no numeric sample: {other:?}"),
+    }
+}
+
+/// The value of the first sample of `name` with `labels`, if there is one.
+fn value(scrape: &Scrape, name: &str, labels: &[(&str, &str)]) -> Result<f64, String> {
+    match find(scrape, name, labels) {
+        Some(sample) => Ok(number(Some(sample))),
+        None => Err(format!("no {name}{labels:?}")),
+    }
+}
+
+/// `Err` saying what differs unless `got` is `want`.
+fn expect(what: &str, got: f64, want: f64) -> Result<(), String> {
+    match got == want {
+        true => Ok(()),
+        false => Err(format!("{what}: {got}, expected {want}")),
     }
 }
 
@@ -104,45 +152,42 @@ async fn orchestration_and_grpc_metrics_count_real_runs() {
         .await
         .unwrap();
 
-    let runner = scrape(stack.runner_metrics[0]).await;
     let def = ("definition", "examples/hello@1");
-    let runs = |s: &str| {
-        number(find(
-            &runner,
-            "orchestration_runs_total",
-            &[def, ("status", s)],
-        ))
-    };
-    assert_eq!(runs("started"), 2.0);
-    assert_eq!(runs("completed"), 2.0);
-    let steps = |step: &str, s: &str| {
-        number(find(
-            &runner,
-            "orchestration_step_duration_seconds_count",
-            &[def, ("step", step), ("status", s)],
-        ))
-    };
-    assert_eq!(steps("left", "failed"), 2.0, "one failed attempt per run");
-    assert_eq!(steps("left", "completed"), 2.0);
-    assert_eq!(steps("right", "completed"), 2.0);
+    let runner = scrape_until(stack.runner_metrics[0], |runner| {
+        let runs = |s: &str| value(runner, "orchestration_runs_total", &[def, ("status", s)]);
+        let steps = |step: &str, s: &str| {
+            value(
+                runner,
+                "orchestration_step_duration_seconds_count",
+                &[def, ("step", step), ("status", s)],
+            )
+        };
+        expect("runs started", runs("started")?, 2.0)?;
+        expect("runs completed", runs("completed")?, 2.0)?;
+        // One failed attempt per run.
+        expect("left failed", steps("left", "failed")?, 2.0)?;
+        expect("left completed", steps("left", "completed")?, 2.0)?;
+        expect("right completed", steps("right", "completed")?, 2.0)?;
+        let queued = value(
+            runner,
+            "orchestration_step_queue_seconds_count",
+            &[def, ("step", "greet")],
+        )?;
+        expect("greet queued", queued, 2.0)?;
+        let run_time = value(
+            runner,
+            "orchestration_run_duration_seconds_count",
+            &[def, ("status", "completed")],
+        )?;
+        expect("run durations", run_time, 2.0)
+    })
+    .await;
     let right_time = number(find(
         &runner,
         "orchestration_step_duration_seconds_sum",
         &[def, ("step", "right"), ("status", "completed")],
     ));
     assert!(right_time >= 0.4, "two 200 ms sleeps took {right_time} s");
-    let queued = number(find(
-        &runner,
-        "orchestration_step_queue_seconds_count",
-        &[def, ("step", "greet")],
-    ));
-    assert_eq!(queued, 2.0);
-    let run_time = number(find(
-        &runner,
-        "orchestration_run_duration_seconds_count",
-        &[def, ("status", "completed")],
-    ));
-    assert_eq!(run_time, 2.0);
     assert!(
         find(
             &runner,

@@ -5,7 +5,7 @@ use std::{net::SocketAddr, process::Stdio, time::Duration};
 
 use baton_testkit::TestStack;
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
 const P95_RUN_DURATION: &str = "histogram_quantile(0.95, sum by (le, definition) (rate(orchestration_run_duration_seconds_bucket[5m])))";
 const MEAN_STEP_TIME: &str = "rate(orchestration_step_duration_seconds_sum[5m]) / rate(orchestration_step_duration_seconds_count[5m])";
@@ -37,6 +37,26 @@ async fn query(addr: SocketAddr, promql: &str) -> Vec<Value> {
         .unwrap_or_default()
 }
 
+/// Reads Prometheus' log until it says where it listens, then keeps draining it.
+async fn listening_address(log: tokio::process::ChildStderr) -> SocketAddr {
+    let mut lines = BufReader::new(log).lines();
+    let find = async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if line.contains("msg=\"Listening on\"")
+                && let Some(addr) = line.split("address=").nth(1)
+            {
+                return addr.trim().parse::<SocketAddr>().unwrap();
+            }
+        }
+        panic!("prometheus exited before it listened");
+    };
+    let addr = tokio::time::timeout(Duration::from_secs(30), find)
+        .await
+        .expect("prometheus did not say where it listens within 30 s");
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    addr
+}
+
 fn value(sample: &Value) -> f64 {
     sample["value"][1]
         .as_str()
@@ -59,10 +79,7 @@ async fn example_promql_evaluates_over_real_series() {
         stack.orchestrator_metrics, stack.runner_metrics[0]
     );
     std::fs::write(dir.join("prometheus.yml"), config).unwrap();
-    let web = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    // Port 0: Prometheus logs the address it was given.
     let mut prometheus = tokio::process::Command::new("prometheus")
         .arg(format!(
             "--config.file={}",
@@ -72,14 +89,15 @@ async fn example_promql_evaluates_over_real_series() {
             "--storage.tsdb.path={}",
             dir.join("data").display()
         ))
-        .arg(format!("--web.listen-address={web}"))
+        .arg("--web.listen-address=127.0.0.1:0")
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
         .expect(
             "the prometheus server is needed: apt-get install prometheus (scripts/deps.sh does)",
         );
+    let web = listening_address(prometheus.stderr.take().unwrap()).await;
 
     // Runs keep going while Prometheus scrapes, so rates have something to measure.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);

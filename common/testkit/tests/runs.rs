@@ -3,11 +3,54 @@
 
 use std::time::Duration;
 
-use baton_proto::v1::{self, RunStatus, StepStatus};
+use baton_proto::{
+    prost_types::Timestamp,
+    v1::{self, RunStatus, StepStatus},
+};
+use baton_queue::{JobQueue, StreamStats};
 use baton_testkit::{StackOptions, TestStack, output, status, step, step_status};
 use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(20);
+
+/// A recorded time in Unix microseconds.
+fn micros(t: &Option<Timestamp>) -> i64 {
+    baton_proto::timestamp_to_micros(t.as_ref().expect("a recorded time"))
+}
+
+/// A recorded time in Unix milliseconds.
+fn ms(t: &Option<Timestamp>) -> i64 {
+    micros(t) / 1_000
+}
+
+/// Polls the queue's stream statistics until `check` holds, or fails after [`WAIT`].
+async fn wait_for_streams(
+    stack: &TestStack,
+    kinds: &[&str],
+    what: &str,
+    check: impl Fn(&[StreamStats]) -> bool,
+) -> Vec<StreamStats> {
+    let kinds: Vec<String> = kinds.iter().map(|k| (*k).to_owned()).collect();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let stats = stack.queue.stats(&kinds).await.unwrap();
+        if check(&stats) {
+            return stats;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what} within {WAIT:?}: {stats:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Whether the stream `name` (`runner`, `jobs:<kind>`, `dead`) is empty and has nothing pending.
+fn drained(stats: &[StreamStats], name: &str) -> bool {
+    stats
+        .iter()
+        .any(|s| s.name == name && s.length == 0 && s.pending == 0)
+}
 
 #[tokio::test]
 async fn hello_fans_out_and_in_with_the_right_outputs() {
@@ -66,9 +109,6 @@ async fn hello_fans_out_and_in_with_the_right_outputs() {
     );
     // right slept 200ms, after greet and before join.
     let (right, join) = (step(&run, "right"), step(&run, "join"));
-    let ms = |t: &Option<baton_proto::prost_types::Timestamp>| {
-        baton_proto::timestamp_to_micros(t.as_ref().unwrap()) / 1_000
-    };
     assert!(ms(&right.ended_at) - ms(&right.started_at) >= 200);
     assert!(ms(&join.started_at) >= ms(&right.ended_at));
     stack.stop().await;
@@ -152,11 +192,20 @@ async fn exhausted_retries_fail_the_run_and_skip_dependents() {
     );
     assert_eq!(step_status(step(&run, "after")), StepStatus::Skipped);
     assert_eq!(step_status(step(&run, "other")), StepStatus::Completed);
-    // The exhausted job is on the dead-letter stream.
-    let dead = baton_queue::JobQueue::dead_letters(stack.queue.as_ref(), 10)
-        .await
-        .unwrap();
-    assert_eq!(dead.len(), 1);
+    // The exhausted job goes to the dead-letter stream, written after the run's commit.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let dead = loop {
+        let dead = stack.queue.dead_letters(10).await.unwrap();
+        if !dead.is_empty() {
+            break dead;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no dead letter within {WAIT:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(dead.len(), 1, "{dead:?}");
     assert!(
         dead[0]
             .reason
@@ -191,21 +240,23 @@ async fn step_timeout_fails_the_attempt() {
     stack
         .register(
             "owner: t\nname: slow\nversion: 1\nsteps:\n\
-             - {id: nap, kind: sleep, timeout: 100ms, retry: {max_attempts: 2, initial: 10ms, max: 10ms}, input: {duration: 5s}}\n",
+             - {id: nap, kind: sleep, timeout: 100ms, retry: {max_attempts: 2, initial: 10ms, max: 10ms}, input: {duration: 10m}}\n",
         )
         .await
         .unwrap();
-    let started = std::time::Instant::now();
     let run = stack.start_run("t/slow@1", json!({})).await.unwrap();
     let run = stack.wait_for_end(&run.id, WAIT).await.unwrap();
-    assert!(
-        started.elapsed() < Duration::from_secs(4),
-        "the timeout did not cut the sleep short"
-    );
-    assert_eq!(status(&run), RunStatus::Failed);
+    assert_eq!(status(&run), RunStatus::Failed, "{run:?}");
     let nap = step(&run, "nap");
     assert_eq!(nap.attempts.len(), 2);
     assert!(nap.error.contains("timed out after 100ms"), "{}", nap.error);
+    // Each attempt, as its worker recorded it, lasted the timeout: not less, and nowhere near
+    // the ten-minute sleep.
+    for attempt in &nap.attempts {
+        assert_eq!(step_status_of(attempt), StepStatus::Failed, "{attempt:?}");
+        let lasted = ms(&attempt.ended_at) - ms(&attempt.started_at);
+        assert!((100..60_000).contains(&lasted), "{lasted} ms: {attempt:?}");
+    }
     stack.stop().await;
 }
 
@@ -215,31 +266,33 @@ async fn run_timeout_times_the_run_out() {
     stack
         .register(
             "owner: t\nname: long\nversion: 1\nexecution: {timeout: 300ms}\nsteps:\n\
-             - {id: nap, kind: sleep, input: {duration: 10s}}\n- {id: next, kind: noop, needs: [nap]}\n",
+             - {id: nap, kind: sleep, input: {duration: 10m}}\n- {id: next, kind: noop, needs: [nap]}\n",
         )
         .await
         .unwrap();
     let run = stack.start_run("t/long@1", json!({})).await.unwrap();
-    let run = stack
-        .wait_for_end(&run.id, Duration::from_secs(5))
-        .await
-        .unwrap();
-    assert_eq!(status(&run), RunStatus::TimedOut);
+    let run = stack.wait_for_end(&run.id, WAIT).await.unwrap();
+    assert_eq!(status(&run), RunStatus::TimedOut, "{run:?}");
+    assert_eq!(run.error, "run exceeded its timeout");
     assert!(
         run.steps
             .iter()
-            .all(|s| step_status(s) == StepStatus::Cancelled)
+            .all(|s| step_status(s) == StepStatus::Cancelled && s.ended_at == run.ended_at),
+        "{run:?}"
     );
+    // The recorded times: the run lasted its timeout, not less, and nowhere near the sleep.
+    let lasted = ms(&run.ended_at) - ms(&run.started_at);
+    assert!((300..60_000).contains(&lasted), "{lasted} ms: {run:?}");
     stack.stop().await;
 }
 
 #[tokio::test]
-async fn cancel_stops_pending_and_running_steps() {
+async fn cancel_stops_pending_steps_and_the_running_job_on_its_worker() {
     let stack = TestStack::start().await.unwrap();
     stack
         .register(
             "owner: t\nname: cancellable\nversion: 1\nsteps:\n\
-             - {id: nap, kind: sleep, input: {duration: 30s}}\n- {id: next, kind: noop, needs: [nap]}\n",
+             - {id: nap, kind: sleep, input: {duration: 10m}}\n- {id: next, kind: noop, needs: [nap]}\n",
         )
         .await
         .unwrap();
@@ -279,22 +332,32 @@ async fn cancel_stops_pending_and_running_steps() {
         .await
         .unwrap_err();
     assert_eq!(again.code(), tonic::Code::FailedPrecondition);
-    // The worker was told: the sleeping job ends long before its 30 s, and nothing changes after.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The worker heard the cancel: it acknowledges a job only once the job has ended, and this
+    // one would otherwise sleep for ten minutes.
+    wait_for_streams(
+        &stack,
+        &["sleep"],
+        "the sleeping job was never stopped",
+        |s| drained(s, "jobs:sleep"),
+    )
+    .await;
+    // Its cancelled result reached the runner and changed nothing.
+    wait_for_streams(&stack, &[], "the runner inbox never drained", |s| {
+        drained(s, "runner")
+    })
+    .await;
     let later = stack.get_run(&run.id).await.unwrap();
     assert_eq!(later.last_sequence, run.last_sequence);
+    assert_eq!(later.steps, run.steps);
     stack.stop().await;
 }
 
 /// Most steps of the run that overlapped in time, from their recorded start and end.
 fn most_at_once(run: &v1::Run) -> usize {
-    let ms = |t: &Option<baton_proto::prost_types::Timestamp>| {
-        baton_proto::timestamp_to_micros(t.as_ref().unwrap())
-    };
     let mut edges: Vec<(i64, i32)> = Vec::new();
     for s in &run.steps {
-        edges.push((ms(&s.started_at), 1));
-        edges.push((ms(&s.ended_at), -1));
+        edges.push((micros(&s.started_at), 1));
+        edges.push((micros(&s.ended_at), -1));
     }
     edges.sort();
     let (mut now, mut most) = (0, 0);
@@ -305,6 +368,8 @@ fn most_at_once(run: &v1::Run) -> usize {
     most as usize
 }
 
+/// Six sleeps with no order between them. Each lasts long enough that the ones a limit lets run
+/// together overlap even when a loaded machine is slow to start them.
 fn parallel_sleeps(name: &str, max_parallel: Option<u32>) -> String {
     let execution = max_parallel
         .map(|n| format!("execution: {{concurrency: {{maxParallel: {n}}}}}\n"))
@@ -312,7 +377,7 @@ fn parallel_sleeps(name: &str, max_parallel: Option<u32>) -> String {
     let mut yaml = format!("owner: t\nname: {name}\nversion: 1\n{execution}steps:\n");
     for i in 0..6 {
         yaml.push_str(&format!(
-            "  - {{id: s{i}, kind: sleep, input: {{duration: 150ms}}}}\n"
+            "  - {{id: s{i}, kind: sleep, input: {{duration: 500ms}}}}\n"
         ));
     }
     yaml
@@ -382,4 +447,8 @@ async fn runner_default_applies_when_the_definition_sets_no_limit() {
         1
     );
     stack.stop().await;
+}
+
+fn step_status_of(attempt: &v1::StepAttempt) -> StepStatus {
+    StepStatus::try_from(attempt.status).unwrap_or_default()
 }

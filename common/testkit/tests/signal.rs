@@ -43,9 +43,31 @@ async fn health_and_raw_signal_describe_the_system() {
         .unwrap();
     assert_eq!(status(&run), RunStatus::Completed);
 
-    let (code, body) = get(stack.orchestrator_http, "/metrics").await;
-    assert_eq!(code, 200);
-    let doc: Value = serde_json::from_str(&body).unwrap();
+    // Each kind's worker announces itself with its first heartbeat; the run needed only three
+    // of the four kinds, so wait for the fourth rather than assume it has spoken by now.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let doc = loop {
+        let (code, body) = get(stack.orchestrator_http, "/metrics").await;
+        assert_eq!(code, 200, "{body}");
+        let doc: Value = serde_json::from_str(&body).unwrap();
+        let kinds: Vec<&str> = doc["agents"]["workers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|w| w["kind"].as_str().unwrap())
+            .collect();
+        if ["noop", "echo", "sleep", "fail"]
+            .iter()
+            .all(|kind| kinds.contains(kind))
+        {
+            break doc;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not every built-in kind's worker is listed: {kinds:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     assert_eq!(doc["schema_version"], 1);
     assert_eq!(doc["clk_tck"], 100);
     assert!(doc["generated_at"].as_str().unwrap().ends_with('Z'));
@@ -55,13 +77,6 @@ async fn health_and_raw_signal_describe_the_system() {
     assert_eq!(doc["stages"]["active_runs"]["running"], 0);
     assert_eq!(doc["queue"]["kinds"]["fail"]["depth"], 0);
     let workers = doc["agents"]["workers"].as_array().unwrap();
-    let kinds: Vec<&str> = workers
-        .iter()
-        .map(|w| w["kind"].as_str().unwrap())
-        .collect();
-    for kind in ["noop", "echo", "sleep", "fail"] {
-        assert!(kinds.contains(&kind), "{kinds:?}");
-    }
     // The built-in workers run in this very process, so their CPU time is readable.
     assert!(
         workers.iter().all(|w| w["cpu_ticks"].is_u64()),
