@@ -39,11 +39,13 @@ pub struct Peaks {
 impl Sampler {
     pub fn start(pids: Vec<u32>, interval: Duration) -> Self {
         let (stop, mut stopped) = oneshot::channel();
+        let mut peaks = Peaks {
+            kb: vec![None; pids.len()],
+            samples: 0,
+        };
+        // The first reading is taken before returning, so a phase starts measured.
+        sample(&pids, &mut peaks);
         let task = tokio::spawn(async move {
-            let mut peaks = Peaks {
-                kb: vec![None; pids.len()],
-                samples: 0,
-            };
             let mut tick = tokio::time::interval(interval);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
             loop {
@@ -80,22 +82,82 @@ fn sample(pids: &[u32], peaks: &mut Peaks) {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Instant;
+
     use super::*;
 
+    const MIB_KB: u64 = 1024;
+
+    /// The tests measure this process's memory, so they take turns when they share one.
+    static MEMORY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+    /// Allocates and writes `mb` MiB, so every page is resident.
+    fn touched(mb: usize) -> Vec<u8> {
+        std::hint::black_box(vec![1u8; mb * 1024 * 1024])
+    }
+
+    /// Waits until this process's RSS is below `kb` (glibc unmaps a freed allocation this large).
+    fn wait_rss_below(kb: u64) -> u64 {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let now = rss_kb(std::process::id()).unwrap();
+            if now < kb {
+                return now;
+            }
+            assert!(Instant::now() < deadline, "RSS stayed at {now} kB");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     #[test]
-    fn reads_own_status() {
+    fn rss_and_hwm_follow_a_touched_allocation() {
+        let _turn = MEMORY.blocking_lock();
         let pid = std::process::id();
-        assert!(rss_kb(pid).unwrap() > 0);
-        assert!(hwm_kb(pid).unwrap() >= rss_kb(pid).unwrap() / 2);
+        let before = rss_kb(pid).unwrap();
+        let held = touched(64);
+        let during = rss_kb(pid).unwrap();
+        let grew = during.saturating_sub(before);
+        assert!(
+            (56 * MIB_KB..256 * MIB_KB).contains(&grew),
+            "RSS grew {grew} kB for 64 MiB"
+        );
+        drop(held);
+        let after = wait_rss_below(during - 32 * MIB_KB);
+        let hwm = hwm_kb(pid).unwrap();
+        // The kernel sums its RSS counters approximately, so allow a few MiB either way.
+        assert!(
+            hwm >= during - 4 * MIB_KB,
+            "VmHWM {hwm} kB below the {during} kB seen"
+        );
+        assert!(
+            hwm > after + 24 * MIB_KB,
+            "VmHWM {hwm} kB not above RSS {after} kB after freeing"
+        );
+        assert_eq!(rss_kb(u32::MAX), None);
+        assert_eq!(hwm_kb(u32::MAX), None);
     }
 
     #[tokio::test]
-    async fn sampler_keeps_peak() {
-        let sampler = Sampler::start(vec![std::process::id(), u32::MAX], Duration::from_millis(5));
-        tokio::time::sleep(Duration::from_millis(30)).await;
+    async fn sampler_keeps_the_peak_after_memory_is_freed() {
+        let _turn = MEMORY.lock().await;
+        let pid = std::process::id();
+        let held = touched(64);
+        let during = rss_kb(pid).unwrap();
+        let sampler = Sampler::start(vec![pid, u32::MAX], Duration::from_millis(5));
+        drop(held);
+        let after = wait_rss_below(during - 32 * MIB_KB);
         let peaks = sampler.stop().await;
-        assert!(peaks.samples >= 2);
-        assert!(peaks.kb[0].unwrap() > 0);
-        assert_eq!(peaks.kb[1], None);
+        // The reading at start and the one at stop, at least.
+        assert!(peaks.samples >= 2, "{peaks:?}");
+        let peak = peaks.kb[0].unwrap();
+        assert!(
+            peak >= during - 8 * MIB_KB,
+            "peak {peak} kB, {during} kB held at start"
+        );
+        assert!(
+            peak > after + 24 * MIB_KB,
+            "peak {peak} kB, {after} kB at the end"
+        );
+        assert_eq!(peaks.kb[1], None, "a missing process has no reading");
     }
 }

@@ -182,19 +182,18 @@ mod tests {
     }
 
     #[test]
-    fn stops_a_child() {
+    fn stop_ends_a_child_with_sigterm() {
+        use std::os::unix::process::ExitStatusExt as _;
+
         let dir = std::env::temp_dir().join(format!("baton-bench-test-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let mut service =
             Service::spawn("sleeper", Path::new("sleep"), &["30"], 1, &[], &dir).unwrap();
         assert!(service.ensure_alive().is_ok());
-        let started = Instant::now();
         service.stop();
-        assert!(
-            started.elapsed() < STOP_GRACE,
-            "SIGTERM should end `sleep` at once"
-        );
-        assert!(service.exited().is_some());
+        // Ended by the SIGTERM, not by the SIGKILL that follows the grace period.
+        let status = service.exited().expect("stopped");
+        assert_eq!(status.signal(), Some(15), "{status}");
         assert!(service.ensure_alive().is_err());
         std::fs::remove_dir_all(&dir).unwrap();
     }
