@@ -73,30 +73,24 @@ pub async fn a_batch_sees_what_another_handle_committed(h: Handles) {
         .id;
     let moves = pipeline_to_completion(id, t0);
 
-    // Each handle in turn changes the run right after the other did; each must start from the
-    // other's commit, not from what it saw last.
+    // Each handle in turn changes the run right after the other did, with nothing read in
+    // between: each must start from the other's commit, not from what it committed last.
+    let mut last = Persisted::from(&load(h.b.as_ref(), id).await);
     for (i, mv) in moves.iter().enumerate() {
-        let (mine, other) = if i % 2 == 0 {
-            (&h.a, &h.b)
-        } else {
-            (&h.b, &h.a)
-        };
-        let seen = Persisted::from(&load(other.as_ref(), id).await);
+        let mine = if i % 2 == 0 { &h.a } else { &h.b };
         let (committed, _) = change(mine.as_ref(), id, |r, fx| {
             assert_eq!(
                 Persisted::from(&*r),
-                seen,
+                last,
                 "move {i} starts from the last commit"
             );
             mv.apply(r, &wf, fx);
         })
         .await;
-        let now = Persisted::from(&load(other.as_ref(), id).await);
-        assert_eq!(
-            now,
-            Persisted::from(&committed),
-            "move {i} is seen by the other handle"
-        );
+        last = Persisted::from(&committed);
+    }
+    for store in [&h.a, &h.b] {
+        assert_eq!(Persisted::from(&load(store.as_ref(), id).await), last);
     }
     let stored = events(h.a.as_ref(), id).await;
     assert_eq!(stored.len(), pipeline_events().len());
@@ -199,11 +193,14 @@ pub async fn concurrent_batches_over_one_run_take_turns(h: Handles) {
 }
 
 pub async fn batches_locking_runs_in_any_order_do_not_deadlock(h: Handles) {
-    const STEPS: usize = 10;
+    const RUNS: usize = 4;
+    const ROUNDS: usize = 4;
+    const BATCHES: usize = 8;
+    const STEPS: usize = ROUNDS * BATCHES;
     let wf = std::sync::Arc::new(fan_out(STEPS));
     let t0 = now_micros();
     let mut ids = Vec::new();
-    for _ in 0..3 {
+    for _ in 0..RUNS {
         let id = create(h.a.as_ref(), new_run("t", "conformance/fan-out@1", t0))
             .await
             .id;
@@ -214,27 +211,32 @@ pub async fn batches_locking_runs_in_any_order_do_not_deadlock(h: Handles) {
         ids.push(id);
     }
 
-    // Every batch locks all three runs, in an order of its own.
-    let batches = (0..STEPS).map(|i| {
-        let store = if i % 2 == 0 { h.a.clone() } else { h.b.clone() };
-        let wf = wf.clone();
-        let mut order = ids.clone();
-        order.rotate_left(i % 3);
-        if i % 2 == 1 {
-            order.reverse();
-        }
-        async move {
-            let mut batch = store.lock_runs(&order).await.expect("lock_runs");
-            let mut fx = Default::default();
-            for run in batch.runs() {
-                let mv = Move::Started(started(run.id, &format!("s{i}"), 1, "w", t0 + 1));
-                mv.apply(run, &wf, &mut fx);
+    // Rounds of batches at once, each locking every run in an order of its own; every batch
+    // starts a step of its own in each run. Later rounds find the pools warm, so more batches
+    // wait on each other's locks.
+    for round in 0..ROUNDS {
+        let batches = (0..BATCHES).map(|i| {
+            let step = round * BATCHES + i;
+            let store = if i % 2 == 0 { h.a.clone() } else { h.b.clone() };
+            let wf = wf.clone();
+            let mut order = ids.clone();
+            order.rotate_left(i % RUNS);
+            if i % 2 == 1 {
+                order.reverse();
             }
-            let committed = batch.commit().await.expect("every batch commits");
-            assert_eq!(committed.len(), 3);
-        }
-    });
-    concurrently(batches).await;
+            async move {
+                let mut batch = store.lock_runs(&order).await.expect("lock_runs");
+                let mut fx = Default::default();
+                for run in batch.runs() {
+                    let mv = Move::Started(started(run.id, &format!("s{step}"), 1, "w", t0 + 1));
+                    mv.apply(run, &wf, &mut fx);
+                }
+                let committed = batch.commit().await.expect("every batch commits");
+                assert_eq!(committed.len(), RUNS);
+            }
+        });
+        concurrently(batches).await;
+    }
 
     for id in ids {
         let run = load(h.b.as_ref(), id).await;
