@@ -390,7 +390,30 @@ fn two_registries_are_independent() {
     let a = Metrics::new().expect("first");
     let b = Metrics::new().expect("second");
     a.run_started(BUILD);
-    assert!(a.encode().contains("orchestration_runs_total"));
-    assert!(!b.encode().contains("orchestration_runs_total"));
-    assert!(a.registry().gather().len() >= b.registry().gather().len());
+    a.run_started(BUILD);
+    b.run_started(DEPLOY);
+    let started = |metrics: &Metrics, definition| {
+        parse(&metrics.encode())
+            .samples
+            .into_iter()
+            .find(|s| {
+                s.metric == "orchestration_runs_total"
+                    && s.labels.get("definition") == Some(definition)
+                    && s.labels.get("status") == Some("started")
+            })
+            .map(|s| scalar(&s))
+    };
+    assert_eq!(started(&a, BUILD), Some(2.0));
+    assert_eq!(started(&a, DEPLOY), None);
+    assert_eq!(started(&b, DEPLOY), Some(1.0));
+    assert_eq!(started(&b, BUILD), None);
+
+    // A service's own metric lands in its registry only.
+    let own = prometheus::IntCounter::new("service_own_total", "help").expect("counter");
+    a.registry()
+        .register(Box::new(own.clone()))
+        .expect("register on a");
+    own.inc();
+    assert!(a.encode().contains("service_own_total 1"));
+    assert!(!b.encode().contains("service_own_total"));
 }
