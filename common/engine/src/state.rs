@@ -228,3 +228,85 @@ impl RunState {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn now_micros_reads_the_wall_clock() {
+        let micros = |t: std::time::SystemTime| {
+            t.duration_since(std::time::UNIX_EPOCH).unwrap().as_micros() as i64
+        };
+        let before = micros(std::time::SystemTime::now());
+        let now = now_micros();
+        let after = micros(std::time::SystemTime::now());
+        assert!(
+            before <= now && now <= after,
+            "{before} <= {now} <= {after}"
+        );
+    }
+
+    #[test]
+    fn an_event_goes_on_the_wire_with_its_run() {
+        let run = RunState {
+            id: Uuid::new_v4(),
+            tenant: "acme".into(),
+            workflow_ref: "t/w@3".into(),
+            status: RunStatus::Running,
+            inputs: json!({}),
+            output: None,
+            error: None,
+            idempotency_key: None,
+            max_parallel: 1,
+            deadline: None,
+            created_at: 0,
+            started_at: Some(0),
+            ended_at: None,
+            last_sequence: 4,
+            trace_context: Default::default(),
+            steps: Vec::new(),
+            dirty: false,
+            steps_created: false,
+            new_events: Vec::new(),
+            new_attempts: Vec::new(),
+        };
+        let event = EventRecord {
+            sequence: 5,
+            event_type: v1::RunEventType::StepCompleted,
+            step_id: Some("a".into()),
+            attempt: 2,
+            time: 1_500_000,
+            message: Some("done".into()),
+            output: Some(json!({"x": 1})),
+        };
+        assert_eq!(
+            run.event_to_proto(&event),
+            v1::RunEvent {
+                run_id: run.id.to_string(),
+                sequence: 5,
+                r#type: v1::RunEventType::StepCompleted as i32,
+                step_id: "a".into(),
+                attempt: 2,
+                time: Some(baton_proto::timestamp_from_micros(1_500_000)),
+                message: "done".into(),
+                output_json: r#"{"x":1}"#.into(),
+                workflow_ref: "t/w@3".into(),
+                tenant: "acme".into(),
+            }
+        );
+        let bare = EventRecord {
+            step_id: None,
+            message: None,
+            output: None,
+            ..event
+        };
+        let wire = run.event_to_proto(&bare);
+        assert_eq!(
+            (wire.step_id, wire.message, wire.output_json),
+            (String::new(), String::new(), String::new())
+        );
+    }
+}

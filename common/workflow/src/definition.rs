@@ -244,4 +244,110 @@ mod tests {
         assert!("nope".parse::<WorkflowRef>().is_err());
         assert!("a/b@x".parse::<WorkflowRef>().is_err());
     }
+
+    const STEPS: &str = "steps:\n  - {id: a, kind: noop}\n";
+
+    fn yaml(head: &str) -> WorkflowDefinition {
+        parse_definition(
+            &format!("owner: t\nname: w\nversion: 1\n{head}{STEPS}"),
+            DefinitionFormat::Yaml,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn execution_limits_are_stored_only_when_set() {
+        let none = serde_json::to_value(yaml("")).unwrap();
+        assert!(none.get("execution").is_none(), "{none}");
+        for (head, expected) in [
+            (
+                "execution: {timeout: 1m}\n",
+                serde_json::json!({"timeout": "1m"}),
+            ),
+            (
+                "execution: {concurrency: {maxParallel: 3}}\n",
+                serde_json::json!({"concurrency": {"maxParallel": 3}}),
+            ),
+        ] {
+            let definition = yaml(head);
+            let stored = serde_json::to_value(&definition).unwrap();
+            assert_eq!(stored["execution"], expected, "{head}");
+            let back: WorkflowDefinition = serde_json::from_value(stored).unwrap();
+            assert_eq!(back, definition);
+        }
+    }
+
+    #[test]
+    fn an_empty_retry_block_takes_the_documented_defaults() {
+        let definition = parse_definition(
+            "owner: t\nname: w\nversion: 1\nsteps:\n  - {id: a, kind: noop, retry: {}}\n",
+            DefinitionFormat::Yaml,
+        )
+        .unwrap();
+        let expected = RetryPolicy {
+            max_attempts: 3,
+            initial: Duration::from_millis(1_000),
+            max: Duration::from_millis(60_000),
+            multiplier: 2.0,
+            jitter: 0.1,
+        };
+        assert_eq!(definition.steps[0].retry.as_ref(), Some(&expected));
+        assert_eq!(RetryPolicy::default(), expected);
+    }
+
+    #[test]
+    fn a_definition_of_exactly_the_size_limit_is_accepted() {
+        let head = format!("owner: t\nname: w\nversion: 1\n{STEPS}# ");
+        let at_limit = format!("{head}{}", "x".repeat(MAX_DEFINITION_BYTES - head.len()));
+        assert_eq!(at_limit.len(), MAX_DEFINITION_BYTES);
+        parse_definition(&at_limit, DefinitionFormat::Yaml).unwrap();
+        assert_eq!(
+            parse_definition(&format!("{at_limit}x"), DefinitionFormat::Yaml),
+            Err(DefinitionError::TooLarge {
+                size: MAX_DEFINITION_BYTES + 1,
+                limit: MAX_DEFINITION_BYTES
+            })
+        );
+    }
+
+    #[test]
+    fn json_definitions_are_read_as_json() {
+        let json = r#"  {"owner": "t", "name": "w", "version": 1, "steps": [{"id": "a", "kind": "noop"}]}"#;
+        for format in [DefinitionFormat::Json, DefinitionFormat::Auto] {
+            assert_eq!(
+                parse_definition(json, format).unwrap(),
+                yaml(""),
+                "{format:?}"
+            );
+        }
+        // A YAML flow mapping also starts with `{`; as JSON it is an error, not a guess.
+        let flow = "{owner: t, name: w, version: 1, steps: [{id: a, kind: noop}]}";
+        parse_definition(flow, DefinitionFormat::Yaml).unwrap();
+        for format in [DefinitionFormat::Json, DefinitionFormat::Auto] {
+            let err = parse_definition(flow, format).unwrap_err();
+            assert!(
+                matches!(&err, DefinitionError::Parse(m) if m.contains("key must be a string")),
+                "{format:?}: {err}"
+            );
+        }
+        let text = format!("owner: t\nname: w\nversion: 1\n{STEPS}");
+        assert!(matches!(
+            parse_definition(&text, DefinitionFormat::Json),
+            Err(DefinitionError::Parse(_))
+        ));
+    }
+
+    #[test]
+    fn a_workflow_ref_needs_an_owner_and_one_name() {
+        for bad in ["/w", "t/", "t/w/x", "t/w@", "t/w@-1", "@1"] {
+            assert!(bad.parse::<WorkflowRef>().is_err(), "`{bad}` parsed");
+        }
+    }
+
+    #[test]
+    fn a_workflow_ref_prints_as_it_is_written() {
+        for text in ["examples/hello@2", "examples/hello"] {
+            assert_eq!(text.parse::<WorkflowRef>().unwrap().to_string(), text);
+        }
+    }
 }

@@ -196,4 +196,46 @@ mod tests {
         assert!(refs.iter().any(|r| r.starts_with("inputs")));
         assert!(template_references("{{ oops(").is_err());
     }
+
+    #[test]
+    fn only_a_string_that_is_one_tag_keeps_its_json_type() {
+        // The closing delimiter inside the literal makes this more than one tag to the check, so
+        // it renders to text rather than being evaluated as an expression.
+        let input =
+            json!({"x": "{{ ['a', '}}'] }}", "y": "{{ inputs.name }} and {{ inputs.count }}"});
+        let out = render_input(&input, &ctx(), "input").unwrap();
+        assert!(out["x"].is_string(), "{out}");
+        assert_eq!(out["y"], json!("Ada and 3"));
+    }
+
+    #[test]
+    fn text_without_a_tag_is_left_as_written() {
+        let input = json!({"m": "{{ inputs.name }}", "note": ["50% off {# not a comment"]});
+        let out = render_input(&input, &ctx(), "input").unwrap();
+        assert_eq!(
+            out,
+            json!({"m": "Ada", "note": ["50% off {# not a comment"]})
+        );
+        assert!(
+            template_references("50% off {# not a comment")
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn template_errors_say_what_went_wrong() {
+        let err = render_input(
+            &json!({"m": "{{ inputs.missing.deeper }}"}),
+            &ctx(),
+            "input",
+        )
+        .unwrap_err();
+        assert!(err.message.contains("undefined"), "{err}");
+        let err = eval_condition("inputs.count >", &ctx()).unwrap_err();
+        assert_eq!(err.field, "when");
+        assert!(err.message.contains("syntax error"), "{err}");
+        let err = template_references("{{ oops( }}").unwrap_err();
+        assert!(err.contains("syntax error"), "{err}");
+    }
 }

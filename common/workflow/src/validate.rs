@@ -596,4 +596,176 @@ mod tests {
             compile_yaml(&format!("{HEAD}  - {{id: a, kind: noop, neds: [b]}}\n")).unwrap_err();
         assert!(err.to_string().contains("neds"), "{err}");
     }
+
+    fn compile_err(text: &str) -> String {
+        match compile_yaml(text) {
+            Ok(_) => panic!("compiled:\n{text}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn steps_are_indexed_by_id_in_definition_order() {
+        let wf = compile_yaml(&format!(
+            "{HEAD}  - {{id: a, kind: noop}}\n  - {{id: b, kind: noop, needs: [a]}}\n"
+        ))
+        .unwrap();
+        let ids: Vec<&str> = wf.steps().iter().map(|s| s.id.as_str()).collect();
+        assert_eq!(ids, ["a", "b"]);
+        assert_eq!(wf.step_index("a"), Some(0));
+        assert_eq!(wf.step_index("b"), Some(1));
+        assert_eq!(wf.step_index("c"), None);
+    }
+
+    #[test]
+    fn the_digest_follows_the_content_not_the_format() {
+        let yaml = compile_yaml(&format!("{HEAD}  - {{id: a, kind: noop}}\n")).unwrap();
+        let json = compile(
+            parse_definition(
+                r#"{"version": 1, "name": "w", "owner": "t", "steps": [{"kind": "noop", "id": "a"}]}"#,
+                DefinitionFormat::Json,
+            )
+            .unwrap(),
+            &[],
+        )
+        .unwrap();
+        assert_eq!(yaml.digest(), json.digest());
+        let back: WorkflowDefinition = serde_json::from_str(&yaml.canonical_json()).unwrap();
+        assert_eq!(back, yaml.definition);
+
+        let described = compile_yaml(&format!(
+            "description: other\n{HEAD}  - {{id: a, kind: noop}}\n"
+        ))
+        .unwrap();
+        assert_ne!(described.digest(), yaml.digest());
+    }
+
+    #[test]
+    fn a_definition_of_exactly_max_steps_compiles() {
+        let mut text = String::from(HEAD);
+        for i in 0..MAX_STEPS {
+            text.push_str(&format!("  - {{id: s{i}, kind: noop}}\n"));
+        }
+        assert_eq!(compile_yaml(&text).unwrap().steps().len(), MAX_STEPS);
+    }
+
+    #[test]
+    fn owner_name_and_version_are_checked() {
+        let long = "a".repeat(100);
+        let too_long = "a".repeat(101);
+        for (owner, name) in [
+            ("t", "w"),
+            ("a-b_c.9", "W.1"),
+            (long.as_str(), long.as_str()),
+        ] {
+            compile_yaml(&format!(
+                "owner: '{owner}'\nname: '{name}'\nversion: 1\nsteps:\n  - {{id: a, kind: noop}}\n"
+            ))
+            .unwrap();
+        }
+        for (owner, name, field) in [
+            ("", "w", "owner"),
+            (too_long.as_str(), "w", "owner"),
+            ("t/x", "w", "owner"),
+            ("t", "", "name"),
+            ("t", too_long.as_str(), "name"),
+            ("t", "a b", "name"),
+        ] {
+            let err = compile_err(&format!(
+                "owner: '{owner}'\nname: '{name}'\nversion: 1\nsteps:\n  - {{id: a, kind: noop}}\n"
+            ));
+            assert!(
+                err.starts_with(&format!("{field}: ")),
+                "`{owner}`/`{name}`: {err}"
+            );
+        }
+        let err = compile_err("owner: t\nname: w\nversion: 0\nsteps:\n  - {id: a, kind: noop}\n");
+        assert_eq!(err, "version: must be at least 1");
+    }
+
+    #[test]
+    fn step_ids_start_with_a_letter_or_underscore() {
+        compile_yaml(&format!(
+            "{HEAD}  - {{id: _setup, kind: noop}}\n  - {{id: fetch-2_B, kind: noop}}\n"
+        ))
+        .unwrap();
+        for bad in ["1a", "-a", "a.b", "a b"] {
+            let err = compile_err(&format!("{HEAD}  - {{id: '{bad}', kind: noop}}\n"));
+            assert!(err.starts_with(&format!("step `{bad}`: id:")), "{err}");
+        }
+    }
+
+    #[test]
+    fn retry_and_timeout_bounds_include_their_ends() {
+        for retry in [
+            "max_attempts: 1",
+            "max_attempts: 100",
+            "initial: 2s, max: 2s",
+            "multiplier: 1",
+            "multiplier: 100",
+            "jitter: 0",
+            "jitter: 1",
+        ] {
+            compile_yaml(&format!(
+                "{HEAD}  - {{id: a, kind: noop, retry: {{{retry}}}, timeout: 1ms}}\n"
+            ))
+            .unwrap_or_else(|e| panic!("{retry}: {e}"));
+        }
+        for (retry, field) in [
+            ("max_attempts: 0", "retry.max_attempts"),
+            ("max_attempts: 101", "retry.max_attempts"),
+            ("initial: 3s, max: 2s", "retry.initial"),
+            ("multiplier: 0.5", "retry.multiplier"),
+            ("multiplier: 101", "retry.multiplier"),
+            ("jitter: -0.1", "retry.jitter"),
+            ("jitter: 1.5", "retry.jitter"),
+        ] {
+            let err = compile_err(&format!(
+                "{HEAD}  - {{id: a, kind: noop, retry: {{{retry}}}}}\n"
+            ));
+            assert!(
+                err.starts_with(&format!("step `a`: {field}:")),
+                "{retry}: {err}"
+            );
+        }
+        let err = compile_err(&format!("{HEAD}  - {{id: a, kind: noop, timeout: 0s}}\n"));
+        assert!(err.starts_with("step `a`: timeout:"), "{err}");
+    }
+
+    #[test]
+    fn a_fail_step_fails_a_whole_number_of_times() {
+        for times in ["2", "'{{ inputs.n }}'"] {
+            compile_yaml(&format!(
+                "{HEAD}  - {{id: a, kind: fail, input: {{times: {times}}}}}\n"
+            ))
+            .unwrap();
+        }
+        for times in ["often", "1.5", "-1"] {
+            let err = compile_err(&format!(
+                "{HEAD}  - {{id: a, kind: fail, input: {{times: {times}}}}}\n"
+            ));
+            assert!(err.starts_with("step `a`: input.times:"), "{times}: {err}");
+        }
+    }
+
+    #[test]
+    fn templates_inside_lists_are_checked() {
+        let err = compile_err(&format!(
+            "{HEAD}  - {{id: a, kind: echo, input: {{list: [plain, '{{{{ secrets.key }}}}']}}}}\n"
+        ));
+        assert!(
+            err.starts_with("step `a`: input.list[1]: unknown variable `secrets`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_step_may_refer_to_any_step_up_its_chain_of_needs() {
+        let wf = compile_yaml(&format!(
+            "{HEAD}  - {{id: a, kind: echo, input: {{x: 1}}}}\n  - {{id: b, kind: noop, needs: [a]}}\n  - {{id: c, kind: noop, needs: [b]}}\n  - {{id: d, kind: echo, needs: [c], input: {{x: '{{{{ steps.a.output.x }}}}'}}}}\n"
+        ))
+        .unwrap();
+        assert_eq!(wf.needs[3], [2]);
+        assert_eq!(ancestors(&wf.needs)[3], HashSet::from([0, 1, 2]));
+    }
 }

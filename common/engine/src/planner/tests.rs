@@ -5,6 +5,7 @@ use proptest::prelude::*;
 use serde_json::json;
 
 use super::*;
+use crate::{EventRecord, StepState};
 
 fn workflow(yaml: &str) -> CompiledWorkflow {
     compile(parse_definition(yaml, DefinitionFormat::Yaml).unwrap(), &[]).unwrap()
@@ -318,4 +319,495 @@ proptest! {
             }
         }
     }
+}
+
+// What a run says about itself: the events the store keeps and fan-out publishes, and the flags
+// that tell the store what to write.
+
+/// A run as the store hands it back after writing it: nothing left to write.
+fn loaded(run: &mut RunState) {
+    run.dirty = false;
+    run.steps_created = false;
+    run.new_events.clear();
+    run.new_attempts.clear();
+    for step in &mut run.steps {
+        step.dirty = false;
+    }
+}
+
+fn event(
+    sequence: i64,
+    event_type: Ev,
+    step: Option<(&str, u32)>,
+    time: i64,
+    message: Option<&str>,
+    output: Option<Json>,
+) -> EventRecord {
+    EventRecord {
+        sequence,
+        event_type,
+        step_id: step.map(|(id, _)| id.to_owned()),
+        attempt: step.map_or(0, |(_, attempt)| attempt),
+        time,
+        message: message.map(str::to_owned),
+        output,
+    }
+}
+
+fn started(job: &v1::Job, worker: &str, at: i64) -> v1::JobStarted {
+    v1::JobStarted {
+        run_id: job.run_id.clone(),
+        step_id: job.step_id.clone(),
+        attempt: job.attempt,
+        worker_id: worker.into(),
+        started_at: Some(baton_proto::timestamp_from_micros(at)),
+    }
+}
+
+fn step<'a>(run: &'a RunState, id: &str) -> &'a StepState {
+    run.steps.iter().find(|s| s.step_id == id).unwrap()
+}
+
+const CHAIN: &str = "owner: t\nname: w\nversion: 1\nsteps:\n  - {id: a, kind: noop}\n  - {id: b, kind: noop, needs: [a]}\n";
+
+#[test]
+fn a_run_tells_its_story_in_numbered_events() {
+    let wf = workflow(CHAIN);
+    let mut run = new_run(json!({}));
+    let mut fx = Effects::default();
+    start_run(&mut run, &wf, &EngineConfig::default(), 10, &mut fx);
+    let a = fx.jobs.remove(0);
+    apply_job_started(&mut run, &started(&a, "w1", 20), 25);
+    let done_a = v1::JobResult {
+        output_json: r#"{"x":1}"#.into(),
+        started_at: Some(baton_proto::timestamp_from_micros(20)),
+        finished_at: Some(baton_proto::timestamp_from_micros(30)),
+        ..result(&a, v1::JobOutcome::Succeeded, Json::Null)
+    };
+    let mut fx = Effects::default();
+    apply_job_result(&mut run, &wf, &done_a, 35, &mut fx);
+    // `b` reports its end without a JobStarted seen first: its start is recorded before its end.
+    let b = fx.jobs.remove(0);
+    let done_b = v1::JobResult {
+        output_json: String::new(),
+        finished_at: Some(baton_proto::timestamp_from_micros(40)),
+        ..result(&b, v1::JobOutcome::Succeeded, Json::Null)
+    };
+    apply_job_result(&mut run, &wf, &done_b, 45, &mut Effects::default());
+
+    assert_eq!(
+        run.new_events,
+        vec![
+            event(2, Ev::RunStarted, None, 10, None, None),
+            event(3, Ev::StepQueued, Some(("a", 1)), 10, None, None),
+            event(4, Ev::StepStarted, Some(("a", 1)), 20, None, None),
+            event(
+                5,
+                Ev::StepCompleted,
+                Some(("a", 1)),
+                30,
+                None,
+                Some(json!({"x": 1}))
+            ),
+            event(6, Ev::StepQueued, Some(("b", 1)), 35, None, None),
+            event(7, Ev::StepStarted, Some(("b", 1)), 40, None, None),
+            event(
+                8,
+                Ev::StepCompleted,
+                Some(("b", 1)),
+                40,
+                None,
+                Some(Json::Null)
+            ),
+            event(9, Ev::RunCompleted, None, 45, None, None),
+        ]
+    );
+    assert_eq!(run.last_sequence, 9);
+    assert_eq!(step(&run, "b").started_at, Some(40));
+}
+
+#[test]
+fn a_job_started_marks_its_attempt_running_once() {
+    let wf = workflow(CHAIN);
+    let mut run = new_run(json!({}));
+    let mut fx = Effects::default();
+    start_run(&mut run, &wf, &EngineConfig::default(), 0, &mut fx);
+    let a = fx.jobs.remove(0);
+    loaded(&mut run);
+
+    // Not the current attempt: a leftover from an earlier one.
+    let stale = v1::JobStarted {
+        attempt: 7,
+        ..started(&a, "w1", 5)
+    };
+    apply_job_started(&mut run, &stale, 6);
+    assert!(!run.is_changed(), "{:?}", run.new_events);
+
+    apply_job_started(&mut run, &started(&a, "w1", 5), 6);
+    let s = step(&run, "a");
+    assert_eq!(s.status, StepStatus::Running);
+    assert_eq!(s.started_at, Some(5));
+    assert_eq!(s.worker_id.as_deref(), Some("w1"));
+    assert!(s.dirty);
+    assert_eq!(
+        run.new_events,
+        vec![event(4, Ev::StepStarted, Some(("a", 1)), 5, None, None)]
+    );
+
+    loaded(&mut run);
+    apply_job_started(&mut run, &started(&a, "w2", 9), 10);
+    assert!(
+        !run.is_changed(),
+        "a second JobStarted changed {:?}",
+        run.new_events
+    );
+    assert_eq!(step(&run, "a").worker_id.as_deref(), Some("w1"));
+}
+
+#[test]
+fn a_job_started_without_a_worker_or_a_time_records_none_and_now() {
+    let wf = workflow(CHAIN);
+    let mut run = new_run(json!({}));
+    let mut fx = Effects::default();
+    start_run(&mut run, &wf, &EngineConfig::default(), 0, &mut fx);
+    let a = fx.jobs.remove(0);
+    let msg = v1::JobStarted {
+        worker_id: String::new(),
+        started_at: None,
+        ..started(&a, "", 0)
+    };
+    apply_job_started(&mut run, &msg, 42);
+    assert_eq!(step(&run, "a").worker_id, None);
+    assert_eq!(step(&run, "a").started_at, Some(42));
+}
+
+#[test]
+fn the_worker_that_finishes_an_attempt_is_the_one_recorded() {
+    let wf = workflow(CHAIN);
+    for (finisher, recorded) in [("w2", "w2"), ("", "w1")] {
+        let mut run = new_run(json!({}));
+        let mut fx = Effects::default();
+        start_run(&mut run, &wf, &EngineConfig::default(), 0, &mut fx);
+        let a = fx.jobs.remove(0);
+        apply_job_started(&mut run, &started(&a, "w1", 1), 1);
+        let res = v1::JobResult {
+            worker_id: finisher.into(),
+            ..result(&a, v1::JobOutcome::Succeeded, Json::Null)
+        };
+        apply_job_result(&mut run, &wf, &res, 2, &mut Effects::default());
+        assert_eq!(
+            step(&run, "a").worker_id.as_deref(),
+            Some(recorded),
+            "finished by `{finisher}`"
+        );
+    }
+}
+
+#[test]
+fn retries_wait_longer_after_each_failure_and_keep_each_attempt() {
+    let wf = workflow(
+        "owner: t\nname: w\nversion: 1\nsteps:\n  - {id: a, kind: noop, retry: {max_attempts: 3, initial: 1s, max: 1m, multiplier: 2, jitter: 0}}\n",
+    );
+    let mut run = new_run(json!({}));
+    let mut fx = Effects::default();
+    start_run(&mut run, &wf, &EngineConfig::default(), 0, &mut fx);
+    let mut job = fx.jobs.remove(0);
+    const S: i64 = 1_000_000;
+
+    for (attempt, failed_at, delay) in [(1, 10 * S, S), (2, 20 * S, 2 * S)] {
+        assert_eq!(job.attempt, attempt);
+        let mut fx = Effects::default();
+        apply_job_result(
+            &mut run,
+            &wf,
+            &result(&job, v1::JobOutcome::Failed, Json::Null),
+            failed_at,
+            &mut fx,
+        );
+        let due = failed_at + delay;
+        let a = step(&run, "a");
+        assert_eq!(a.status, StepStatus::Retrying);
+        assert_eq!(a.next_attempt_at, Some(due));
+        assert_eq!(
+            fx.timers,
+            vec![Timer {
+                run_id: run.id,
+                due_at: due,
+                reason: v1::WakeReason::RetryDue,
+            }]
+        );
+        assert!(fx.exhausted.is_empty());
+        let last = run.new_events.last().unwrap();
+        assert_eq!(last.event_type, Ev::StepRetrying);
+        assert_eq!(
+            last.message.as_deref(),
+            Some(format!("boom; attempt {} of 3 in {}ms", attempt + 1, delay / 1_000).as_str())
+        );
+        assert_eq!(
+            run.new_attempts.last(),
+            Some(&AttemptRecord {
+                step_id: "a".into(),
+                attempt,
+                status: StepStatus::Failed,
+                error: Some("boom".into()),
+                worker_id: Some("w".into()),
+                queued_at: a.queued_at,
+                started_at: Some(failed_at),
+                ended_at: failed_at,
+                usage: None,
+            })
+        );
+        assert_eq!(run.new_attempts.len(), attempt as usize);
+
+        let mut early = Effects::default();
+        wake_run(&mut run, &wf, due - 1, &mut early);
+        assert!(
+            early.jobs.is_empty(),
+            "attempt {} dispatched early",
+            attempt + 1
+        );
+        let mut wake = Effects::default();
+        wake_run(&mut run, &wf, due, &mut wake);
+        job = wake.jobs.remove(0);
+    }
+
+    let last = result(&job, v1::JobOutcome::Failed, Json::Null);
+    let mut fx = Effects::default();
+    apply_job_result(&mut run, &wf, &last, 30 * S, &mut fx);
+    assert_eq!(step(&run, "a").status, StepStatus::Failed);
+    assert!(fx.timers.is_empty());
+    assert_eq!(fx.exhausted, vec![last]);
+    // The last attempt stays on the step's own row; only replaced attempts go to the history.
+    assert_eq!(run.new_attempts.len(), 2);
+    assert_eq!(run.status, RunStatus::Failed);
+}
+
+/// Longer than `i64::MAX` microseconds, the engine's clock range.
+const FOREVER: &str = "300000years";
+const YEAR: i64 = 365 * 24 * 3_600 * 1_000_000;
+
+#[test]
+fn a_retry_delay_too_long_to_count_is_never_due() {
+    let wf = workflow(&format!(
+        "owner: t\nname: w\nversion: 1\nsteps:\n  - {{id: a, kind: noop, retry: {{max_attempts: 2, initial: {FOREVER}, max: {FOREVER}, jitter: 0}}}}\n"
+    ));
+    let mut run = new_run(json!({}));
+    let mut fx = Effects::default();
+    start_run(&mut run, &wf, &EngineConfig::default(), 0, &mut fx);
+    let mut fx2 = Effects::default();
+    apply_job_result(
+        &mut run,
+        &wf,
+        &result(&fx.jobs[0], v1::JobOutcome::Failed, Json::Null),
+        1_000,
+        &mut fx2,
+    );
+    let due = step(&run, "a").next_attempt_at.unwrap();
+    assert!(due > 1_000 + 1_000 * YEAR, "retry due at {due}");
+    assert_eq!(fx2.timers[0].due_at, due);
+    let mut wake = Effects::default();
+    wake_run(&mut run, &wf, 1_000 + YEAR, &mut wake);
+    assert!(wake.jobs.is_empty());
+}
+
+#[test]
+fn a_run_timeout_too_long_to_count_never_comes_due() {
+    let wf = workflow(&format!(
+        "owner: t\nname: w\nversion: 1\nexecution: {{timeout: {FOREVER}}}\nsteps:\n  - {{id: a, kind: noop}}\n"
+    ));
+    let mut run = new_run(json!({}));
+    let mut fx = Effects::default();
+    start_run(&mut run, &wf, &EngineConfig::default(), 1_000, &mut fx);
+    let deadline = run.deadline.unwrap();
+    assert!(deadline > 1_000 + 1_000 * YEAR, "deadline {deadline}");
+    assert_eq!(fx.timers[0].due_at, deadline);
+    wake_run(&mut run, &wf, 1_000 + YEAR, &mut Effects::default());
+    assert_eq!(run.status, RunStatus::Running);
+}
+
+#[test]
+fn a_timed_out_run_cancels_its_running_steps_and_says_so() {
+    let wf = workflow(
+        "owner: t\nname: w\nversion: 1\nexecution: {timeout: 1s}\nsteps:\n  - {id: a, kind: noop}\n  - {id: b, kind: noop, needs: [a]}\n  - {id: c, kind: noop, needs: [b]}\n",
+    );
+    let mut run = new_run(json!({}));
+    let mut fx = Effects::default();
+    start_run(&mut run, &wf, &EngineConfig::default(), 0, &mut fx);
+    let mut fx2 = Effects::default();
+    apply_job_result(
+        &mut run,
+        &wf,
+        &result(&fx.jobs[0], v1::JobOutcome::Succeeded, Json::Null),
+        100,
+        &mut fx2,
+    );
+    apply_job_started(&mut run, &started(&fx2.jobs[0], "w1", 200), 200);
+    loaded(&mut run);
+
+    let mut fx = Effects::default();
+    wake_run(&mut run, &wf, 1_000_000, &mut fx);
+    let reason = "run exceeded its timeout";
+    assert_eq!(run.status, RunStatus::TimedOut);
+    assert_eq!(run.error.as_deref(), Some(reason));
+    assert_eq!(run.ended_at, Some(1_000_000));
+    assert_eq!(step(&run, "a").status, StepStatus::Completed);
+    for id in ["b", "c"] {
+        let s = step(&run, id);
+        assert_eq!(s.status, StepStatus::Cancelled, "{id}");
+        assert_eq!(s.error.as_deref(), Some(reason), "{id}");
+        assert_eq!(s.ended_at, Some(1_000_000), "{id}");
+    }
+    let t = 1_000_000;
+    assert_eq!(
+        run.new_events,
+        vec![
+            event(8, Ev::StepCancelled, Some(("b", 1)), t, Some(reason), None),
+            event(9, Ev::StepCancelled, Some(("c", 0)), t, Some(reason), None),
+            event(10, Ev::RunTimedOut, None, t, Some(reason), None),
+        ]
+    );
+    assert_eq!(fx.cancelled_runs, vec![(run.id, reason.to_owned())]);
+}
+
+#[test]
+fn an_aborted_run_ends_with_the_event_for_its_status() {
+    let wf = workflow(CHAIN);
+    for (status, expected) in [
+        (RunStatus::Cancelled, Ev::RunCancelled),
+        (RunStatus::Failed, Ev::RunFailed),
+        (RunStatus::TimedOut, Ev::RunTimedOut),
+    ] {
+        let mut run = new_run(json!({}));
+        start_run(
+            &mut run,
+            &wf,
+            &EngineConfig::default(),
+            0,
+            &mut Effects::default(),
+        );
+        assert!(abort_run(
+            &mut run,
+            status,
+            "why",
+            5,
+            &mut Effects::default()
+        ));
+        assert_eq!(run.status, status);
+        let last = run.new_events.last().unwrap();
+        assert_eq!(
+            (
+                last.event_type,
+                last.message.as_deref(),
+                last.step_id.as_deref()
+            ),
+            (expected, Some("why"), None),
+            "{status}"
+        );
+    }
+}
+
+#[test]
+fn a_tolerated_failure_lets_the_run_complete() {
+    let wf = workflow(
+        "owner: t\nname: w\nversion: 1\nsteps:\n  - {id: c, kind: fail, continue_on_failure: true}\n  - {id: d, kind: noop, needs: [c]}\n",
+    );
+    let mut run = new_run(json!({}));
+    let mut fx = Effects::default();
+    start_run(&mut run, &wf, &EngineConfig::default(), 0, &mut fx);
+    let mut fx2 = Effects::default();
+    apply_job_result(
+        &mut run,
+        &wf,
+        &result(&fx.jobs[0], v1::JobOutcome::Failed, Json::Null),
+        1,
+        &mut fx2,
+    );
+    assert_eq!(status_of(&run, "c"), StepStatus::Failed);
+    apply_job_result(
+        &mut run,
+        &wf,
+        &result(&fx2.jobs[0], v1::JobOutcome::Succeeded, json!({"ok": true})),
+        2,
+        &mut Effects::default(),
+    );
+    assert_eq!(run.status, RunStatus::Completed, "{:?}", run.error);
+    assert_eq!(run.error, None);
+    assert_eq!(run.output, Some(json!({"d": {"ok": true}})));
+    assert_eq!(run.new_events.last().unwrap().event_type, Ev::RunCompleted);
+}
+
+#[test]
+fn a_duplicate_message_leaves_nothing_to_write() {
+    let wf = workflow(CHAIN);
+    let mut run = new_run(json!({}));
+    let mut fx = Effects::default();
+    start_run(&mut run, &wf, &EngineConfig::default(), 0, &mut fx);
+    let a = fx.jobs.remove(0);
+    let msg = started(&a, "w1", 1);
+    let res = result(&a, v1::JobOutcome::Succeeded, Json::Null);
+    apply_job_started(&mut run, &msg, 1);
+    apply_job_result(&mut run, &wf, &res, 2, &mut Effects::default());
+    loaded(&mut run);
+    assert!(!run.is_changed());
+
+    let mut fx = Effects::default();
+    apply_job_started(&mut run, &msg, 3);
+    apply_job_result(&mut run, &wf, &res, 3, &mut fx);
+    assert!(!run.is_changed(), "{:?}", run.new_events);
+    assert!(fx.jobs.is_empty() && fx.timers.is_empty());
+}
+
+#[test]
+fn each_kind_of_change_is_written() {
+    let wf = workflow(CHAIN);
+    let mut base = new_run(json!({}));
+    start_run(
+        &mut base,
+        &wf,
+        &EngineConfig::default(),
+        0,
+        &mut Effects::default(),
+    );
+    loaded(&mut base);
+
+    let mut run = base.clone();
+    run.dirty = true;
+    assert!(run.is_changed(), "a run-level change");
+
+    let mut run = base.clone();
+    run.push_event(Ev::StepQueued, Some(0), 1, None, None);
+    assert!(run.is_changed(), "an event");
+
+    let mut run = base.clone();
+    run.steps[1].dirty = true;
+    assert!(run.is_changed(), "a step change");
+}
+
+#[test]
+fn a_run_outputs_what_its_completed_final_steps_output() {
+    let wf = workflow(
+        "owner: t\nname: w\nversion: 1\nexecution: {concurrency: {maxParallel: 3}}\nsteps:\n  - {id: a, kind: noop}\n  - {id: b, kind: noop, needs: [a]}\n  - {id: c, kind: noop, when: 'inputs.go'}\n",
+    );
+    let mut run = new_run(json!({"go": false}));
+    let mut fx = Effects::default();
+    start_run(&mut run, &wf, &EngineConfig::default(), 0, &mut fx);
+    assert_eq!(status_of(&run, "c"), StepStatus::Skipped);
+    let mut fx2 = Effects::default();
+    apply_job_result(
+        &mut run,
+        &wf,
+        &result(&fx.jobs[0], v1::JobOutcome::Succeeded, json!("from a")),
+        1,
+        &mut fx2,
+    );
+    apply_job_result(
+        &mut run,
+        &wf,
+        &result(&fx2.jobs[0], v1::JobOutcome::Succeeded, json!("from b")),
+        2,
+        &mut Effects::default(),
+    );
+    assert_eq!(run.status, RunStatus::Completed);
+    // `a` fed `b`, and `c` never ran: only `b` is the run's result.
+    assert_eq!(run.output, Some(json!({"b": "from b"})));
 }
