@@ -253,10 +253,84 @@ mod tests {
         assert!(!is_exporter_internal("hyperion"));
     }
 
+    /// Records the names of the spans it is given, and whether it was shut down.
+    #[derive(Clone, Debug, Default)]
+    struct Recorder {
+        names: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+        shut_down: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    }
+
+    impl Recorder {
+        fn names(&self) -> Vec<String> {
+            self.names.lock().expect("recorder").clone()
+        }
+
+        fn was_shut_down(&self) -> bool {
+            self.shut_down.load(std::sync::atomic::Ordering::SeqCst)
+        }
+    }
+
+    impl opentelemetry_sdk::trace::SpanExporter for Recorder {
+        async fn export(
+            &self,
+            batch: Vec<opentelemetry_sdk::trace::SpanData>,
+        ) -> opentelemetry_sdk::error::OTelSdkResult {
+            let names = batch.into_iter().map(|span| span.name.into_owned());
+            self.names.lock().expect("recorder").extend(names);
+            Ok(())
+        }
+
+        fn shutdown_with_timeout(
+            &self,
+            _timeout: Duration,
+        ) -> opentelemetry_sdk::error::OTelSdkResult {
+            self.shut_down
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+            Ok(())
+        }
+    }
+
+    fn provider(recorder: &Recorder) -> SdkTracerProvider {
+        SdkTracerProvider::builder()
+            .with_batch_exporter(recorder.clone())
+            .build()
+    }
+
     #[test]
-    fn noop_guard_shutdown_is_harmless() {
+    fn shutdown_exports_the_spans_still_queued() {
+        use opentelemetry::trace::{Span as _, Tracer as _};
+
+        let recorder = Recorder::default();
+        let provider = provider(&recorder);
+        let guard = TelemetryGuard {
+            provider: Some(provider.clone()),
+            timeout: Duration::from_secs(30),
+        };
+        assert!(guard.is_exporting());
+        provider.tracer("test").start("queued").end();
+        guard.shutdown();
+        assert_eq!(recorder.names(), ["queued"]);
+        assert!(recorder.was_shut_down());
+    }
+
+    /// The guard of a second `init` owns nothing: shutting it down leaves the first one's
+    /// provider, installed globally, exporting.
+    #[test]
+    fn noop_guard_shutdown_leaves_the_installed_provider_exporting() {
+        use opentelemetry::trace::{Span as _, Tracer as _};
+
+        let recorder = Recorder::default();
+        let installed = provider(&recorder);
+        opentelemetry::global::set_tracer_provider(installed.clone());
+
         let guard = TelemetryGuard::noop();
         assert!(!guard.is_exporting());
         guard.shutdown();
+
+        opentelemetry::global::tracer("test").start("after").end();
+        installed.force_flush().expect("flush");
+        assert_eq!(recorder.names(), ["after"]);
+        assert!(!recorder.was_shut_down());
+        installed.shutdown().expect("shutdown");
     }
 }

@@ -155,14 +155,20 @@ mod tests {
     }
 
     #[test]
-    fn empty_or_invalid_carrier_is_a_no_op() {
+    fn empty_or_invalid_carrier_keeps_the_local_parent() {
         with_otel(|| {
-            let span = tracing::info_span!(parent: None, "root");
+            let outer = tracing::info_span!("outer");
+            let span = tracing::info_span!(parent: &outer, "inner");
             set_parent(&span, &HashMap::new());
             let mut bad = HashMap::new();
             bad.insert("traceparent".to_owned(), "not-a-traceparent".to_owned());
             set_parent(&span, &bad);
-            assert!(trace_id(&span).is_some(), "span still gets its own trace");
+            let outer_trace = trace_id(&outer).expect("outer has a trace");
+            assert_eq!(trace_id(&span), Some(outer_trace));
+
+            let root = tracing::info_span!(parent: None, "root");
+            set_parent(&root, &bad);
+            assert!(trace_id(&root).is_some(), "a root still gets its own trace");
         });
     }
 
@@ -182,14 +188,24 @@ mod tests {
 
     #[test]
     fn without_otel_layer_nothing_is_propagated() {
-        let span = tracing::info_span!("plain");
-        assert!(inject_context(&span).is_empty());
-        assert!(trace_id(&span).is_none());
-        let mut carrier = HashMap::new();
-        carrier.insert(
+        const REMOTE_TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+        let carrier = HashMap::from([(
             "traceparent".to_owned(),
-            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".to_owned(),
-        );
-        set_parent(&span, &carrier);
+            format!("00-{REMOTE_TRACE}-00f067aa0ba902b7-01"),
+        )]);
+        // A subscriber that records spans, as a service logging without OTLP has.
+        tracing::subscriber::with_default(tracing_subscriber::registry(), || {
+            let span = tracing::info_span!(parent: None, "plain");
+            assert!(!span.is_disabled());
+            set_parent(&span, &carrier);
+            assert_eq!(trace_id(&span), None, "the carrier's trace is not taken up");
+            assert!(inject_context(&span).is_empty());
+            span.in_scope(|| {
+                let child = tracing::info_span!("child");
+                assert_eq!(trace_id(&child), None);
+                let passed_on = inject_context(&child);
+                assert!(passed_on.is_empty(), "{passed_on:?}");
+            });
+        });
     }
 }
