@@ -231,6 +231,7 @@ pub async fn runner_messages_are_reclaimed_until_a_batch_acknowledges_them(q: Qu
         ..BatchOutcome::default()
     };
     q.b.complete_batch(ack(ids(&taken[..1]))).await.unwrap();
+    assert_eq!(inbox_stats(q.a.as_ref()).await, (1, 1), "one left, pending");
     let left =
         q.a.reclaim_runner("runner-3", Duration::ZERO, 10)
             .await
@@ -242,6 +243,21 @@ pub async fn runner_messages_are_reclaimed_until_a_batch_acknowledges_them(q: Qu
             .await
             .unwrap();
     assert!(left.is_empty(), "{left:?}");
+    assert_eq!(
+        inbox_stats(q.a.as_ref()).await,
+        (0, 0),
+        "nothing left, nothing pending"
+    );
+}
+
+/// Length and pending count of the runner inbox.
+async fn inbox_stats(q: &dyn baton_queue::JobQueue) -> (u64, u64) {
+    let stats = q.stats(&[]).await.unwrap();
+    let inbox = stats
+        .iter()
+        .find(|s| s.name == "runner")
+        .expect("inbox stats");
+    (inbox.length, inbox.pending)
 }
 
 pub async fn dead_letters_acknowledge_their_entry_and_are_read_oldest_first(q: Queues) {
