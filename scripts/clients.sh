@@ -183,6 +183,8 @@ test_python() {
 # subshell exits. Concurrent runs, here or in other clones, never share an output directory.
 ts_build() {
     need "$TS/node_modules/.bin/tsc"
+    # What a run killed outright left behind; no run lasts a day.
+    find "$TS" -maxdepth 1 -name '.build-*' -mmin +1440 -exec rm -rf {} +
     out="$(mktemp -d "$TS/.build-XXXXXX")"
     trap 'rm -rf "$out"' EXIT
     "$TS/node_modules/.bin/tsc" -p "$TS" --outDir "$out"

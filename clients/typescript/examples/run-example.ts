@@ -62,14 +62,22 @@ export async function runExample(
   log(`started run ${runId}`);
 
   const events: RunEvent[] = [];
-  const watch = runs.watchRun({ runId, afterSequence: "0" });
-  for await (const { event } of watch.responses) {
-    if (!event) throw new Error("WatchRun sent an update without an event");
-    events.push(event);
-    const where = event.stepId ? ` ${event.stepId}#${event.attempt}` : "";
-    const detail = event.message ? ` ${event.message}` : "";
-    log(`  [${event.sequence.padStart(3)}] ${lower(RunEventType[event.type])}${where}${detail}`);
-    if (RUN_ENDED.has(event.type)) break;
+  // Leaving the loop does not end the call; the abort does. Its status is not awaited: over
+  // gRPC-Web from Node an aborted call's status may never settle.
+  const abort = new AbortController();
+  const watch = runs.watchRun({ runId, afterSequence: "0" }, { abort: abort.signal });
+  try {
+    for await (const { event } of watch.responses) {
+      if (!event) throw new Error("WatchRun sent an update without an event");
+      events.push(event);
+      const where = event.stepId ? ` ${event.stepId}#${event.attempt}` : "";
+      const detail = event.message ? ` ${event.message}` : "";
+      log(`  [${event.sequence.padStart(3)}] ${lower(RunEventType[event.type])}${where}${detail}`);
+      if (RUN_ENDED.has(event.type)) break;
+    }
+  } finally {
+    abort.abort();
+    watch.status.catch(() => undefined);
   }
 
   const { response } = await runs.getRun({ runId });

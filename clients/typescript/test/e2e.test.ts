@@ -10,6 +10,7 @@ import {
   DefinitionFormat,
   HealthCheckResponse_ServingStatus as ServingStatus,
   HealthClient,
+  RunEvent,
   RunServiceClient,
   RunStatus,
   StepStatus,
@@ -88,11 +89,15 @@ for (const [name, connect] of transports) {
       // Watching the finished run replays the same events, then the stream ends by itself.
       const replay = new RunServiceClient(transport).watchRun(
         { runId: run.id, afterSequence: "0" },
-        { timeout: 30_000 },
+        { abort: AbortSignal.timeout(30_000) },
       );
-      const replayed = [];
-      for await (const { event } of replay.responses) replayed.push(event!);
-      assert.equal((await replay.status).code, "OK");
+      const replayed: RunEvent[] = [];
+      try {
+        for await (const { event } of replay.responses) replayed.push(event!);
+        assert.equal((await replay.status).code, "OK");
+      } catch (error) {
+        assert.fail(`the replay of run ${run.id} did not end within 30 s, after ${replayed.length} events: ${error}`);
+      }
       assertWholeRun(run.id, replayed);
       assert.deepEqual(
         replayed.map((e) => [e.type, e.stepId, e.attempt]),

@@ -7,7 +7,10 @@ use std::{path::PathBuf, process::Stdio, time::Duration};
 
 use baton_orchestrator::AllowedOrigins;
 use baton_testkit::{StackOptions, TestStack};
-use tokio::io::AsyncReadExt;
+use tokio::{
+    io::AsyncReadExt,
+    signal::unix::{SignalKind, signal},
+};
 
 /// The browser test's page origin, the only one the orchestrator allows. The page server is
 /// Chromium's proxy for it, so it names no port that could be taken by another test.
@@ -37,12 +40,37 @@ fn collect(
     })
 }
 
-/// Kills every process of the suite's group: the script, its test runner, and what they spawn.
-fn kill_group(pgid: u32) {
+/// Sends `signal` to every process of the suite's group: the script, its test runner, and what
+/// they spawn.
+fn signal_group(pgid: u32, signal: &str) {
     let _ = std::process::Command::new("kill")
-        .args(["-KILL", "--", &format!("-{pgid}")])
+        .args([signal, "--", &format!("-{pgid}")])
         .stderr(Stdio::null())
         .status();
+}
+
+/// Stops what is left of the suite and returns its output: SIGTERM, so the script removes its
+/// build directory, then SIGKILL once the output has closed or after a grace period.
+async fn stop_group(
+    pgid: u32,
+    stdout: tokio::task::JoinHandle<String>,
+    stderr: tokio::task::JoinHandle<String>,
+) -> (String, String) {
+    const GRACE: Duration = Duration::from_secs(10);
+    let output = async { (stdout.await.unwrap(), stderr.await.unwrap()) };
+    tokio::pin!(output);
+    signal_group(pgid, "-TERM");
+    let closed = tokio::time::timeout(GRACE, &mut output).await;
+    signal_group(pgid, "-KILL");
+    match closed {
+        Ok(output) => output,
+        Err(_) => tokio::time::timeout(GRACE, output)
+            .await
+            .unwrap_or_else(|_| {
+                let lost = "(output lost: a process outside the group holds it open)".to_owned();
+                (lost.clone(), lost)
+            }),
+    }
 }
 
 async fn client_tests_pass(language: &str) {
@@ -63,21 +91,29 @@ async fn client_tests_pass(language: &str) {
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
+        // A process group of its own, so that the suite's every process is stopped with it.
         .process_group(0)
         .kill_on_drop(true);
+    let mut terminate = signal(SignalKind::terminate()).expect("a SIGTERM handler");
     let mut child = command.spawn().expect("bash");
     let pgid = child.id().expect("a running child");
     let (stdout, stderr) = (collect(child.stdout.take()), collect(child.stderr.take()));
-    let status = tokio::time::timeout(SUITE_LIMIT, child.wait()).await;
-    kill_group(pgid);
-    let (stdout, stderr) = (stdout.await.unwrap(), stderr.await.unwrap());
-    let status = match status {
-        Ok(status) => status.expect("bash"),
-        Err(_) => panic!(
-            "{language} client tests ran past SUITE_LIMIT ({SUITE_LIMIT:?}, clients.rs) and were \
-             killed:\n--- stdout\n{stdout}\n--- stderr\n{stderr}"
+    let outcome = tokio::select! {
+        status = child.wait() => Ok(status.expect("bash")),
+        _ = tokio::time::sleep(SUITE_LIMIT) => {
+            Err(format!("ran past SUITE_LIMIT ({SUITE_LIMIT:?} in clients.rs)"))
+        }
+        // nextest's own limit (or Ctrl-C): it sends SIGTERM before it kills the test.
+        _ = terminate.recv() => Err(
+            "were stopped by SIGTERM: nextest's limit for this binary (300 s in \
+             .config/nextest.toml) or an interrupted run"
+                .to_owned(),
         ),
     };
+    let (stdout, stderr) = stop_group(pgid, stdout, stderr).await;
+    let status = outcome.unwrap_or_else(|limit| {
+        panic!("{language} client tests {limit}:\n--- stdout\n{stdout}\n--- stderr\n{stderr}")
+    });
     // Shown by nextest for a passing test too with `--success-output`.
     println!("{stdout}");
     eprintln!("{stderr}");

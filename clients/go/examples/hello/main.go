@@ -76,7 +76,10 @@ func RunExample(ctx context.Context, conn *grpc.ClientConn, definition, inputs s
 	runID := started.Run.Id
 	fmt.Fprintf(out, "started run %s\n", runID)
 
-	watch, err := runs.WatchRun(ctx, &batonv1.WatchRunRequest{RunId: runID})
+	// Leaving the loop does not end the call; cancelling its context does.
+	watchCtx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
+	watch, err := runs.WatchRun(watchCtx, &batonv1.WatchRunRequest{RunId: runID})
 	if err != nil {
 		return nil, nil, fmt.Errorf("watch: %w", err)
 	}
