@@ -123,28 +123,73 @@ mod tests {
                 .unwrap_err();
             assert!(err.retryable && err.message == "flaky");
         }
+        let out = Fail
+            .execute(&job(3), input, CancellationToken::new())
+            .await
+            .unwrap();
+        assert_eq!(out, json!({"attempt": 3, "failed_attempts": 2}));
+        let err = Fail
+            .execute(&job(9), json!({}), CancellationToken::new())
+            .await
+            .unwrap_err();
+        assert!(err.retryable && err.message == "step failed", "{err:?}");
+        let err = Fail
+            .execute(&job(1), json!({"times": "two"}), CancellationToken::new())
+            .await
+            .unwrap_err();
         assert!(
-            Fail.execute(&job(3), input, CancellationToken::new())
-                .await
-                .is_ok()
+            !err.retryable && err.message.contains("input.times"),
+            "{err:?}"
         );
     }
 
     #[tokio::test]
-    async fn sleep_stops_when_cancelled() {
+    async fn sleep_stops_with_a_permanent_cancel_error_when_cancelled() {
         let token = CancellationToken::new();
+        let job = job(1);
+        let mut sleeping =
+            std::pin::pin!(Sleep.execute(&job, json!({"duration": "1h"}), token.clone()));
+        // Started and waiting on its hour before the cancel arrives.
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        assert!(sleeping.as_mut().poll(&mut cx).is_pending());
         token.cancel();
-        let res = Sleep
-            .execute(&job(1), json!({"duration": "1h"}), token)
-            .await;
-        assert!(res.is_err());
-        let bad = Sleep
+        // Only the cancel can end an hour's sleep within the bound.
+        let err = tokio::time::timeout(Duration::from_secs(60), sleeping)
+            .await
+            .expect("the cancelled sleep ended")
+            .unwrap_err();
+        assert_eq!(err.message, "cancelled");
+        assert!(!err.retryable, "a cancelled step is not retried");
+    }
+
+    #[tokio::test]
+    async fn sleep_waits_its_duration() {
+        let started = tokio::time::Instant::now();
+        let out = Sleep
             .execute(
                 &job(1),
-                json!({"duration": "soon"}),
+                json!({"duration": "20ms"}),
                 CancellationToken::new(),
             )
-            .await;
-        assert!(bad.unwrap_err().message.contains("input.duration"));
+            .await
+            .unwrap();
+        assert!(started.elapsed() >= Duration::from_millis(20));
+        assert_eq!(out, json!({"slept_ms": 20}));
+    }
+
+    #[tokio::test]
+    async fn sleep_rejects_a_missing_or_bad_duration() {
+        for input in [
+            json!({}),
+            json!({"duration": "soon"}),
+            json!({"duration": 5}),
+        ] {
+            let err = Sleep
+                .execute(&job(1), input.clone(), CancellationToken::new())
+                .await
+                .unwrap_err();
+            assert!(err.message.contains("input.duration"), "{input}: {err:?}");
+            assert!(!err.retryable, "{input}");
+        }
     }
 }
