@@ -262,7 +262,9 @@ async fn step_timeout_fails_the_attempt() {
 
 #[tokio::test]
 async fn run_timeout_times_the_run_out() {
-    let stack = TestStack::start().await.unwrap();
+    // The run's timer, not the sweep for lost wake-ups, must end it.
+    let options = StackOptions::default().runner_env("BATON_SWEEP_GRACE", "10m");
+    let stack = TestStack::start_with(options).await.unwrap();
     stack
         .register(
             "owner: t\nname: long\nversion: 1\nexecution: {timeout: 300ms}\nsteps:\n\
