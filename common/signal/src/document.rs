@@ -215,12 +215,55 @@ mod tests {
         assert_eq!(failed, json!({"error": "redis is down"}));
     }
 
+    /// CPU time of the calling thread in nanoseconds, from the scheduler (not in ticks).
+    fn thread_cpu_ns() -> u64 {
+        let stat = std::fs::read_to_string("/proc/thread-self/schedstat").unwrap();
+        stat.split_whitespace().next().unwrap().parse().unwrap()
+    }
+
     #[test]
-    fn cpu_ticks_of_this_process_and_of_none() {
-        if cfg!(target_os = "linux") {
-            assert!(cpu_ticks(std::process::id()).is_some());
+    fn cpu_ticks_follow_the_cpu_time_this_process_uses() {
+        let pid = std::process::id();
+        let started = std::time::Instant::now();
+        let before = cpu_ticks(pid).expect("this process");
+        let from = thread_cpu_ns();
+        let mut x = 0u64;
+        while thread_cpu_ns() - from < 300_000_000 {
+            for i in 0..10_000 {
+                x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(i));
+            }
         }
-        assert_eq!(cpu_ticks(u32::MAX), None);
+        let used = cpu_ticks(pid).unwrap() - before;
+        // At least this thread's 300 ms (30 ticks, less rounding); at most every core busy
+        // for the whole time.
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as u64;
+        let most = started.elapsed().as_millis() as u64 / 10 * cores + 2;
+        assert!((28..=most).contains(&used), "{used} ticks, at most {most}");
+    }
+
+    #[test]
+    fn exited_or_missing_processes_have_no_cpu_ticks() {
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        // Not yet reaped, the child stays a zombie.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+            if stat
+                .rsplit_once(')')
+                .unwrap()
+                .1
+                .trim_start()
+                .starts_with('Z')
+            {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "{stat}");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert_eq!(cpu_ticks(pid), None, "a zombie");
+        child.wait().unwrap();
+        assert_eq!(cpu_ticks(u32::MAX), None, "no such process");
     }
 
     #[test]
