@@ -18,7 +18,7 @@ ARGS ?=
 
 .PHONY: help deps client-deps build demo dev test lint fmt buf buf-lint buf-breaking \
 	generate-clients clean-generated check-generated client-example observability-check bench mutants \
-	ci clean
+	soak ci clean
 
 help: ## List the targets
 	@echo "Usage: make <target>"
@@ -102,6 +102,12 @@ bench: deps ## Build and run baton-bench (release) against local Redis + Postgre
 	cargo build --release --bins
 	$(TEST_ENV) "$(CARGO_TARGET_DIR)/release/baton-bench" $(ARGS)
 
+# `make soak RUNS=20`: the whole suite RUNS times in a row beside one busy process per core
+# (stress-ng when installed); stops at the first failure (scripts/soak.sh, logs in .dev/soak).
+RUNS ?= 20
+soak: deps client-deps ## Run the whole suite RUNS times in a row under CPU load; fails on the first failure
+	$(TEST_ENV) bash scripts/soak.sh -n $(RUNS) -- $(ARGS)
+
 # Mutation testing: each crate's mutants against that crate's own tests (.cargo/mutants.toml has
 # the settings and the excluded mutants, each with why). cargo-mutants builds in a copy of the
 # tree, so it gets a target dir of its own instead of contending for the shared one.
@@ -127,4 +133,4 @@ ci: ## Run the CI script (.ci/run) locally
 
 clean: ## Remove build output (the shared CARGO_TARGET_DIR too), .dev, .tools and node_modules
 	cargo clean
-	rm -rf .dev .tools clients/typescript/node_modules clients/typescript/dist
+	rm -rf .dev .tools mutants.out clients/typescript/node_modules clients/typescript/dist clients/typescript/.build-*
