@@ -57,13 +57,16 @@ def run_example(channel: grpc.Channel, definition: str, inputs: dict, out: TextI
     run_id = started.run.id
     print(f"started run {run_id}", file=out)
 
-    for update in runs.WatchRun(run_pb2.WatchRunRequest(run_id=run_id), timeout=120):
+    # Cancelled on leaving the loop, so the call does not stay open after the run's last event.
+    watch = runs.WatchRun(run_pb2.WatchRunRequest(run_id=run_id), timeout=120)
+    for update in watch:
         event = update.event
         kind = short(run_pb2.RunEventType.Name(event.type), "RUN_EVENT_TYPE_")
         where = f" {event.step_id}#{event.attempt}" if event.step_id else ""
         detail = f" {event.message}" if event.message else ""
         print(f"  [{event.sequence:>3}] {kind}{where}{detail}", file=out)
         if event.type in RUN_ENDED:
+            watch.cancel()
             break
 
     run = runs.GetRun(run_pb2.GetRunRequest(run_id=run_id), timeout=10).run
