@@ -722,6 +722,26 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> anyhow::Result<(u16, Stri
     Ok((status, head, body))
 }
 
+/// Asserts that a service's pprof port serves the index, a one-second CPU profile (gzipped
+/// protobuf) and the threads.
+pub async fn assert_pprof_answers(service: &ServiceProcess) {
+    let pprof = service.addr("PPROF_PORT");
+    let (code, head, body) = http_get(pprof, "/debug/pprof/").await.unwrap();
+    assert_eq!(code, 200, "{head}");
+    assert!(
+        String::from_utf8_lossy(&body).contains("/debug/pprof/profile"),
+        "index"
+    );
+    let (code, head, body) = http_get(pprof, "/debug/pprof/profile?seconds=1")
+        .await
+        .unwrap();
+    assert_eq!(code, 200, "{head}");
+    assert_eq!(body.get(..2), Some(&[0x1f, 0x8b][..]), "not gzip: {head}");
+    let (code, _, body) = http_get(pprof, "/debug/pprof/threads").await.unwrap();
+    assert_eq!(code, 200);
+    assert!(!body.is_empty());
+}
+
 fn dechunk(mut raw: &[u8]) -> anyhow::Result<Vec<u8>> {
     let mut out = Vec::new();
     loop {

@@ -114,29 +114,10 @@ async fn the_binary_migrates_serves_a_run_and_exits_cleanly_on_sigterm() {
         }),
         "the StartRun call is not counted:\n{exposition}"
     );
-    pprof_answers(&service).await;
+    baton_testkit::assert_pprof_answers(&service).await;
 
     let (status, output) = service.terminate(WAIT).await.unwrap();
     assert_eq!(status.code(), Some(0), "{status}:\n{output}");
     assert!(output.contains("orchestrator stopped"), "{output}");
     stack.stop().await;
-}
-
-/// The pprof endpoints: the index, a one-second CPU profile (gzipped protobuf) and the threads.
-async fn pprof_answers(service: &ServiceProcess) {
-    let pprof = service.addr("PPROF_PORT");
-    let (code, head, body) = http_get(pprof, "/debug/pprof/").await.unwrap();
-    assert_eq!(code, 200, "{head}");
-    assert!(
-        String::from_utf8_lossy(&body).contains("/debug/pprof/profile"),
-        "index"
-    );
-    let (code, head, body) = http_get(pprof, "/debug/pprof/profile?seconds=1")
-        .await
-        .unwrap();
-    assert_eq!(code, 200, "{head}");
-    assert_eq!(body.get(..2), Some(&[0x1f, 0x8b][..]), "not gzip: {head}");
-    let (code, _, body) = http_get(pprof, "/debug/pprof/threads").await.unwrap();
-    assert_eq!(code, 200);
-    assert!(!body.is_empty());
 }
