@@ -1,29 +1,57 @@
-//! Baton's work queues. Jobs, results, commands and run events travel as protobuf messages on
-//! Redis Streams with consumer groups; every service reaches them through the [`JobQueue`] trait so
-//! an in-process queue can stand in for one-process dev mode.
+//! Baton's work queues: the runner inbox, one job stream per step kind, timers, the run event log,
+//! cancel notices and dead letters. Each side of the system sees only the role trait it needs
+//! ([`RunnerInbox`], [`JobStream`], [`Timers`], [`EventLog`], [`CancelNotices`], [`QueueAdmin`]),
+//! so a worker cannot touch the runner's inbox by accident and every backend (Redis Streams, or
+//! the embedded one) passes one conformance suite per role.
 
-mod keys;
-mod redis_queue;
+mod names;
+mod redis;
 
 use std::time::Duration;
 
 use async_trait::async_trait;
 use baton_proto::v1;
 
-pub use keys::Keys;
-pub use redis_queue::{RedisQueue, RedisQueueConfig};
+pub use names::StreamName;
+pub use redis::{RedisKeys, RedisQueue, RedisQueueConfig};
 
 /// A message taken from a stream, to acknowledge once handled.
 #[derive(Debug, Clone)]
 pub struct Delivery<T> {
-    /// The stream entry id.
+    /// The entry's id in its stream: opaque, only handed back to the queue.
     pub id: String,
     /// The decoded message, or why it could not be decoded.
     pub message: Result<T, String>,
     /// The raw payload, for the dead-letter stream.
     pub payload: Vec<u8>,
-    /// How many times the entry was delivered, when known.
+    /// How many times the entry was delivered, this time included.
     pub deliveries: u32,
+}
+
+/// A position in the event log: opaque, only handed back to [`EventLog::read_events`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct EventCursor(String);
+
+impl EventCursor {
+    /// Before the oldest event the log still holds.
+    pub fn start() -> Self {
+        Self(String::new())
+    }
+
+    /// Whether this is [`EventCursor::start`].
+    pub fn is_start(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// For backends: wraps a backend's own position.
+    pub fn from_backend(position: impl Into<String>) -> Self {
+        Self(position.into())
+    }
+
+    /// For backends: the position given to [`EventCursor::from_backend`] (empty for the start).
+    pub fn as_backend(&self) -> &str {
+        &self.0
+    }
 }
 
 /// A wake-up to deliver to the runner inbox at `due_ms` (Unix milliseconds).
@@ -66,31 +94,36 @@ pub struct BatchOutcome {
     pub ack: Vec<String>,
 }
 
-/// Lengths of the queues, for operators.
+/// Length and pending count of one stream, for operators.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct StreamStats {
-    /// The Redis key.
-    pub stream: String,
-    /// The stream's name without the key prefix: `runner`, `jobs:<kind>`, `dead`.
+    /// The stream's name: `runner`, `jobs:<kind>`, `dead` (see [`StreamName`]).
     pub name: String,
     pub length: u64,
     /// Delivered but not acknowledged.
     pub pending: u64,
 }
 
+/// Why a queue operation failed. The backend's own error text is kept for logs; the variants say
+/// what the caller can do about it.
 #[derive(Debug, thiserror::Error)]
 pub enum QueueError {
-    #[error("redis error: {0}")]
-    Redis(#[from] redis::RedisError),
+    /// The queue could not be reached or refused the operation; retrying later may succeed.
+    #[error("the queue is unavailable: {0}")]
+    Unavailable(String),
+    /// The queue holds something it cannot read back.
+    #[error("the queue holds corrupt data: {0}")]
+    Corrupt(String),
 }
 
-/// Every queue operation Baton's services use.
-#[async_trait]
-pub trait JobQueue: Send + Sync + 'static {
-    /// Creates the consumer groups of the runner inbox and of each kind's job stream.
-    async fn ensure_groups(&self, kinds: &[String]) -> Result<(), QueueError>;
+/// A stream of messages that is boxed, so the traits do not leak a stream crate's types.
+pub type BoxStream<T> = std::pin::Pin<Box<dyn tokio_stream::Stream<Item = T> + Send>>;
 
-    /// Appends messages to the runner inbox.
+/// The runner's side: its inbox (run starts, cancels, job reports, wake-ups), read by every runner
+/// replica in one consumer group, and what a batch sends out around its commit.
+#[async_trait]
+pub trait RunnerInbox: Send + Sync + 'static {
+    /// Appends messages to the inbox.
     async fn send_to_runner(&self, messages: &[v1::RunnerMessage]) -> Result<(), QueueError>;
     /// Takes up to `max` inbox messages for `consumer`, waiting up to `block` for the first.
     async fn read_runner(
@@ -111,9 +144,16 @@ pub trait JobQueue: Send + Sync + 'static {
     /// Publishes a committed batch's events, cancel notices and dead letters, and acknowledges its
     /// inbox entries, in one round trip.
     async fn complete_batch(&self, outcome: BatchOutcome) -> Result<(), QueueError>;
-    /// Moves due timers into the runner inbox atomically.
-    async fn fire_due_timers(&self, now_ms: i64, max: usize) -> Result<FiredTimers, QueueError>;
+    /// Moves an inbox entry (`letter.entry_id`) to the dead-letter stream and acknowledges it.
+    async fn dead_letter_runner(&self, letter: v1::DeadLetter) -> Result<(), QueueError>;
+}
 
+/// A worker's side: the job stream of each kind it serves, read in one consumer group per kind.
+#[async_trait]
+pub trait JobStream: Send + Sync + 'static {
+    /// Makes the job streams of `kinds` ready, so jobs enqueued before the first read are kept
+    /// for the kind's workers.
+    async fn join_kinds(&self, kinds: &[String]) -> Result<(), QueueError>;
     /// Takes up to `max` jobs of `kind` for `consumer`, waiting up to `block` for the first.
     async fn read_jobs(
         &self,
@@ -131,62 +171,88 @@ pub trait JobQueue: Send + Sync + 'static {
         max: usize,
     ) -> Result<Vec<Delivery<v1::Job>>, QueueError>;
     /// Resets the idle time of jobs a worker is still running, so they are not reclaimed while
-    /// it works on them.
+    /// it works on them. Not a delivery.
     async fn touch_jobs(
         &self,
         kind: &str,
         consumer: &str,
         ids: &[String],
     ) -> Result<(), QueueError>;
-    /// Sends workers' reports to the runner and acknowledges the jobs they finished, in one round
-    /// trip, so a job is acknowledged only once its result is on the inbox.
+    /// Sends workers' reports to the runner inbox and acknowledges the jobs they finished, in one
+    /// step, so a job is acknowledged only once its result is on the inbox.
     async fn report(
         &self,
         kind: &str,
         messages: &[v1::RunnerMessage],
         ack: &[String],
     ) -> Result<(), QueueError>;
-    /// Moves an entry of `stream` (a job kind, or the runner inbox when `None`) to the dead-letter
-    /// stream and acknowledges it.
-    async fn dead_letter(
-        &self,
-        kind: Option<&str>,
-        letter: v1::DeadLetter,
-    ) -> Result<(), QueueError>;
+    /// Moves a job (`letter.entry_id` on `kind`'s stream) to the dead-letter stream and
+    /// acknowledges it.
+    async fn dead_letter_job(&self, kind: &str, letter: v1::DeadLetter) -> Result<(), QueueError>;
+    /// Records that a worker is alive (readers drop stale entries).
+    async fn worker_heartbeat(&self, heartbeat: &WorkerHeartbeat) -> Result<(), QueueError>;
+}
 
-    /// Tells workers to stop a run's jobs.
-    async fn publish_cancel(&self, notice: &v1::CancelNotice) -> Result<(), QueueError>;
-    /// Cancel notices as they are published.
-    async fn subscribe_cancels(
-        &self,
-    ) -> Result<futures_core_stream::BoxStream<v1::CancelNotice>, QueueError>;
+/// Delayed wake-ups (retries, deadlines), set by [`RunnerInbox::dispatch`].
+#[async_trait]
+pub trait Timers: Send + Sync + 'static {
+    /// Moves timers due at `now_ms` into the runner inbox, each exactly once.
+    async fn fire_due_timers(&self, now_ms: i64, max: usize) -> Result<FiredTimers, QueueError>;
+}
 
-    /// Run events after stream id `after` (`$` for only new ones), waiting up to `block`.
+/// Every run event, in the order batches committed, for live watchers. Published by
+/// [`RunnerInbox::complete_batch`]; capped, so a reader that falls far behind replays the store.
+#[async_trait]
+pub trait EventLog: Send + Sync + 'static {
+    /// Events after `after`, oldest first, at most `max`, waiting up to `block` for the first.
+    /// Each comes with the cursor to read on from.
     async fn read_events(
         &self,
-        after: &str,
+        after: &EventCursor,
         max: usize,
         block: Duration,
-    ) -> Result<Vec<(String, v1::RunEvent)>, QueueError>;
+    ) -> Result<Vec<(EventCursor, v1::RunEvent)>, QueueError>;
+    /// The cursor after the newest event: reading from it returns only events published later.
+    async fn tail(&self) -> Result<EventCursor, QueueError>;
+}
 
-    /// Length and pending count of the inbox, each job stream and the dead-letter stream.
+/// Tells workers to stop a run's jobs.
+#[async_trait]
+pub trait CancelNotices: Send + Sync + 'static {
+    async fn publish_cancel(&self, notice: &v1::CancelNotice) -> Result<(), QueueError>;
+    /// Cancel notices as they are published from now on.
+    async fn subscribe_cancels(&self) -> Result<BoxStream<v1::CancelNotice>, QueueError>;
+}
+
+/// What operators and health checks read.
+#[async_trait]
+pub trait QueueAdmin: Send + Sync + 'static {
+    /// Length and pending count of the inbox, each job stream of `kinds` and the dead letters.
     async fn stats(&self, kinds: &[String]) -> Result<Vec<StreamStats>, QueueError>;
     /// Entries of the dead-letter stream, oldest first.
     async fn dead_letters(&self, max: usize) -> Result<Vec<v1::DeadLetter>, QueueError>;
-    /// Records that a worker is alive (kept in a hash; readers drop stale entries).
-    async fn worker_heartbeat(&self, heartbeat: &WorkerHeartbeat) -> Result<(), QueueError>;
     /// Workers whose last heartbeat is at most `max_age_ms` old; older entries are removed.
     async fn live_workers(
         &self,
         now_ms: i64,
         max_age_ms: i64,
     ) -> Result<Vec<WorkerHeartbeat>, QueueError>;
+    /// Whether the queue answers.
     async fn ping(&self) -> Result<(), QueueError>;
 }
 
-/// A boxed stream type, kept here so the trait does not leak a stream crate's types.
-pub mod futures_core_stream {
-    use std::pin::Pin;
+/// What a runner replica needs: its inbox and the timers.
+pub trait RunnerQueue: RunnerInbox + Timers {}
 
-    pub type BoxStream<T> = Pin<Box<dyn tokio_stream::Stream<Item = T> + Send>>;
-}
+impl<T> RunnerQueue for T where T: RunnerInbox + Timers {}
+
+/// What a worker process needs: its job streams and the cancel notices.
+pub trait WorkerQueue: JobStream + CancelNotices {}
+
+impl<T> WorkerQueue for T where T: JobStream + CancelNotices {}
+
+/// Every role at once: what a backend implements and what a process that hosts several services
+/// holds. Services narrow it (`Arc<dyn Queue>` upcasts to any role) to the roles they use.
+pub trait Queue: RunnerQueue + WorkerQueue + EventLog + QueueAdmin {}
+
+impl<T> Queue for T where T: RunnerQueue + WorkerQueue + EventLog + QueueAdmin {}

@@ -1,5 +1,5 @@
 //! The start-up every Baton service binary does the same way: connect to Postgres (and migrate)
-//! and Redis, bind its ports, and start the Prometheus registry and the pprof endpoints. Kept
+//! and Redis (workers: Redis alone), bind its ports, and start the Prometheus registry and the pprof endpoints. Kept
 //! once here so the service mains only say what differs.
 
 use std::sync::Arc;
@@ -40,13 +40,24 @@ pub enum StartError {
     PprofConfig(#[from] baton_pprof::ConfigError),
 }
 
-/// Connects to Postgres, applies the migrations, and connects to Redis.
+/// Connects to Postgres, applies the migrations, and connects to Redis: what a service that
+/// holds run state needs.
 pub async fn connect(
     database_url: &str,
     max_connections: u32,
     redis_url: &str,
     redis_prefix: &str,
 ) -> Result<(Arc<PgStore>, Arc<RedisQueue>), StartError> {
+    let store = connect_store(database_url, max_connections).await?;
+    let queue = connect_queue(redis_url, redis_prefix).await?;
+    Ok((store, queue))
+}
+
+/// Connects to Postgres and applies the migrations (safe from every replica at once).
+pub async fn connect_store(
+    database_url: &str,
+    max_connections: u32,
+) -> Result<Arc<PgStore>, StartError> {
     let store = PgStore::connect(database_url, max_connections)
         .await
         .map_err(|source| StartError::Postgres {
@@ -54,13 +65,21 @@ pub async fn connect(
             source,
         })?;
     store.migrate().await.map_err(StartError::Migrate)?;
+    Ok(Arc::new(store))
+}
+
+/// Connects to Redis: all a worker service needs, since workers never touch the store.
+pub async fn connect_queue(
+    redis_url: &str,
+    redis_prefix: &str,
+) -> Result<Arc<RedisQueue>, StartError> {
     let queue = RedisQueue::connect(RedisQueueConfig::new(redis_url, redis_prefix))
         .await
         .map_err(|source| StartError::Redis {
             url: redact_url(redis_url),
             source,
         })?;
-    Ok((Arc::new(store), Arc::new(queue)))
+    Ok(Arc::new(queue))
 }
 
 /// Listens on `port` on every interface; `variable` names the setting in errors and in the log

@@ -3,7 +3,7 @@
 
 use std::{collections::BTreeMap, future::Future, sync::Arc};
 
-use baton_queue::JobQueue;
+use baton_queue::QueueAdmin;
 use baton_store::Store;
 use serde_json::{Value, json};
 
@@ -40,7 +40,7 @@ pub struct SignalSources {
     /// The service's name in `/health`.
     pub service: &'static str,
     pub store: Arc<dyn Store>,
-    pub queue: Arc<dyn JobQueue>,
+    pub queue: Arc<dyn QueueAdmin>,
     /// Step kinds whose queues are reported.
     pub kinds: Vec<String>,
 }
@@ -119,11 +119,9 @@ async fn queue(sources: &SignalSources) -> Result<Value, String> {
         .map_err(|e| e.to_string())?;
     let mut kinds = serde_json::Map::new();
     for kind in &sources.kinds {
-        let stream = stats.iter().find(|s| s.name == format!("jobs:{kind}"));
-        let dead_here = dead
-            .iter()
-            .filter(|d| d.stream == format!("jobs:{kind}"))
-            .count();
+        let name = baton_queue::StreamName::jobs(kind.as_str()).to_string();
+        let stream = stats.iter().find(|s| s.name == name);
+        let dead_here = dead.iter().filter(|d| d.stream == name).count();
         kinds.insert(
             kind.clone(),
             json!({

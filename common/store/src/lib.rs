@@ -56,6 +56,10 @@ pub trait Store: Send + Sync + 'static {
     /// already used in its tenant comes back as that run and `false` (or a conflict when that
     /// run is of another workflow). The outer error fails the whole batch.
     async fn create_runs(&self, runs: Vec<NewRun>) -> Result<Vec<CreatedRun>, StoreError>;
+    /// The run alone, without its steps or attempts: what a caller needs to know it exists, its
+    /// status and its labels.
+    async fn find_run(&self, id: Uuid) -> Result<Option<RunState>, StoreError>;
+    /// The run with its steps, attempt history and the workers that ran them.
     async fn get_run(&self, id: Uuid) -> Result<Option<RunDetail>, StoreError>;
     async fn list_runs(
         &self,

@@ -772,6 +772,16 @@ impl Store for PgStore {
         Ok(results)
     }
 
+    async fn find_run(&self, id: Uuid) -> Result<Option<RunState>, StoreError> {
+        let row = sqlx::query(trusted(format!(
+            "SELECT {RUN_COLUMNS} FROM runs WHERE id = $1"
+        )))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(run_from_row).transpose()
+    }
+
     async fn get_run(&self, id: Uuid) -> Result<Option<RunDetail>, StoreError> {
         let Some(row) = sqlx::query(trusted(format!(
             "SELECT {RUN_COLUMNS} FROM runs WHERE id = $1"

@@ -395,7 +395,7 @@ impl TestStack {
         if self.options.builtin_workers {
             // A cancel published before the workers subscribe would never reach them.
             self.cancel_listeners += 1;
-            let channel = baton_queue::Keys::new(&self.prefix).cancel_channel();
+            let channel = baton_queue::RedisKeys::new(&self.prefix).cancel_channel();
             let deadline = tokio::time::Instant::now() + READY_WITHIN;
             while channel_subscribers(&channel).await? < self.cancel_listeners {
                 anyhow::ensure!(

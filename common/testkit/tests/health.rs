@@ -4,7 +4,7 @@
 use std::{net::SocketAddr, process::Stdio, sync::Arc, time::Duration};
 
 use baton_metrics::Metrics;
-use baton_queue::{JobQueue, RedisQueue, RedisQueueConfig};
+use baton_queue::{Queue, RedisQueue, RedisQueueConfig};
 use baton_store::{PgStore, Store};
 use baton_testkit::{StackOptions, TestStack};
 use tokio::{
@@ -131,7 +131,7 @@ fn postgres_address(url: &str) -> String {
 async fn orchestrator(
     stack: &TestStack,
     store: Arc<dyn Store>,
-    queue: Arc<dyn JobQueue>,
+    queue: Arc<dyn Queue>,
     token: CancellationToken,
 ) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -180,7 +180,7 @@ async fn postgres_going_away_makes_both_services_not_serving_until_it_returns() 
     let stack = TestStack::start().await.unwrap();
     let proxy = PostgresProxy::start().await;
     let token = CancellationToken::new();
-    let queue = stack.queue.clone() as Arc<dyn JobQueue>;
+    let queue = stack.queue.clone() as Arc<dyn Queue>;
     let orchestrator =
         orchestrator(&stack, proxy.store(&stack), queue.clone(), token.clone()).await;
 

@@ -11,7 +11,7 @@ use std::{
 
 use async_trait::async_trait;
 use baton_proto::v1::{self, RunStatus, StepStatus};
-use baton_queue::JobQueue;
+use baton_queue::{QueueAdmin, RunnerInbox};
 use baton_testkit::{StackOptions, TestStack, status, step, step_status};
 use baton_worker::{StepExecutor, StepFailure, WorkerConfig, WorkerPool};
 use baton_workflow_runner::builtins::with_builtins;
@@ -67,10 +67,7 @@ async fn wait_until_inbox_drained(stack: &TestStack) {
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
         let stats = stack.queue.stats(&[]).await.unwrap();
-        let inbox = stats
-            .iter()
-            .find(|s| s.stream.ends_with(":runner"))
-            .unwrap();
+        let inbox = stats.iter().find(|s| s.name == "runner").unwrap();
         if inbox.length == 0 && inbox.pending == 0 {
             return;
         }
@@ -123,7 +120,7 @@ async fn a_job_whose_worker_died_is_reclaimed_and_the_run_completes() {
         .register("owner: t\nname: survive\nversion: 1\nsteps:\n  - {id: work, kind: echo, input: {x: 1}}\n  - {id: after, kind: noop, needs: [work]}\n")
         .await
         .unwrap();
-    let queue: Arc<dyn JobQueue> = stack.queue.clone();
+    let queue: Arc<dyn baton_queue::Queue> = stack.queue.clone();
 
     // Worker A takes the job and dies holding it.
     let taken = Arc::new(AtomicUsize::new(0));

@@ -88,7 +88,7 @@ async fn health_and_raw_signal_describe_the_system() {
     let sources = SignalSources {
         service: "orchestrator",
         store: stack.store.clone(),
-        queue: stack.queue.clone() as Arc<dyn baton_queue::JobQueue>,
+        queue: stack.queue.clone() as Arc<dyn baton_queue::QueueAdmin>,
         kinds: vec!["noop".into()],
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -118,7 +118,7 @@ async fn an_unreachable_database_fails_health_and_only_its_sections() {
     let sources = SignalSources {
         service: "orchestrator",
         store: Arc::new(baton_store::PgStore::from_pool(pool)),
-        queue: stack.queue.clone() as Arc<dyn baton_queue::JobQueue>,
+        queue: stack.queue.clone() as Arc<dyn baton_queue::QueueAdmin>,
         kinds: vec!["noop".into()],
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -12,7 +12,7 @@ use baton_proto::{
     prost_types::Timestamp,
     v1::{self, runner_message::Message},
 };
-use baton_queue::{Delivery, JobQueue, QueueError, WorkerHeartbeat};
+use baton_queue::{Delivery, JobStream, QueueError, StreamName, WorkerHeartbeat, WorkerQueue};
 use tokio::sync::{Semaphore, mpsc};
 use tokio_stream::StreamExt;
 use tokio_util::sync::CancellationToken;
@@ -65,7 +65,7 @@ impl Default for WorkerConfig {
 
 /// Runs until shutdown; see the module docs.
 pub struct WorkerPool {
-    queue: Arc<dyn JobQueue>,
+    queue: Arc<dyn WorkerQueue>,
     executors: Vec<(String, Arc<dyn StepExecutor>)>,
     config: WorkerConfig,
 }
@@ -81,7 +81,7 @@ struct Cancels {
 type SharedCancels = Arc<Mutex<Cancels>>;
 
 impl WorkerPool {
-    pub fn new(queue: Arc<dyn JobQueue>, config: WorkerConfig) -> Self {
+    pub fn new(queue: Arc<dyn WorkerQueue>, config: WorkerConfig) -> Self {
         Self {
             queue,
             executors: Vec::new(),
@@ -104,7 +104,7 @@ impl WorkerPool {
 
     /// Works until `shutdown`, then lets running jobs finish within the grace period.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), QueueError> {
-        self.queue.ensure_groups(&self.kinds()).await?;
+        self.queue.join_kinds(&self.kinds()).await?;
         let cancels: SharedCancels = Arc::default();
         let sampler = ProcessSampler::start();
         let host = Arc::new(Mutex::new(Some(host_facts(&self.config.worker_id))));
@@ -135,7 +135,7 @@ impl WorkerPool {
 }
 
 async fn listen_for_cancels(
-    queue: Arc<dyn JobQueue>,
+    queue: Arc<dyn WorkerQueue>,
     cancels: SharedCancels,
     shutdown: CancellationToken,
 ) {
@@ -180,7 +180,7 @@ impl<T> Drop for AbortOnDrop<T> {
 }
 
 struct KindWorker {
-    queue: Arc<dyn JobQueue>,
+    queue: Arc<dyn WorkerQueue>,
     kind: String,
     executor: Arc<dyn StepExecutor>,
     config: WorkerConfig,
@@ -201,7 +201,7 @@ impl KindWorker {
         let this = Arc::new(self);
         let (tx, rx) = mpsc::channel(8_192);
         let mut reporter = AbortOnDrop(tokio::spawn(run_reporter(
-            this.queue.clone(),
+            this.queue.clone() as Arc<dyn JobStream>,
             this.kind.clone(),
             rx,
         )));
@@ -352,13 +352,13 @@ impl KindWorker {
     async fn dead_letter(&self, delivery: &Delivery<v1::Job>, reason: String) {
         tracing::error!(kind = %self.kind, entry = %delivery.id, %reason, "moving job to the dead-letter stream");
         let letter = v1::DeadLetter {
-            stream: format!("jobs:{}", self.kind),
+            stream: StreamName::jobs(self.kind.as_str()).to_string(),
             entry_id: delivery.id.clone(),
             reason,
             payload: delivery.payload.clone(),
             dead_at: Some(now_ts()),
         };
-        if let Err(e) = self.queue.dead_letter(Some(&self.kind), letter).await {
+        if let Err(e) = self.queue.dead_letter_job(&self.kind, letter).await {
             tracing::error!(kind = %self.kind, error = %e, "cannot dead-letter job");
         }
     }

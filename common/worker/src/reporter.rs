@@ -5,7 +5,7 @@
 use std::{collections::HashSet, sync::Arc, time::Duration};
 
 use baton_proto::v1::{self, runner_message::Message};
-use baton_queue::JobQueue;
+use baton_queue::JobStream;
 use tokio::sync::mpsc;
 
 /// Most reports sent in one round trip.
@@ -19,7 +19,7 @@ pub(crate) struct Report {
 
 /// Sends reports until every sender is gone, then drains what is left.
 pub(crate) async fn run_reporter(
-    queue: Arc<dyn JobQueue>,
+    queue: Arc<dyn JobStream>,
     kind: String,
     mut rx: mpsc::Receiver<Report>,
 ) {

@@ -6,7 +6,9 @@ use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use async_trait::async_trait;
 use baton_proto::v1::{self, runner_message::Message};
-use baton_queue::{JobQueue, Keys, RedisQueue, RedisQueueConfig};
+use baton_queue::{
+    CancelNotices, JobStream, QueueAdmin, RedisKeys, RedisQueue, RedisQueueConfig, RunnerInbox,
+};
 use baton_worker::{StepExecutor, StepFailure, WorkerConfig, WorkerPool};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
@@ -127,7 +129,7 @@ async fn a_cancel_notice_stops_the_runs_running_job_and_skips_its_later_ones() {
             .await
             .expect("Redis at REDIS_URL"),
     );
-    queue.ensure_groups(&[KIND.to_owned()]).await.unwrap();
+    queue.join_kinds(&[KIND.to_owned()]).await.unwrap();
     let (started, mut starts) = mpsc::unbounded_channel();
     let pool = WorkerPool::new(
         queue.clone(),
@@ -145,7 +147,7 @@ async fn a_cancel_notice_stops_the_runs_running_job_and_skips_its_later_ones() {
     let worker = tokio::spawn(pool.run(stop.clone()));
 
     // Cancel notices are pub/sub: one published before the worker subscribes is not heard.
-    let channel = Keys::new(&prefix).cancel_channel();
+    let channel = RedisKeys::new(&prefix).cancel_channel();
     let deadline = tokio::time::Instant::now() + WAIT;
     while subscribers(&channel).await == 0 {
         assert!(

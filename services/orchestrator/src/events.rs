@@ -5,7 +5,7 @@
 use std::{sync::Arc, time::Duration};
 
 use baton_proto::v1;
-use baton_queue::JobQueue;
+use baton_queue::{EventCursor, EventLog};
 use tokio::sync::{Notify, broadcast};
 use tokio_util::sync::CancellationToken;
 
@@ -19,20 +19,16 @@ pub struct EventHub {
     watched: Arc<Notify>,
 }
 
-/// A stream id for "everything from now on".
-fn from_now() -> String {
-    format!("{}-0", baton_engine::now_micros() / 1_000)
-}
-
 impl EventHub {
     /// Follows the events stream while anyone watches. With no watchers it reads nothing, and
     /// a watcher that arrives later replays what it needs from Postgres.
-    pub fn start(queue: Arc<dyn JobQueue>, shutdown: CancellationToken) -> Self {
+    pub fn start(queue: Arc<dyn EventLog>, shutdown: CancellationToken) -> Self {
         let (tx, _) = broadcast::channel(BUFFER);
         let watched = Arc::new(Notify::new());
         let (sender, wake) = (tx.clone(), watched.clone());
         tokio::spawn(async move {
-            let mut last = from_now();
+            let mut last = EventCursor::start();
+            let mut positioned = false;
             loop {
                 if sender.receiver_count() == 0 {
                     tokio::select! {
@@ -44,7 +40,20 @@ impl EventHub {
                     if sender.receiver_count() == 0 {
                         continue;
                     }
-                    last = from_now();
+                    positioned = false;
+                }
+                if !positioned {
+                    match queue.tail().await {
+                        Ok(tail) => {
+                            last = tail;
+                            positioned = true;
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "cannot find the end of the event log");
+                            tokio::time::sleep(Duration::from_millis(500)).await;
+                            continue;
+                        }
+                    }
                 }
                 let read = tokio::select! {
                     _ = shutdown.cancelled() => return,

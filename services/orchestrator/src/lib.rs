@@ -18,7 +18,7 @@ use baton_proto::v1::{
     info_service_server::InfoServiceServer, run_service_server::RunServiceServer,
     workflow_service_server::WorkflowServiceServer,
 };
-use baton_queue::{JobQueue, QueueError};
+use baton_queue::{Queue, QueueAdmin, QueueError};
 use baton_store::Store;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -57,7 +57,7 @@ pub struct Listeners {
 /// Serves the API until `shutdown`, then drains in-flight calls.
 pub async fn serve(
     store: Arc<dyn Store>,
-    queue: Arc<dyn JobQueue>,
+    queue: Arc<dyn Queue>,
     config: OrchestratorConfig,
     listeners: Listeners,
     metrics: Arc<Metrics>,
@@ -91,7 +91,6 @@ pub async fn serve(
         metrics.clone(),
         shutdown.clone(),
     ));
-    queue.ensure_groups(&[]).await?;
     let hub = events::EventHub::start(queue.clone(), shutdown.clone());
     let api = Arc::new(Api {
         store: store.clone(),
@@ -198,7 +197,7 @@ const QUEUE_REPORT_EVERY: Duration = Duration::from_secs(5);
 
 /// Keeps the queue depth, pending and dead-letter gauges current.
 async fn report_queues(
-    queue: Arc<dyn JobQueue>,
+    queue: Arc<dyn QueueAdmin>,
     extra_kinds: Vec<String>,
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,

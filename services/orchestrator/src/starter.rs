@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use baton_engine::RunState;
 use baton_proto::v1;
-use baton_queue::JobQueue;
+use baton_queue::RunnerInbox;
 use baton_store::{NewRun, Store};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
@@ -26,7 +26,7 @@ pub struct RunStarter {
 }
 
 impl RunStarter {
-    pub fn spawn(store: Arc<dyn Store>, queue: Arc<dyn JobQueue>) -> Self {
+    pub fn spawn(store: Arc<dyn Store>, queue: Arc<dyn RunnerInbox>) -> Self {
         let (tx, rx) = mpsc::channel(4 * MAX_BATCH);
         tokio::spawn(batch_loop(store, queue, rx));
         Self { tx }
@@ -44,7 +44,7 @@ impl RunStarter {
 
 async fn batch_loop(
     store: Arc<dyn Store>,
-    queue: Arc<dyn JobQueue>,
+    queue: Arc<dyn RunnerInbox>,
     mut rx: mpsc::Receiver<(NewRun, Reply)>,
 ) {
     let slots = Arc::new(Semaphore::new(IN_FLIGHT));
@@ -66,7 +66,7 @@ async fn batch_loop(
 }
 
 #[tracing::instrument(name = "start_runs", skip_all, fields(runs = requests.len()))]
-async fn record(store: &dyn Store, queue: &dyn JobQueue, requests: Vec<(NewRun, Reply)>) {
+async fn record(store: &dyn Store, queue: &dyn RunnerInbox, requests: Vec<(NewRun, Reply)>) {
     let (runs, replies): (Vec<NewRun>, Vec<Reply>) = requests.into_iter().unzip();
     let results = match store.create_runs(runs).await {
         Ok(results) => results,

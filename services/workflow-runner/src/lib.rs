@@ -8,7 +8,7 @@ pub mod runner;
 use std::{sync::Arc, time::Duration};
 
 use baton_metrics::Metrics;
-use baton_queue::{JobQueue, QueueError};
+use baton_queue::{Queue, QueueError, WorkerQueue};
 use baton_store::{Store, StoreError};
 use baton_worker::{WorkerConfig, WorkerPool};
 use tokio::net::TcpListener;
@@ -29,7 +29,7 @@ pub enum RunnerError {
 }
 
 /// The worker pool of the built-in kinds, configured from the runner's settings.
-pub fn builtin_pool(queue: Arc<dyn JobQueue>, config: &RunnerConfig) -> WorkerPool {
+pub fn builtin_pool(queue: Arc<dyn WorkerQueue>, config: &RunnerConfig) -> WorkerPool {
     builtins::with_builtins(WorkerPool::new(queue, worker_config(config)))
 }
 
@@ -59,7 +59,7 @@ pub struct Listeners {
 /// health on `health_listener` when given.
 pub async fn serve(
     store: Arc<dyn Store>,
-    queue: Arc<dyn JobQueue>,
+    queue: Arc<dyn Queue>,
     config: RunnerConfig,
     listeners: Listeners,
     metrics: Arc<Metrics>,
@@ -70,7 +70,6 @@ pub async fn serve(
         http: http_listener,
         metrics: metrics_listener,
     } = listeners;
-    queue.ensure_groups(&[]).await?;
     let runner = Arc::new(Runner::new(
         store.clone(),
         queue.clone(),

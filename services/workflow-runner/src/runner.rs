@@ -15,7 +15,7 @@ use baton_engine::{
 };
 use baton_metrics::{Metrics, RunOutcome};
 use baton_proto::v1::{self, runner_message::Message};
-use baton_queue::{BatchOutcome, Delivery, JobQueue, TimerEntry};
+use baton_queue::{BatchOutcome, Delivery, RunnerQueue, StreamName, TimerEntry};
 use baton_store::{Store, WakeCandidate};
 use baton_workflow::{CompiledWorkflow, WorkflowRef, compile_registered};
 use prost::Message as _;
@@ -68,7 +68,7 @@ impl WorkflowCache {
 /// One runner replica. Any number may share a store and a queue.
 pub struct Runner {
     store: Arc<dyn Store>,
-    queue: Arc<dyn JobQueue>,
+    queue: Arc<dyn RunnerQueue>,
     config: RunnerConfig,
     engine: EngineConfig,
     workflows: WorkflowCache,
@@ -104,7 +104,7 @@ fn dead_letter_for(
 impl Runner {
     pub fn new(
         store: Arc<dyn Store>,
-        queue: Arc<dyn JobQueue>,
+        queue: Arc<dyn RunnerQueue>,
         config: RunnerConfig,
         metrics: Arc<Metrics>,
     ) -> Self {
@@ -197,8 +197,8 @@ impl Runner {
         }
         for (id, reason, payload) in dead {
             tracing::error!(entry = %id, %reason, "moving runner message to the dead-letter stream");
-            let letter = dead_letter_for("runner", &id, reason, payload);
-            if let Err(e) = self.queue.dead_letter(None, letter).await {
+            let letter = dead_letter_for(&StreamName::Runner.to_string(), &id, reason, payload);
+            if let Err(e) = self.queue.dead_letter_runner(letter).await {
                 tracing::error!(error = %e, "cannot dead-letter runner message");
             }
         }
@@ -382,7 +382,12 @@ impl Runner {
                     "step `{}` failed on its last attempt ({}): {}",
                     r.step_id, r.attempt, r.error
                 );
-                dead_letter_for(&format!("jobs:{kind}"), "", reason, r.encode_to_vec())
+                dead_letter_for(
+                    &StreamName::jobs(kind).to_string(),
+                    "",
+                    reason,
+                    r.encode_to_vec(),
+                )
             })
             .collect();
         let publishing = std::time::Instant::now();

@@ -7,7 +7,7 @@ mod workflows;
 
 use std::{sync::Arc, time::Instant};
 
-use baton_queue::JobQueue;
+use baton_queue::Queue;
 use baton_store::Store;
 
 use crate::{OrchestratorConfig, events::EventHub};
@@ -15,7 +15,7 @@ use crate::{OrchestratorConfig, events::EventHub};
 /// State shared by every handler.
 pub struct Api {
     pub(crate) store: Arc<dyn Store>,
-    pub(crate) queue: Arc<dyn JobQueue>,
+    pub(crate) queue: Arc<dyn Queue>,
     pub(crate) config: OrchestratorConfig,
     pub(crate) hub: EventHub,
     pub(crate) started: Instant,

@@ -1,4 +1,4 @@
-//! [`JobQueue`] on Redis Streams. Work streams are trimmed as entries are acknowledged (XACK then
+//! The queue roles on Redis Streams. Work streams are trimmed as entries are acknowledged (XACK then
 //! XDEL), so a stream's length is its backlog; the events stream is capped instead.
 
 use std::{collections::HashMap, time::Duration};
@@ -14,12 +14,22 @@ use redis::{
 use tokio::sync::Mutex;
 use tokio_stream::StreamExt;
 
+mod keys;
+
+pub use keys::RedisKeys;
+use keys::{RUNNER_GROUP, WORKER_GROUP};
+
 use crate::{
-    BatchOutcome, Delivery, FiredTimers, JobQueue, Keys, QueueError, StreamStats, TimerEntry,
+    BatchOutcome, BoxStream, CancelNotices, Delivery, EventCursor, EventLog, FiredTimers,
+    JobStream, QueueAdmin, QueueError, RunnerInbox, StreamName, StreamStats, TimerEntry, Timers,
     WorkerHeartbeat,
-    futures_core_stream::BoxStream,
-    keys::{RUNNER_GROUP, WORKER_GROUP},
 };
+
+impl From<RedisError> for QueueError {
+    fn from(e: RedisError) -> Self {
+        QueueError::Unavailable(format!("redis: {e}"))
+    }
+}
 
 /// The stream entry field holding a message's protobuf bytes.
 const FIELD: &str = "d";
@@ -42,7 +52,7 @@ return {#due, -1}
 #[derive(Clone, Debug)]
 pub struct RedisQueueConfig {
     pub url: String,
-    /// Key prefix; see [`Keys`].
+    /// Key prefix; see [`RedisKeys`].
     pub prefix: String,
     /// Approximate cap on the events stream.
     pub events_max_len: usize,
@@ -65,7 +75,7 @@ pub struct RedisQueue {
     /// Connections for blocking reads, which would stall every other command on a shared
     /// multiplexed connection.
     blocking: Mutex<Vec<MultiplexedConnection>>,
-    keys: Keys,
+    keys: RedisKeys,
     config: RedisQueueConfig,
     fire_timers: Script,
 }
@@ -82,27 +92,26 @@ impl RedisQueue {
             client,
             conn,
             blocking: Mutex::new(Vec::new()),
-            keys: Keys::new(config.prefix.clone()),
+            keys: RedisKeys::new(config.prefix.clone()),
             config,
             fire_timers: Script::new(FIRE_TIMERS),
         })
     }
 
-    pub fn keys(&self) -> &Keys {
+    pub fn keys(&self) -> &RedisKeys {
         &self.keys
     }
 
-    async fn blocking_conn(&self) -> Result<MultiplexedConnection, QueueError> {
+    async fn blocking_conn(&self) -> Result<MultiplexedConnection, RedisError> {
         if let Some(conn) = self.blocking.lock().await.pop() {
             return Ok(conn);
         }
         let config = AsyncConnectionConfig::new()
             .set_response_timeout(None)
             .set_connection_timeout(Some(Duration::from_secs(5)));
-        Ok(self
-            .client
+        self.client
             .get_multiplexed_async_connection_with_config(&config)
-            .await?)
+            .await
     }
 
     /// Runs a blocking command on a pooled connection, returning the connection only on success
@@ -110,7 +119,7 @@ impl RedisQueue {
     async fn blocking_query<T: redis::FromRedisValue>(
         &self,
         cmd: &redis::Cmd,
-    ) -> Result<T, QueueError> {
+    ) -> Result<T, RedisError> {
         let mut conn = self.blocking_conn().await?;
         let value: T = cmd.query_async(&mut conn).await?;
         self.blocking.lock().await.push(conn);
@@ -137,7 +146,7 @@ impl RedisQueue {
             .arg(stream)
             .arg(">");
         let reply: Option<StreamReadReply> = match self.blocking_query(&cmd).await {
-            Err(QueueError::Redis(e)) if is_nogroup(&e) => {
+            Err(e) if is_nogroup(&e) => {
                 self.create_group(stream, group).await?;
                 self.blocking_query(&cmd).await?
             }
@@ -215,6 +224,23 @@ impl RedisQueue {
             })
             .collect())
     }
+
+    /// Moves `letter.entry_id` of `stream` to the dead-letter stream and acknowledges it, in one
+    /// atomic step.
+    async fn dead_letter(
+        &self,
+        stream: &str,
+        group: &str,
+        letter: v1::DeadLetter,
+    ) -> Result<(), QueueError> {
+        let id = letter.entry_id.clone();
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        xadd(&mut pipe, &self.keys.dead(), letter.encode_to_vec());
+        ack_and_delete(&mut pipe, stream, group, &[id]);
+        pipe.query_async::<()>(&mut self.conn.clone()).await?;
+        Ok(())
+    }
 }
 
 fn is_nogroup(e: &RedisError) -> bool {
@@ -257,16 +283,7 @@ fn ack_and_delete(pipe: &mut redis::Pipeline, stream: &str, group: &str, ids: &[
 }
 
 #[async_trait]
-impl JobQueue for RedisQueue {
-    async fn ensure_groups(&self, kinds: &[String]) -> Result<(), QueueError> {
-        self.create_group(&self.keys.runner(), RUNNER_GROUP).await?;
-        for kind in kinds {
-            self.create_group(&self.keys.jobs(kind), WORKER_GROUP)
-                .await?;
-        }
-        Ok(())
-    }
-
+impl RunnerInbox for RedisQueue {
     async fn send_to_runner(&self, messages: &[v1::RunnerMessage]) -> Result<(), QueueError> {
         if messages.is_empty() {
             return Ok(());
@@ -353,21 +370,20 @@ impl JobQueue for RedisQueue {
         Ok(())
     }
 
-    async fn fire_due_timers(&self, now_ms: i64, max: usize) -> Result<FiredTimers, QueueError> {
-        let (moved, next): (usize, String) = self
-            .fire_timers
-            .key(self.keys.timers())
-            .key(self.keys.runner())
-            .arg(now_ms)
-            .arg(max)
-            .invoke_async(&mut self.conn.clone())
-            .await?;
-        let next_due_ms = next
-            .parse::<f64>()
-            .ok()
-            .filter(|n| *n >= 0.0)
-            .map(|n| n as i64);
-        Ok(FiredTimers { moved, next_due_ms })
+    async fn dead_letter_runner(&self, letter: v1::DeadLetter) -> Result<(), QueueError> {
+        self.dead_letter(&self.keys.runner(), RUNNER_GROUP, letter)
+            .await
+    }
+}
+
+#[async_trait]
+impl JobStream for RedisQueue {
+    async fn join_kinds(&self, kinds: &[String]) -> Result<(), QueueError> {
+        for kind in kinds {
+            self.create_group(&self.keys.jobs(kind), WORKER_GROUP)
+                .await?;
+        }
+        Ok(())
     }
 
     async fn read_jobs(
@@ -433,24 +449,96 @@ impl JobQueue for RedisQueue {
         Ok(())
     }
 
-    async fn dead_letter(
-        &self,
-        kind: Option<&str>,
-        letter: v1::DeadLetter,
-    ) -> Result<(), QueueError> {
-        let (stream, group) = match kind {
-            Some(kind) => (self.keys.jobs(kind), WORKER_GROUP),
-            None => (self.keys.runner(), RUNNER_GROUP),
-        };
-        let id = letter.entry_id.clone();
-        let mut pipe = redis::pipe();
-        pipe.atomic();
-        xadd(&mut pipe, &self.keys.dead(), letter.encode_to_vec());
-        ack_and_delete(&mut pipe, &stream, group, &[id]);
-        pipe.query_async::<()>(&mut self.conn.clone()).await?;
-        Ok(())
+    async fn dead_letter_job(&self, kind: &str, letter: v1::DeadLetter) -> Result<(), QueueError> {
+        self.dead_letter(&self.keys.jobs(kind), WORKER_GROUP, letter)
+            .await
     }
 
+    async fn worker_heartbeat(&self, heartbeat: &WorkerHeartbeat) -> Result<(), QueueError> {
+        let json = serde_json::to_string(heartbeat).unwrap_or_default();
+        redis::cmd("HSET")
+            .arg(self.keys.workers())
+            .arg(&heartbeat.id)
+            .arg(json)
+            .query_async::<()>(&mut self.conn.clone())
+            .await?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Timers for RedisQueue {
+    async fn fire_due_timers(&self, now_ms: i64, max: usize) -> Result<FiredTimers, QueueError> {
+        let (moved, next): (usize, String) = self
+            .fire_timers
+            .key(self.keys.timers())
+            .key(self.keys.runner())
+            .arg(now_ms)
+            .arg(max)
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        let next_due_ms = next
+            .parse::<f64>()
+            .ok()
+            .filter(|n| *n >= 0.0)
+            .map(|n| n as i64);
+        Ok(FiredTimers { moved, next_due_ms })
+    }
+}
+
+#[async_trait]
+impl EventLog for RedisQueue {
+    async fn read_events(
+        &self,
+        after: &EventCursor,
+        max: usize,
+        block: Duration,
+    ) -> Result<Vec<(EventCursor, v1::RunEvent)>, QueueError> {
+        let after = match after.as_backend() {
+            "" => "0-0",
+            id => id,
+        };
+        let mut cmd = redis::cmd("XREAD");
+        cmd.arg("COUNT")
+            .arg(max)
+            .arg("BLOCK")
+            .arg(block.as_millis() as u64)
+            .arg("STREAMS")
+            .arg(self.keys.events())
+            .arg(after);
+        let reply: Option<StreamReadReply> = self.blocking_query(&cmd).await?;
+        let mut events = Vec::new();
+        for entry in reply.into_iter().flat_map(|r| r.keys).flat_map(|k| k.ids) {
+            let d: Delivery<v1::RunEvent> = decode(entry, 1);
+            let event = d
+                .message
+                .map_err(|e| QueueError::Corrupt(format!("event {}: {e}", d.id)))?;
+            events.push((EventCursor::from_backend(d.id), event));
+        }
+        Ok(events)
+    }
+
+    async fn tail(&self) -> Result<EventCursor, QueueError> {
+        let newest: redis::streams::StreamRangeReply = redis::cmd("XREVRANGE")
+            .arg(self.keys.events())
+            .arg("+")
+            .arg("-")
+            .arg("COUNT")
+            .arg(1)
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(EventCursor::from_backend(
+            newest
+                .ids
+                .into_iter()
+                .next()
+                .map_or_else(|| "0-0".to_owned(), |e| e.id),
+        ))
+    }
+}
+
+#[async_trait]
+impl CancelNotices for RedisQueue {
     async fn publish_cancel(&self, notice: &v1::CancelNotice) -> Result<(), QueueError> {
         redis::cmd("PUBLISH")
             .arg(self.keys.cancel_channel())
@@ -469,44 +557,22 @@ impl JobQueue for RedisQueue {
         });
         Ok(Box::pin(stream))
     }
+}
 
-    async fn read_events(
-        &self,
-        after: &str,
-        max: usize,
-        block: Duration,
-    ) -> Result<Vec<(String, v1::RunEvent)>, QueueError> {
-        let mut cmd = redis::cmd("XREAD");
-        cmd.arg("COUNT")
-            .arg(max)
-            .arg("BLOCK")
-            .arg(block.as_millis() as u64)
-            .arg("STREAMS")
-            .arg(self.keys.events())
-            .arg(after);
-        let reply: Option<StreamReadReply> = self.blocking_query(&cmd).await?;
-        Ok(reply
-            .into_iter()
-            .flat_map(|r| r.keys)
-            .flat_map(|k| k.ids)
-            .filter_map(|entry| {
-                let d: Delivery<v1::RunEvent> = decode(entry, 1);
-                Some((d.id, d.message.ok()?))
-            })
-            .collect())
-    }
-
+#[async_trait]
+impl QueueAdmin for RedisQueue {
     async fn stats(&self, kinds: &[String]) -> Result<Vec<StreamStats>, QueueError> {
-        let mut streams = vec![(self.keys.runner(), Some(RUNNER_GROUP))];
+        let mut streams = vec![(StreamName::Runner, Some(RUNNER_GROUP))];
         streams.extend(
             kinds
                 .iter()
-                .map(|k| (self.keys.jobs(k), Some(WORKER_GROUP))),
+                .map(|k| (StreamName::jobs(k.as_str()), Some(WORKER_GROUP))),
         );
-        streams.push((self.keys.dead(), None));
+        streams.push((StreamName::Dead, None));
         let mut conn = self.conn.clone();
         let mut out = Vec::with_capacity(streams.len());
-        for (stream, group) in streams {
+        for (name, group) in streams {
+            let stream = self.keys.stream(&name);
             let length: u64 = redis::cmd("XLEN")
                 .arg(&stream)
                 .query_async(&mut conn)
@@ -528,14 +594,8 @@ impl JobQueue for RedisQueue {
                 }
                 None => 0,
             };
-            let name = stream
-                .strip_prefix(self.keys.prefix())
-                .and_then(|n| n.strip_prefix(':'))
-                .unwrap_or(&stream)
-                .to_owned();
             out.push(StreamStats {
-                name,
-                stream,
+                name: name.to_string(),
                 length,
                 pending,
             });
@@ -557,17 +617,6 @@ impl JobQueue for RedisQueue {
             .into_iter()
             .filter_map(|e| decode::<v1::DeadLetter>(e, 1).message.ok())
             .collect())
-    }
-
-    async fn worker_heartbeat(&self, heartbeat: &WorkerHeartbeat) -> Result<(), QueueError> {
-        let json = serde_json::to_string(heartbeat).unwrap_or_default();
-        redis::cmd("HSET")
-            .arg(self.keys.workers())
-            .arg(&heartbeat.id)
-            .arg(json)
-            .query_async::<()>(&mut self.conn.clone())
-            .await?;
-        Ok(())
     }
 
     async fn live_workers(

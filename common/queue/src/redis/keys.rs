@@ -1,18 +1,20 @@
 //! Redis key names, all under one prefix so several deployments (or parallel tests) can share one
 //! Redis without seeing each other.
 
-/// The names of Baton's streams, sets and channels under a prefix.
+use crate::StreamName;
+
+/// The names of Baton's Redis streams, sets and channels under a prefix.
 #[derive(Clone, Debug)]
-pub struct Keys {
+pub struct RedisKeys {
     prefix: String,
 }
 
 /// The consumer group every runner replica joins on the inbox.
-pub const RUNNER_GROUP: &str = "runners";
+pub(crate) const RUNNER_GROUP: &str = "runners";
 /// The consumer group every worker of a kind joins on its job stream.
-pub const WORKER_GROUP: &str = "workers";
+pub(crate) const WORKER_GROUP: &str = "workers";
 
-impl Keys {
+impl RedisKeys {
     pub fn new(prefix: impl Into<String>) -> Self {
         Self {
             prefix: prefix.into(),
@@ -23,24 +25,26 @@ impl Keys {
         &self.prefix
     }
 
-    /// The runner inbox: run starts, job reports, wake-ups.
-    pub fn runner(&self) -> String {
-        format!("{}:runner", self.prefix)
+    /// The key of a stream of work.
+    pub fn stream(&self, name: &StreamName) -> String {
+        format!("{}:{name}", self.prefix)
     }
 
-    /// The job stream of a step kind.
+    pub fn runner(&self) -> String {
+        self.stream(&StreamName::Runner)
+    }
+
     pub fn jobs(&self, kind: &str) -> String {
-        format!("{}:jobs:{kind}", self.prefix)
+        self.stream(&StreamName::jobs(kind))
+    }
+
+    pub fn dead(&self) -> String {
+        self.stream(&StreamName::Dead)
     }
 
     /// Every run event, for live watchers.
     pub fn events(&self) -> String {
         format!("{}:events", self.prefix)
-    }
-
-    /// Messages that could not be processed.
-    pub fn dead(&self) -> String {
-        format!("{}:dead", self.prefix)
     }
 
     /// Pending wake-ups, scored by due time in Unix milliseconds.
