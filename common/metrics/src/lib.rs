@@ -11,7 +11,7 @@
 //! use std::sync::Arc;
 //! use baton_metrics::{Metrics, MetricsConfig, RunOutcome};
 //!
-//! let config = MetricsConfig::from_env(9100)?;
+//! let config = MetricsConfig::from_env(&baton_runtime::env::Env::os(), 9100)?;
 //! let metrics = Arc::new(Metrics::new()?);
 //! let shutdown = tokio_util::sync::CancellationToken::new();
 //! if config.enabled {
@@ -44,7 +44,7 @@ mod orchestration;
 mod registry;
 
 pub use config::{ENABLE_METRICS_VAR, METRICS_PORT_VAR, MetricsConfig};
-pub use error::{ConfigError, MetricsError};
+pub use error::MetricsError;
 pub use grpc::{
     GRPC_SERVER_HANDLED_TOTAL, GRPC_SERVER_HANDLING_SECONDS, GRPC_SERVER_STARTED_TOTAL,
     GrpcMetricsFuture, GrpcMetricsLayer, GrpcMetricsService, GrpcType,

@@ -30,7 +30,7 @@ fn demo_busy_loop() -> u64 {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let config = PprofConfig::from_env(6060)?;
+    let config = PprofConfig::from_env(&baton_runtime::env::Env::os(), 6060)?;
     if !config.enabled {
         eprintln!("set ENABLE_PPROF=1 to serve the pprof endpoints");
         return Ok(());

@@ -25,7 +25,7 @@ use axum::routing::get;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-pub use config::{ConfigError, PprofConfig};
+pub use config::{ENABLE_PPROF_VAR, PPROF_PORT_VAR, PprofConfig};
 pub use error::PprofError;
 pub use index::{CPU_PROFILE_IDLE, CPU_PROFILE_IN_PROGRESS};
 

@@ -37,11 +37,13 @@ impl Env {
         }
     }
 
-    /// The variable's value, or `None` when unset or empty.
+    /// The variable's value, or `None` when unset or empty. A value that is not Unicode is read
+    /// lossily rather than as unset, so a typed read of it fails naming the variable instead of
+    /// quietly taking the default.
     pub fn var(&self, name: &str) -> Option<String> {
         let value = match &self.overrides {
             Some(map) => map.get(name).cloned(),
-            None => std::env::var(name).ok(),
+            None => std::env::var_os(name).map(|raw| raw.to_string_lossy().into_owned()),
         };
         value.filter(|v| !v.trim().is_empty())
     }
@@ -127,5 +129,41 @@ mod tests {
         assert!(env.bool_or("B", false).unwrap());
         let err = env.parse_or("BAD", 1u32).unwrap_err();
         assert!(err.to_string().contains("BAD"), "{err}");
+    }
+
+    /// Set only in the child process that [`process_environment_is_read_and_not_unicode_fails`]
+    /// starts; setting variables in this process would need `unsafe`.
+    const CHILD: &str = "BATON_RUNTIME_ENV_CHILD";
+    const PORT: &str = "BATON_RUNTIME_ENV_TEST_PORT";
+    const NOT_UNICODE: &str = "BATON_RUNTIME_ENV_TEST_NOT_UNICODE";
+
+    #[test]
+    fn process_environment_is_read_and_not_unicode_fails() {
+        use std::os::unix::ffi::OsStrExt as _;
+
+        if std::env::var_os(CHILD).is_some() {
+            let env = Env::os();
+            assert_eq!(env.parse_or(PORT, 1u16).unwrap(), 7000);
+            let err = env.parse_or(NOT_UNICODE, 1u16).unwrap_err();
+            assert_eq!(err.name, NOT_UNICODE);
+            assert!(err.to_string().contains(NOT_UNICODE), "{err}");
+            assert!(env.bool_or(NOT_UNICODE, true).is_err());
+            return;
+        }
+        let name = "env::tests::process_environment_is_read_and_not_unicode_fails";
+        let output = std::process::Command::new(std::env::current_exe().expect("test binary"))
+            .args(["--exact", name, "--nocapture", "--test-threads=1"])
+            .env(CHILD, "1")
+            .env(PORT, " 7000 ")
+            .env(NOT_UNICODE, std::ffi::OsStr::from_bytes(b"70\xff0"))
+            .output()
+            .expect("run the child");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success(),
+            "child failed\nstdout:\n{stdout}\nstderr:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(stdout.contains("1 passed"), "child ran the test: {stdout}");
     }
 }

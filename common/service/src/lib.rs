@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use baton_metrics::{Metrics, MetricsConfig};
 use baton_queue::{RedisQueue, RedisQueueConfig};
-use baton_runtime::redact_url;
+use baton_runtime::{env::Env, redact_url};
 use baton_store::PgStore;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -32,12 +32,11 @@ pub enum StartError {
         variable: &'static str,
         source: std::io::Error,
     },
+    /// A bad `ENABLE_METRICS`, `METRICS_PORT`, `ENABLE_PPROF` or `PPROF_PORT`; names it.
     #[error(transparent)]
-    MetricsConfig(#[from] baton_metrics::ConfigError),
+    Config(#[from] baton_runtime::env::ConfigError),
     #[error(transparent)]
     Metrics(#[from] baton_metrics::MetricsError),
-    #[error(transparent)]
-    PprofConfig(#[from] baton_pprof::ConfigError),
 }
 
 /// Connects to Postgres, applies the migrations, and connects to Redis: what a service that
@@ -105,12 +104,13 @@ pub async fn observability(
     default_pprof_port: u16,
     shutdown: &CancellationToken,
 ) -> Result<(Arc<Metrics>, Option<TcpListener>), StartError> {
-    let config = MetricsConfig::from_env(default_metrics_port)?;
+    let env = Env::os();
+    let config = MetricsConfig::from_env(&env, default_metrics_port)?;
     let listener = match config.enabled {
         true => Some(bind(config.port, "METRICS_PORT").await?),
         false => None,
     };
-    let pprof = baton_pprof::PprofConfig::from_env(default_pprof_port)?;
+    let pprof = baton_pprof::PprofConfig::from_env(&env, default_pprof_port)?;
     if pprof.enabled {
         let listener = bind(pprof.port, "PPROF_PORT").await?;
         tokio::spawn(baton_pprof::serve(listener, shutdown.clone()));

@@ -4,31 +4,28 @@
 use std::sync::Arc;
 
 use axum::{Json, Router, extract::State, http::StatusCode, response::IntoResponse, routing::get};
+use baton_runtime::env::{ConfigError, Env};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use crate::{SignalSources, raw_signal};
 
+/// `ORCH_METRICS_ENABLED`: whether `/metrics` serves the raw signal (default true).
+pub const RAW_SIGNAL_ENABLED_VAR: &str = "ORCH_METRICS_ENABLED";
+
 /// Whether `/metrics` answers: `ORCH_METRICS_ENABLED` (default true).
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SignalConfig {
     pub raw_signal_enabled: bool,
 }
 
 impl SignalConfig {
-    /// Reads `ORCH_METRICS_ENABLED`; anything but `false`/`0`/`no`/`off` keeps it on.
-    pub fn from_env() -> Self {
-        let off = std::env::var("ORCH_METRICS_ENABLED")
-            .map(|v| {
-                matches!(
-                    v.trim().to_ascii_lowercase().as_str(),
-                    "false" | "0" | "no" | "off"
-                )
-            })
-            .unwrap_or(false);
-        Self {
-            raw_signal_enabled: !off,
-        }
+    /// Reads `ORCH_METRICS_ENABLED` (`true`/`false`, `1`/`0`, `yes`/`no`, `on`/`off`; unset or
+    /// empty keeps the raw signal on); any other value is an error naming the variable.
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        Ok(Self {
+            raw_signal_enabled: env.bool_or(RAW_SIGNAL_ENABLED_VAR, true)?,
+        })
     }
 }
 
@@ -82,4 +79,36 @@ pub async fn serve(
     axum::serve(listener, router)
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The raw signal's switch as read from `ORCH_METRICS_ENABLED` set to `value`.
+    fn enabled(value: Option<&str>) -> bool {
+        let env = Env::from_pairs(value.map(|v| (RAW_SIGNAL_ENABLED_VAR, v)));
+        SignalConfig::from_env(&env)
+            .expect("a valid value")
+            .raw_signal_enabled
+    }
+
+    #[test]
+    fn raw_signal_is_on_unless_turned_off() {
+        for on in [None, Some(" "), Some("TRUE"), Some("1"), Some("yes")] {
+            assert!(enabled(on), "{on:?}");
+        }
+        for off in ["false", "0", "no", "Off"] {
+            assert!(!enabled(Some(off)), "{off}");
+        }
+    }
+
+    #[test]
+    fn a_bad_value_names_the_variable() {
+        let env = Env::from_pairs([(RAW_SIGNAL_ENABLED_VAR, "disabled")]);
+        let err = SignalConfig::from_env(&env).unwrap_err();
+        assert_eq!(err.name, RAW_SIGNAL_ENABLED_VAR);
+        assert_eq!(err.value, "disabled");
+        assert!(err.to_string().contains("ORCH_METRICS_ENABLED"), "{err}");
+    }
 }

@@ -6,4 +6,4 @@ mod document;
 mod http;
 
 pub use document::{SCHEMA_VERSION, SignalSources, raw_signal};
-pub use http::{SignalConfig, router, serve};
+pub use http::{RAW_SIGNAL_ENABLED_VAR, SignalConfig, router, serve};

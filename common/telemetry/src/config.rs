@@ -1,8 +1,11 @@
-//! Telemetry configuration, read from the standard `LOG_*` / `OTEL_*` environment
-//! variables or built directly (tests cannot set env vars without `unsafe`).
+//! Telemetry configuration, read through [`Env`] from the standard `LOG_*` / `OTEL_*`
+//! variables or built directly. Unlike other settings, a bad value here is a warning logged
+//! at init, not a start-up error: logging must come up to report every other problem, and the
+//! OpenTelemetry specification asks for invalid `OTEL_*` values to be logged and ignored.
 
 use std::time::Duration;
 
+use baton_runtime::env::Env;
 use opentelemetry_sdk::trace::Sampler;
 
 /// Default filter when `LOG_LEVEL` is unset or invalid.
@@ -147,14 +150,12 @@ impl TelemetryConfig {
         }
     }
 
-    /// Reads the process environment.
-    pub fn from_env(service: &str) -> Self {
-        Self::from_lookup(service, |key| std::env::var(key).ok())
-    }
-
-    /// Reads configuration through `lookup` (a stand-in for `std::env::var`).
-    pub fn from_lookup(service: &str, lookup: impl Fn(&str) -> Option<String>) -> Self {
-        let get = |key: &str| lookup(key).filter(|v| !v.trim().is_empty());
+    /// Reads `LOG_LEVEL`, `LOG_FORMAT`, `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` (else
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT`), `OTEL_SERVICE_NAME`, `OTEL_TRACES_SAMPLER` and
+    /// `OTEL_TRACES_SAMPLER_ARG` from `env`; empty values count as unset. Values that do not
+    /// parse fall back to their defaults with a warning naming the variable.
+    pub fn from_env(service: &str, env: &Env) -> Self {
+        let get = |key: &str| env.var(key);
         let mut config = Self::new(service);
 
         if let Some(level) = get("LOG_LEVEL") {
@@ -223,16 +224,10 @@ pub fn parse_resource_attributes(raw: &str) -> Vec<(String, String)> {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
-
     use super::*;
 
     fn config(vars: &[(&str, &str)]) -> TelemetryConfig {
-        let vars: HashMap<String, String> = vars
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect();
-        TelemetryConfig::from_lookup("orchestrator", |k| vars.get(k).cloned())
+        TelemetryConfig::from_env("orchestrator", &Env::from_pairs(vars.iter().copied()))
     }
 
     #[test]
@@ -318,6 +313,43 @@ mod tests {
         assert_eq!(
             c.otlp.expect("otlp").sampler,
             SamplerConfig::ParentBasedTraceIdRatio(0.1)
+        );
+    }
+
+    #[test]
+    fn bad_values_warn_naming_the_variable() {
+        let c = config(&[
+            ("LOG_FORMAT", "xml"),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4317"),
+            ("OTEL_TRACES_SAMPLER", "traceidratio"),
+            ("OTEL_TRACES_SAMPLER_ARG", "often"),
+        ]);
+        assert_eq!(c.log_format, LogFormat::Pretty);
+        assert_eq!(
+            c.otlp.expect("otlp").sampler,
+            SamplerConfig::TraceIdRatio(1.0)
+        );
+        assert_eq!(c.warnings.len(), 2, "{:?}", c.warnings);
+        assert!(
+            c.warnings[0].contains("LOG_FORMAT") && c.warnings[0].contains("xml"),
+            "{:?}",
+            c.warnings
+        );
+        assert!(
+            c.warnings[1].contains("OTEL_TRACES_SAMPLER_ARG") && c.warnings[1].contains("often"),
+            "{:?}",
+            c.warnings
+        );
+
+        let c = config(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4317"),
+            ("OTEL_TRACES_SAMPLER", "sometimes"),
+        ]);
+        assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
+        assert!(
+            c.warnings[0].contains("OTEL_TRACES_SAMPLER") && c.warnings[0].contains("sometimes"),
+            "{:?}",
+            c.warnings
         );
     }
 

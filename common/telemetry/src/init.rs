@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use baton_runtime::env::Env;
 use opentelemetry::KeyValue;
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_otlp::WithExportConfig as _;
@@ -26,7 +27,7 @@ const TRACER_NAME: &str = "baton";
 ///
 /// See [`TelemetryConfig::from_env`] for the variables read.
 pub fn init(service: &str) -> Result<TelemetryGuard, TelemetryError> {
-    init_with(TelemetryConfig::from_env(service))
+    init_with(TelemetryConfig::from_env(service, &Env::os()))
 }
 
 /// Installs Baton's tracing set-up from an explicit configuration.

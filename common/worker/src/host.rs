@@ -1,13 +1,20 @@
 //! Facts about the machine a worker runs on, gathered once per worker process.
 
 use baton_proto::v1;
+use baton_runtime::env::Env;
+
+/// The hostname, when the kernel does not tell it.
+const HOSTNAME_VAR: &str = "HOSTNAME";
+/// Set by Kubernetes in every container of a pod.
+const KUBERNETES_SERVICE_HOST_VAR: &str = "KUBERNETES_SERVICE_HOST";
 
 /// This process and its machine, as far as the platform tells.
 pub fn host_facts(worker_id: &str) -> v1::WorkerHost {
+    let env = Env::os();
     let read = |path: &str| std::fs::read_to_string(path).unwrap_or_default();
     let hostname = read("/proc/sys/kernel/hostname").trim().to_owned();
     let hostname = if hostname.is_empty() {
-        std::env::var("HOSTNAME").unwrap_or_default()
+        env.string_or(HOSTNAME_VAR, "")
     } else {
         hostname
     };
@@ -42,14 +49,14 @@ pub fn host_facts(worker_id: &str) -> v1::WorkerHost {
         logical_cores: logical,
         total_memory_mb,
         runtime_version: format!("baton-worker {} (Rust, tokio)", env!("CARGO_PKG_VERSION")),
-        container_runtime: container_runtime().to_owned(),
+        container_runtime: container_runtime(&env).to_owned(),
         pid: i64::from(std::process::id()),
     }
 }
 
-fn container_runtime() -> &'static str {
+fn container_runtime(env: &Env) -> &'static str {
     container_runtime_from(
-        std::env::var_os("KUBERNETES_SERVICE_HOST").is_some(),
+        env.var(KUBERNETES_SERVICE_HOST_VAR).is_some(),
         &std::fs::read_to_string("/proc/1/cgroup").unwrap_or_default(),
         std::path::Path::new("/.dockerenv").exists(),
     )
@@ -129,11 +136,25 @@ mod tests {
         );
 
         let expected = container_runtime_from(
-            std::env::var_os("KUBERNETES_SERVICE_HOST").is_some(),
+            Env::os().var(KUBERNETES_SERVICE_HOST_VAR).is_some(),
             &std::fs::read_to_string("/proc/1/cgroup").unwrap_or_default(),
             std::path::Path::new("/.dockerenv").exists(),
         );
         assert_eq!(host.container_runtime, expected);
+    }
+
+    #[test]
+    fn kubernetes_is_told_by_its_service_variable() {
+        let in_pod = Env::from_pairs([(KUBERNETES_SERVICE_HOST_VAR, "10.96.0.1")]);
+        assert_eq!(container_runtime(&in_pod), "kubernetes");
+        // Outside a pod the answer rests on the cgroups and Docker's marker alone.
+        let outside = Env::from_pairs([]);
+        let expected = container_runtime_from(
+            false,
+            &std::fs::read_to_string("/proc/1/cgroup").unwrap_or_default(),
+            std::path::Path::new("/.dockerenv").exists(),
+        );
+        assert_eq!(container_runtime(&outside), expected);
     }
 
     #[test]

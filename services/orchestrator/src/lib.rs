@@ -42,6 +42,8 @@ pub enum ServeError {
     Transport(#[from] tonic::transport::Error),
     #[error("reflection set-up failed: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
+    #[error(transparent)]
+    Config(#[from] baton_runtime::env::ConfigError),
 }
 
 /// Where the orchestrator listens; bound by the caller, so tests can use port 0.
@@ -82,7 +84,10 @@ pub async fn serve(
             queue: queue.clone(),
             kinds: known_kinds(&config.extra_kinds),
         };
-        let router = baton_signal::router(sources, baton_signal::SignalConfig::from_env());
+        let router = baton_signal::router(
+            sources,
+            baton_signal::SignalConfig::from_env(&baton_runtime::env::Env::os())?,
+        );
         tokio::spawn(baton_signal::serve(listener, router, shutdown.clone()));
     }
     tokio::spawn(report_queues(

@@ -26,6 +26,8 @@ pub enum RunnerError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Queue(#[from] QueueError),
+    #[error(transparent)]
+    Config(#[from] baton_runtime::env::ConfigError),
 }
 
 /// The worker pool of the built-in kinds, configured from the runner's settings.
@@ -91,7 +93,10 @@ pub async fn serve(
                 .map(|k| (*k).to_owned())
                 .collect(),
         };
-        let router = baton_signal::router(sources, baton_signal::SignalConfig::from_env());
+        let router = baton_signal::router(
+            sources,
+            baton_signal::SignalConfig::from_env(&baton_runtime::env::Env::os())?,
+        );
         let token = shutdown.clone();
         tasks.spawn(async move {
             if let Err(e) = baton_signal::serve(listener, router, token).await {
