@@ -1,15 +1,17 @@
 //! The commands behind `baton …`, one module per noun. [`Ctx`] carries what every command needs:
 //! the orchestrator connection and the chosen output format.
 
+mod follow;
 mod info;
 mod run;
-mod watch;
 mod workflow;
 
 use std::process::ExitCode;
 
+use anyhow::Context as _;
 use baton_proto::v1::{
-    run_service_client::RunServiceClient, workflow_service_client::WorkflowServiceClient,
+    GetRunRequest, Run, run_service_client::RunServiceClient,
+    workflow_service_client::WorkflowServiceClient,
 };
 use tonic::transport::Channel;
 
@@ -34,6 +36,15 @@ impl Ctx {
     fn runs(&self) -> RunServiceClient<Channel> {
         RunServiceClient::new(self.channel.clone())
     }
+
+    /// GetRun, unwrapped.
+    async fn fetch_run(&self, run_id: &str) -> anyhow::Result<Run> {
+        let request = GetRunRequest {
+            run_id: run_id.to_owned(),
+        };
+        let response = self.runs().get_run(request).await?.into_inner();
+        response.run.context("the orchestrator returned no run")
+    }
 }
 
 /// Runs the command chosen on the command line and returns the process's exit code.
@@ -52,7 +63,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Run(RunCommand::List(args)) => run::list(&ctx, args).await,
         Command::Run(RunCommand::Cancel(args)) => run::cancel(&ctx, args).await,
         Command::Run(RunCommand::Watch(args)) => {
-            watch::watch(&ctx, &args.run_id, args.after_sequence).await
+            follow::follow_run(&ctx, &args.run_id, args.after_sequence).await
         }
         Command::Info => info::info(&ctx).await,
     }

@@ -1,16 +1,16 @@
 //! `baton run start|get|list|cancel`: starting runs and reading their state. Following a run's
-//! events lives in the `watch` module, which `start --follow` hands over to.
+//! events lives in the `follow` module, which `start --follow` hands over to.
 
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use baton_proto::v1::{
-    CancelRunRequest, GetRunRequest, ListRunsRequest, ResourceUsage, Run, RunStatus,
-    StartRunRequest, StepAttempt, StepRun,
+    CancelRunRequest, ListRunsRequest, ResourceUsage, Run, RunStatus, StartRunRequest, StepAttempt,
+    StepRun,
 };
 use serde_json::{Map, Value, json};
 
-use super::{Ctx, watch};
+use super::{Ctx, follow};
 use crate::args::{RunCancelArgs, RunIdArgs, RunListArgs, RunStartArgs};
 use crate::inputs::{merge_inputs, read_inputs_file};
 use crate::json::{self, embedded, run_status_label, step_status_label};
@@ -45,13 +45,13 @@ pub async fn start(ctx: &Ctx, args: RunStartArgs) -> anyhow::Result<ExitCode> {
         outln!("existing run {} (idempotency key)", run.id)?;
     }
     if args.follow {
-        return watch::watch(ctx, &run.id, 0).await;
+        return follow::follow_run(ctx, &run.id, 0).await;
     }
     Ok(ExitCode::SUCCESS)
 }
 
 pub async fn get(ctx: &Ctx, args: RunIdArgs) -> anyhow::Result<ExitCode> {
-    let run = fetch_run(ctx, &args.run_id).await?;
+    let run = ctx.fetch_run(&args.run_id).await?;
     if ctx.json() {
         print_json(&json::run(&run, true), false)?;
         return Ok(ExitCode::SUCCESS);
@@ -142,18 +142,6 @@ pub async fn cancel(ctx: &Ctx, args: RunCancelArgs) -> anyhow::Result<ExitCode> 
         outln!("run {} is {}", run.id, run_status_label(run.status))?;
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// GetRun, unwrapped.
-pub async fn fetch_run(ctx: &Ctx, run_id: &str) -> anyhow::Result<Run> {
-    let response = ctx
-        .runs()
-        .get_run(GetRunRequest {
-            run_id: run_id.to_owned(),
-        })
-        .await?
-        .into_inner();
-    response.run.context("the orchestrator returned no run")
 }
 
 /// The run's header and its step table.

@@ -1,6 +1,7 @@
-//! `baton run watch` (and `baton run start --follow`): prints a run's events as they arrive, then
-//! a summary, and exits 0 only when the run completed. Step durations are measured between a
-//! step's `started` event and its end event, so they are what the orchestrator recorded.
+//! Following a run to its end, for `baton run watch` and `baton run start --follow`: prints the
+//! run's events as they arrive, then a summary, and exits 0 only when the run completed. Step
+//! durations are measured between a step's `started` event and its end event, so they are what
+//! the orchestrator recorded.
 
 use std::collections::HashMap;
 use std::process::ExitCode;
@@ -11,7 +12,7 @@ use baton_proto::v1::{
     GetWorkflowRequest, Run, RunEvent, RunEventType, RunStatus, WatchRunRequest,
 };
 
-use super::{Ctx, run::fetch_run};
+use super::Ctx;
 use crate::json::{self, event_type_label, run_status_label};
 use crate::output::{clock_time, format_duration, outln, print_json, shorten, span_micros};
 
@@ -22,8 +23,9 @@ const MAX_IDLE_RECONNECTS: u32 = 5;
 /// How many characters of a step's output an event line shows.
 const OUTPUT_WIDTH: usize = 60;
 
-pub async fn watch(ctx: &Ctx, run_id: &str, after_sequence: i64) -> anyhow::Result<ExitCode> {
-    let initial = fetch_run(ctx, run_id).await?;
+/// Prints the run's events after `after_sequence` until the run ends, then its summary.
+pub async fn follow_run(ctx: &Ctx, run_id: &str, after_sequence: i64) -> anyhow::Result<ExitCode> {
+    let initial = ctx.fetch_run(run_id).await?;
     let mut tracker = Tracker::new(&initial);
     if initial.steps.is_empty() && !ctx.json() {
         // A queued run has no steps yet (always so right after `start --follow`): size the
@@ -69,7 +71,7 @@ pub async fn watch(ctx: &Ctx, run_id: &str, after_sequence: i64) -> anyhow::Resu
             }
         }
         // The stream ends when the run does; make sure, and pick it up again if it ended early.
-        let run = fetch_run(ctx, run_id).await?;
+        let run = ctx.fetch_run(run_id).await?;
         if is_terminal(run.status()) {
             break run;
         }
