@@ -1,10 +1,22 @@
 //! Baton's source of truth. Every service reaches Postgres through the [`Store`] trait, so an
 //! embedded backend can stand in for one-process dev mode and one conformance suite can hold both
 //! to the same behaviour.
+//!
+//! What every backend shares lives once at the top of the crate: page tokens ([`page`]), the
+//! stored JSON of usage and hosts ([`codec`]), the attempt history ([`attempts`]), what a batch
+//! writes back ([`changes`]) and the step cache ([`step_cache`]). A backend's module (`pg/`) holds
+//! only its SQL, its row decoding and what its database's errors mean.
 
+mod attempts;
+mod changes;
+mod codec;
+mod columns;
+mod db_error;
 mod error;
 mod model;
+mod page;
 mod pg;
+mod step_cache;
 
 use async_trait::async_trait;
 use baton_engine::RunState;
@@ -23,6 +35,14 @@ pub type CreatedRun = Result<(RunState, bool), StoreError>;
 /// Runs locked for change in one transaction. Mutate them through [`RunBatch::runs`], do what
 /// must happen before the change is durable (enqueue jobs), then [`RunBatch::commit`]. Dropping
 /// the batch rolls everything back.
+///
+/// The invariant the backends' step caches rely on: **every change to a run's steps adds an
+/// event, and so moves the run's `last_sequence`.** A handle keeps the steps of the runs it
+/// committed, keyed by that sequence, and a later batch that locks the run at the same sequence
+/// takes them instead of reading them; a commit by any other handle has moved the sequence and
+/// the cached steps are not used. A change to steps that recorded no event would be lost to a
+/// handle that cached the run before it. The engine upholds this (each step transition pushes
+/// an event); callers must not change steps by hand.
 #[async_trait]
 pub trait RunBatch: Send {
     /// The locked runs with their steps, in id order. Unknown ids are left out.

@@ -1,0 +1,13 @@
+//! The column lists every backend's schema shares, so each selects and writes the same fields
+//! in the same order.
+
+pub(crate) const RUN_COLUMNS: &str = "id, tenant, workflow_ref, status, inputs, output, error, idempotency_key, \
+     max_parallel, deadline, created_at, started_at, ended_at, last_sequence, trace_context";
+pub(crate) const STEP_COLUMNS: &str = "run_id, position, step_id, kind, status, attempt, output, error, worker_id, \
+     queued_at, started_at, ended_at, next_attempt_at, usage";
+pub(crate) const WORKFLOW_COLUMNS: &str = "owner, name, version, digest, definition, created_at";
+
+/// SQL assembled only from this crate's constants, never from input.
+pub(crate) fn trusted(sql: String) -> sqlx::AssertSqlSafe<String> {
+    sqlx::AssertSqlSafe(sql)
+}
