@@ -1,11 +1,11 @@
-//! Baton's source of truth. Every service reaches Postgres through the [`Store`] trait, so an
-//! embedded backend can stand in for one-process dev mode and one conformance suite can hold both
-//! to the same behaviour.
+//! Baton's source of truth. Every service reaches it through the [`Store`] trait: [`PgStore`]
+//! (Postgres) in production, [`SqliteStore`] (one SQLite file) for one-process dev mode, and one
+//! conformance suite holds both to the same behaviour.
 //!
-//! What every backend shares lives once at the top of the crate: page tokens ([`page`]), the
+//! What both backends share lives once at the top of the crate: page tokens ([`page`]), the
 //! stored JSON of usage and hosts ([`codec`]), the attempt history ([`attempts`]), what a batch
-//! writes back ([`changes`]) and the step cache ([`step_cache`]). A backend's module (`pg/`) holds
-//! only its SQL, its row decoding and what its database's errors mean.
+//! writes back ([`changes`]) and the step cache ([`step_cache`]). `pg/` and `sqlite/` hold only
+//! their SQL, their row decoding and what their database's errors mean.
 
 mod attempts;
 mod changes;
@@ -16,6 +16,7 @@ mod error;
 mod model;
 mod page;
 mod pg;
+mod sqlite;
 mod step_cache;
 
 use async_trait::async_trait;
@@ -28,6 +29,7 @@ pub use model::{
     StoredEvent, StoredWorkflow, WakeCandidate,
 };
 pub use pg::PgStore;
+pub use sqlite::SqliteStore;
 
 /// One run of [`Store::create_runs`]: the run, and whether it was created now.
 pub type CreatedRun = Result<(RunState, bool), StoreError>;
@@ -57,6 +59,9 @@ pub trait RunBatch: Send {
 
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
+    /// Brings the backend's schema up to date; safe to call at every start.
+    async fn migrate(&self) -> Result<(), StoreError>;
+
     /// Stores a definition version. Same digest: unchanged; other digest: a conflict.
     async fn put_workflow(&self, wf: NewWorkflow) -> Result<PutWorkflowOutcome, StoreError>;
     /// One version, or the latest when `version` is `None`.

@@ -32,7 +32,7 @@ use crate::{
 };
 
 /// The Postgres schema, applied at service start. Versions 1..999.
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
 /// [`Store`] over a Postgres pool.
 ///
@@ -69,7 +69,8 @@ impl PgStore {
     }
 
     /// Applies the embedded migrations; safe to call from every replica at start (the
-    /// migrator takes an advisory lock).
+    /// migrator takes an advisory lock). The same as [`Store::migrate`], for callers that hold
+    /// the concrete store.
     pub async fn migrate(&self) -> Result<(), StoreError> {
         MIGRATOR
             .run(&self.pool)
@@ -80,6 +81,10 @@ impl PgStore {
 
 #[async_trait]
 impl Store for PgStore {
+    async fn migrate(&self) -> Result<(), StoreError> {
+        PgStore::migrate(self).await
+    }
+
     #[tracing::instrument(skip_all, fields(workflow = %format!("{}/{}@{}", wf.owner, wf.name, wf.version)))]
     async fn put_workflow(&self, wf: NewWorkflow) -> Result<PutWorkflowOutcome, StoreError> {
         let inserted = sqlx::query(trusted(format!(
