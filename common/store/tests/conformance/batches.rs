@@ -285,3 +285,104 @@ pub async fn locked_runs_come_in_id_order_without_unknown_ids(h: Handles) {
             .is_empty()
     );
 }
+
+pub async fn json_null_is_kept_apart_from_no_value(h: Handles) {
+    let wf = pipeline("acme", "etl", 1);
+    let t0 = now_micros();
+    let id = create(h.a.as_ref(), new_run("t", "acme/etl@1", t0))
+        .await
+        .id;
+    // A worker that reports no output: `fetch` completes with the JSON value null, while
+    // `report` (not run yet) and the run (not ended) have no output at all.
+    let mut empty = succeeded(id, "fetch", 1, "w1", json!(null), t0 + 2_000);
+    empty.output_json = String::new();
+    for mv in [
+        Move::Start { now: t0 + 1_000 },
+        Move::result(empty, t0 + 2_000),
+    ] {
+        change(h.a.as_ref(), id, |r, fx| mv.apply(r, &wf, fx)).await;
+    }
+    let read = h.b.get_run(id).await.unwrap().expect("the run").run;
+    for (what, run) in [
+        ("by a", load(h.a.as_ref(), id).await),
+        ("by b", load(h.b.as_ref(), id).await),
+        ("by get_run", read),
+    ] {
+        assert_eq!(step(&run, "fetch").output, Some(json!(null)), "{what}");
+        assert_eq!(step(&run, "report").output, None, "{what}");
+        assert_eq!(run.output, None, "{what}");
+        assert_eq!(step(&run, "fetch").error, None, "{what}");
+    }
+    let stored = events(h.b.as_ref(), id).await;
+    let outputs: Vec<_> = stored
+        .iter()
+        .map(|e| (e.record.event_type, e.record.output.clone()))
+        .collect();
+    assert_eq!(
+        outputs,
+        [
+            (RunEventType::RunQueued, None),
+            (RunEventType::RunStarted, None),
+            (RunEventType::StepQueued, None),
+            (RunEventType::StepStarted, None),
+            (RunEventType::StepCompleted, Some(json!(null))),
+            (RunEventType::StepQueued, None),
+        ]
+    );
+}
+
+pub async fn a_batch_over_many_runs_writes_every_one(h: Handles) {
+    // More runs, steps and events than any one statement's parameter limit would allow row by
+    // row: a backend must not split or drop any of them.
+    const RUNS: usize = 1_200;
+    let wf = pipeline("acme", "etl", 1);
+    let t0 = now_micros();
+    let created =
+        h.a.create_runs(
+            (0..RUNS)
+                .map(|i| new_run("t", "acme/etl@1", t0 + i as i64))
+                .collect(),
+        )
+        .await
+        .unwrap();
+    let mut ids: Vec<Uuid> = created
+        .into_iter()
+        .map(|c| c.expect("created").0.id)
+        .collect();
+    ids.sort();
+
+    let mut batch = h.b.lock_runs(&ids).await.unwrap();
+    assert_eq!(batch.runs().len(), RUNS);
+    let mut fx = Default::default();
+    for run in batch.runs() {
+        Move::Start { now: t0 + 1_000 }.apply(run, &wf, &mut fx);
+    }
+    let committed = batch.commit().await.unwrap();
+    assert_eq!(committed.len(), RUNS);
+
+    let mut batch = h.a.lock_runs(&ids).await.unwrap();
+    let loaded: Vec<Persisted> = batch.runs().iter().map(Persisted::from).collect();
+    let want: Vec<Persisted> = committed.iter().map(Persisted::from).collect();
+    assert!(loaded == want, "every run as committed");
+    for run in batch.runs() {
+        let mv = Move::Started(started(run.id, "fetch", 1, "w", t0 + 2_000));
+        mv.apply(run, &wf, &mut fx);
+    }
+    batch.commit().await.unwrap();
+    for id in [ids[0], ids[RUNS / 2], ids[RUNS - 1]] {
+        let run = load(h.b.as_ref(), id).await;
+        assert_eq!(run.status, RunStatus::Running);
+        assert_eq!(step(&run, "fetch").status, StepStatus::Running);
+        assert_eq!(step(&run, "report").status, StepStatus::Pending);
+        let sequences: Vec<i64> = events(h.a.as_ref(), id)
+            .await
+            .iter()
+            .map(|e| e.record.sequence)
+            .collect();
+        assert_eq!(sequences, [1, 2, 3, 4]);
+    }
+    let counts = h.b.status_counts().await.unwrap();
+    assert_eq!(counts.runs.get("running"), Some(&(RUNS as i64)));
+    assert_eq!(counts.steps.get("running"), Some(&(RUNS as i64)));
+    assert_eq!(counts.steps.get("pending"), Some(&(RUNS as i64)));
+}

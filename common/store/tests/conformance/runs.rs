@@ -58,6 +58,37 @@ pub async fn a_created_run_is_queued_with_its_first_event(h: Handles) {
     assert!(h.a.get_run(Uuid::new_v4()).await.unwrap().is_none());
 }
 
+pub async fn find_run_returns_the_run_without_its_steps(h: Handles) {
+    let wf = pipeline("acme", "etl", 1);
+    let at = now_micros();
+    let id = create(h.a.as_ref(), keyed(new_run("t", "acme/etl@1", at), "k"))
+        .await
+        .id;
+    let queued = h.b.find_run(id).await.unwrap().expect("the run");
+    assert_eq!(
+        Persisted::from(&queued),
+        Persisted::from(&load(h.a.as_ref(), id).await)
+    );
+
+    let (started, _) = change(h.a.as_ref(), id, |r, fx| {
+        start_run(r, &wf, &EngineConfig::default(), at + 10, fx)
+    })
+    .await;
+    assert!(!started.steps.is_empty());
+    let found = h.b.find_run(id).await.unwrap().expect("the run");
+    assert!(found.steps.is_empty(), "no steps: {:?}", found.steps);
+    assert!(!found.is_changed(), "nothing to write");
+    assert_eq!(
+        Persisted::from(&found),
+        Persisted {
+            steps: Vec::new(),
+            ..Persisted::from(&started)
+        }
+    );
+    assert_eq!(found.status, RunStatus::Running);
+    assert!(h.a.find_run(Uuid::new_v4()).await.unwrap().is_none());
+}
+
 pub async fn an_idempotency_key_returns_the_first_run_of_its_tenant(h: Handles) {
     let at = now_micros();
     let first = create(

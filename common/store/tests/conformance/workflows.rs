@@ -1,5 +1,5 @@
-//! Workflow registration and listing: a version is written once, and pages of the list cover
-//! every version exactly once.
+//! Workflow registration and listing: a version is written once, pages of the list cover every
+//! version exactly once, and migrating the schema again at the next start leaves it all in place.
 
 use baton_store::{PageRequest, PutWorkflowOutcome, RunFilter, StoreError};
 
@@ -144,6 +144,24 @@ pub async fn workflow_pages_cover_every_version_once_in_a_stable_order(h: Handle
     let beta = refs(&beta);
     assert_eq!(beta.len(), 9);
     assert!(beta.iter().all(|r| r.starts_with("beta/")), "{beta:?}");
+}
+
+pub async fn migrating_again_changes_nothing(h: Handles) {
+    let wf = pipeline("acme", "etl", 1);
+    h.a.put_workflow(new_workflow(&wf)).await.unwrap();
+    let id = create(h.a.as_ref(), new_run("t", "acme/etl@1", 1_000))
+        .await
+        .id;
+    // As every service does at start, through either handle.
+    h.a.migrate().await.expect("a second migration");
+    h.b.migrate().await.expect("a migration by another handle");
+    assert!(
+        h.b.get_workflow("acme", "etl", Some(1))
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert_eq!(h.b.get_run(id).await.unwrap().expect("the run").run.id, id);
 }
 
 pub async fn page_tokens_that_were_never_issued_are_refused(h: Handles) {

@@ -1,0 +1,195 @@
+//! The store conformance suite against [`SqliteStore`]: each check gets a database file of its
+//! own in a fresh temporary directory, removed after, with two handles (two pools) on it as two
+//! processes sharing the file would have. Then what only the embedded backend has: a file shared
+//! with the embedded queue's migrations, and SQLite's own errors in the store's words.
+
+#[macro_use]
+mod conformance;
+
+use std::{
+    future::Future,
+    path::{Path, PathBuf},
+    str::FromStr,
+    sync::Arc,
+    time::Duration,
+};
+
+use baton_store::{SqliteStore, Store, StoreError};
+use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
+
+use conformance::Handles;
+
+store_conformance!(with_sqlite);
+
+/// Connections per handle, as `baton dev` opens them.
+const CONNECTIONS: u32 = 4;
+
+/// Opens two stores on a new file with Baton's schema, runs `check`, and removes the file's
+/// directory whether the check passed or not.
+async fn with_sqlite<F, Fut>(check: F)
+where
+    F: FnOnce(Handles) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let dir: PathBuf =
+        std::env::temp_dir().join(format!("baton-store-{}", uuid::Uuid::new_v4().simple()));
+    let path = dir.join("baton.db");
+    let a = SqliteStore::open(&path, CONNECTIONS).await.expect("open");
+    a.migrate().await.expect("migrations apply");
+    let b = SqliteStore::open(&path, CONNECTIONS).await.expect("open");
+    let pools = [a.pool().clone(), b.pool().clone()];
+
+    let outcome = tokio::spawn(check(Handles {
+        a: Arc::new(a),
+        b: Arc::new(b),
+    }))
+    .await;
+
+    for pool in pools {
+        let _ = tokio::time::timeout(Duration::from_secs(5), pool.close()).await;
+    }
+    std::fs::remove_dir_all(&dir).expect("remove the check's database");
+    match outcome {
+        Ok(()) => {}
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(e) => panic!("check did not finish: {e}"),
+    }
+}
+
+fn temp_dir() -> PathBuf {
+    std::env::temp_dir().join(format!("baton-store-{}", uuid::Uuid::new_v4().simple()))
+}
+
+/// Applies a migration of version 1001, as the embedded queue does to the same file.
+async fn migrate_as_the_queue(dir: &Path, pool: &sqlx::SqlitePool) {
+    let migrations = dir.join("queue-migrations");
+    std::fs::create_dir_all(&migrations).unwrap();
+    std::fs::write(
+        migrations.join("1001_queue.sql"),
+        "CREATE TABLE queue_probe (id INTEGER PRIMARY KEY);",
+    )
+    .unwrap();
+    let mut queue = sqlx::migrate::Migrator::new(migrations.as_path())
+        .await
+        .unwrap();
+    queue.set_ignore_missing(true);
+    queue
+        .run(pool)
+        .await
+        .expect("the queue's migration applies");
+}
+
+#[tokio::test]
+async fn the_store_migrates_a_file_the_queue_migrated_too() {
+    let dir = temp_dir();
+    let store = SqliteStore::open(&dir.join("baton.db"), 2).await.unwrap();
+    store.migrate().await.unwrap();
+    migrate_as_the_queue(&dir, store.pool()).await;
+    // The next start: the store finds the queue's version and leaves it alone.
+    Store::migrate(&store)
+        .await
+        .expect("the store migrates again");
+    let versions: Vec<i64> =
+        sqlx::query_scalar("SELECT version FROM _sqlx_migrations ORDER BY version")
+            .fetch_all(store.pool())
+            .await
+            .unwrap();
+    assert_eq!(versions.first(), Some(&1));
+    assert_eq!(versions.last(), Some(&1001));
+    assert!(
+        versions[..versions.len() - 1].iter().all(|v| *v < 1000),
+        "{versions:?}"
+    );
+    let probe: i64 = sqlx::query_scalar("SELECT count(*) FROM queue_probe")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(probe, 0);
+    store.pool().close().await;
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[tokio::test]
+async fn a_write_lock_held_past_the_busy_timeout_is_unavailable() {
+    let dir = temp_dir();
+    let path = dir.join("baton.db");
+    let store = SqliteStore::open(&path, 2).await.unwrap();
+    store.migrate().await.unwrap();
+    // Another process holds the write lock; this one gives up after 100 ms.
+    let other = baton_sqlite::open(&path, 1).await.unwrap();
+    let mut holder = other.begin_with("BEGIN IMMEDIATE").await.unwrap();
+    let options = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))
+        .unwrap()
+        .busy_timeout(Duration::from_millis(100));
+    let impatient = SqliteStore::from_pool(
+        SqlitePoolOptions::new()
+            .max_connections(2)
+            .connect_with(options)
+            .await
+            .unwrap(),
+    );
+
+    let run = baton_store::NewRun {
+        id: uuid::Uuid::new_v4(),
+        tenant: "t".into(),
+        workflow_ref: "acme/etl@1".into(),
+        inputs: serde_json::json!({}),
+        idempotency_key: None,
+        created_at: 1_000,
+        trace_context: Default::default(),
+    };
+    let started = impatient.create_runs(vec![run]).await;
+    assert!(
+        matches!(started, Err(StoreError::Unavailable(_))),
+        "{:?}",
+        started.map(|r| r.len())
+    );
+    let locked = impatient.lock_runs(&[uuid::Uuid::new_v4()]).await;
+    assert!(
+        matches!(locked, Err(StoreError::Unavailable(_))),
+        "lock_runs: {:?}",
+        locked.err()
+    );
+    // Reads do not wait for writers.
+    assert!(
+        impatient
+            .list_events(uuid::Uuid::new_v4(), 0, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    sqlx::query("SELECT 1").execute(&mut *holder).await.unwrap();
+    holder.rollback().await.unwrap();
+    let locked = impatient.lock_runs(&[uuid::Uuid::new_v4()]).await;
+    assert!(locked.is_ok(), "once the lock is free: {:?}", locked.err());
+    drop(locked);
+    for pool in [impatient.pool(), store.pool(), &other] {
+        pool.close().await;
+    }
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[tokio::test]
+async fn a_file_without_the_schema_is_refused_by_name() {
+    let dir = temp_dir();
+    let store = SqliteStore::open(&dir.join("baton.db"), 1).await.unwrap();
+    store.ping().await.expect("the file answers");
+    match store.find_run(uuid::Uuid::new_v4()).await {
+        Err(StoreError::Rejected(m)) => assert!(m.contains("runs"), "{m}"),
+        other => panic!(
+            "expected a refused statement, got {:?}",
+            other.map(|r| r.is_some())
+        ),
+    }
+    store.pool().close().await;
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[tokio::test]
+async fn a_file_that_cannot_be_created_is_unavailable_and_named() {
+    match SqliteStore::open(Path::new("/proc/baton/cannot.db"), 1).await {
+        Err(StoreError::Unavailable(m)) => assert!(m.contains("/proc/baton/cannot.db"), "{m}"),
+        other => panic!("expected unavailable, got {:?}", other.map(|_| ())),
+    }
+}
