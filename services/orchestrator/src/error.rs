@@ -1,5 +1,6 @@
 //! The one place where errors become gRPC statuses.
 
+use baton_events::EventsError;
 use baton_queue::QueueError;
 use baton_store::StoreError;
 use baton_workflow::DefinitionError;
@@ -23,6 +24,18 @@ pub enum ApiError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Queue(#[from] QueueError),
+}
+
+impl From<EventsError> for ApiError {
+    fn from(e: EventsError) -> Self {
+        match e {
+            EventsError::NotFound(id) => ApiError::NotFound(format!("run {id} does not exist")),
+            EventsError::Store(e) => ApiError::Store(e),
+            EventsError::ShuttingDown => ApiError::Unavailable(
+                "the orchestrator is shutting down; watch again from the last sequence".into(),
+            ),
+        }
+    }
 }
 
 impl From<ApiError> for Status {

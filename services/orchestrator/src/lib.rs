@@ -5,7 +5,6 @@ mod api;
 mod config;
 mod convert;
 mod error;
-mod events;
 mod starter;
 
 use std::{
@@ -96,14 +95,13 @@ pub async fn serve(
         metrics.clone(),
         shutdown.clone(),
     ));
-    let hub = events::EventHub::start(queue.clone(), shutdown.clone());
+    let events = baton_events::RunEvents::start(store.clone(), queue.clone(), shutdown.clone());
     let api = Arc::new(Api {
         store: store.clone(),
         queue: queue.clone(),
         config,
-        hub,
+        events,
         started: Instant::now(),
-        shutdown: shutdown.clone(),
         metrics: metrics.clone(),
         versions: Default::default(),
         starter: starter::RunStarter::spawn(store.clone(), queue.clone()),

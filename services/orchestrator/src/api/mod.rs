@@ -10,17 +10,16 @@ use std::{sync::Arc, time::Instant};
 use baton_queue::Queue;
 use baton_store::Store;
 
-use crate::{OrchestratorConfig, events::EventHub};
+use crate::OrchestratorConfig;
 
 /// State shared by every handler.
 pub struct Api {
     pub(crate) store: Arc<dyn Store>,
     pub(crate) queue: Arc<dyn Queue>,
     pub(crate) config: OrchestratorConfig,
-    pub(crate) hub: EventHub,
+    /// Run event streams for `WatchRun`: replay, then live.
+    pub(crate) events: baton_events::RunEvents,
     pub(crate) started: Instant,
-    /// Ends long-lived streams when the server stops.
-    pub(crate) shutdown: tokio_util::sync::CancellationToken,
     pub(crate) metrics: Arc<baton_metrics::Metrics>,
     /// Records StartRun calls in batches.
     pub(crate) starter: crate::starter::RunStarter,

@@ -1,17 +1,16 @@
 //! `RunService`: start, read, list, cancel and watch runs.
 
-use std::{pin::Pin, sync::Arc, time::Duration};
+use std::pin::Pin;
 
 use baton_engine::{Effects, RunStatus, abort_run, now_micros};
 use baton_proto::v1::{
     self, CancelRunRequest, CancelRunResponse, GetRunRequest, GetRunResponse, ListRunsRequest,
-    ListRunsResponse, RunEventType, StartRunRequest, StartRunResponse, WatchRunRequest,
-    WatchRunResponse, run_service_server::RunService,
+    ListRunsResponse, StartRunRequest, StartRunResponse, WatchRunRequest, WatchRunResponse,
+    run_service_server::RunService,
 };
 use baton_queue::BatchOutcome;
-use baton_store::{NewRun, PageRequest, RunFilter, Store};
-use tokio::sync::{broadcast::error::RecvError, mpsc};
-use tokio_stream::{Stream, wrappers::ReceiverStream};
+use baton_store::{NewRun, PageRequest, RunFilter};
+use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
@@ -21,10 +20,6 @@ use crate::{convert, error::ApiError};
 const DEFAULT_TENANT: &str = "default";
 /// Longest idempotency key accepted.
 const MAX_IDEMPOTENCY_KEY: usize = 256;
-/// How often a watcher re-reads Postgres when no live event arrives, in case one was missed.
-const WATCH_POLL: Duration = Duration::from_secs(1);
-/// Events read from Postgres at a time when replaying.
-const REPLAY_PAGE: i64 = 500;
 
 fn parse_run_id(text: &str) -> Result<Uuid, ApiError> {
     text.trim().parse().map_err(|_| {
@@ -47,16 +42,6 @@ fn tenant(text: &str) -> Result<String, ApiError> {
         ));
     }
     Ok(t.to_owned())
-}
-
-fn is_run_end(t: RunEventType) -> bool {
-    matches!(
-        t,
-        RunEventType::RunCompleted
-            | RunEventType::RunFailed
-            | RunEventType::RunCancelled
-            | RunEventType::RunTimedOut
-    )
 }
 
 #[tonic::async_trait]
@@ -229,133 +214,29 @@ impl RunService for Api {
 
     type WatchRunStream = Pin<Box<dyn Stream<Item = Result<WatchRunResponse, Status>> + Send>>;
 
+    /// The run's events after `after_sequence` from the shared event streams; the stream ends
+    /// after the run's end, or with UNAVAILABLE when the orchestrator stops.
+    #[tracing::instrument(skip_all, fields(run.id))]
     async fn watch_run(
         &self,
         request: Request<WatchRunRequest>,
     ) -> Result<Response<Self::WatchRunStream>, Status> {
         let req = request.into_inner();
         let id = parse_run_id(&req.run_id)?;
+        tracing::Span::current().record("run.id", tracing::field::display(id));
         if req.after_sequence < 0 {
             return Err(
                 ApiError::InvalidArgument("after_sequence: must not be negative".into()).into(),
             );
         }
-        // Subscribe before the first read so nothing falls between the replay and live events.
-        let live = self.hub.subscribe();
-        let detail = self
-            .store
-            .get_run(id)
+        let events = self
+            .events
+            .watch(id, req.after_sequence)
             .await
-            .map_err(ApiError::from)?
-            .ok_or_else(|| ApiError::NotFound(format!("run {id} does not exist")))?;
-        let (tx, rx) = mpsc::channel(256);
-        let store = self.store.clone();
-        let labels = (detail.run.workflow_ref, detail.run.tenant);
-        let shutdown = self.shutdown.clone();
-        tokio::spawn(async move {
-            tokio::select! {
-                _ = watch(store, id, labels, req.after_sequence, live, tx.clone()) => {}
-                _ = shutdown.cancelled() => {
-                    let _ = tx.send(Err(Status::unavailable("the orchestrator is shutting down; watch again from the last sequence"))).await;
-                }
-            }
-        });
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
-    }
-}
-
-type Live = tokio::sync::broadcast::Receiver<Arc<v1::RunEvent>>;
-type Out = mpsc::Sender<Result<WatchRunResponse, Status>>;
-
-/// Sends the run's events after `last`, in order and without gaps, until the run ends or the
-/// client goes away. Postgres decides what is sent; live events only say when to look.
-async fn watch(
-    store: Arc<dyn Store>,
-    id: Uuid,
-    (workflow_ref, tenant): (String, String),
-    mut last: i64,
-    mut live: Live,
-    tx: Out,
-) {
-    let run_id = id.to_string();
-    loop {
-        // Catch up from Postgres.
-        loop {
-            let events = match store.list_events(id, last, REPLAY_PAGE).await {
-                Ok(events) => events,
-                Err(e) => {
-                    let _ = tx.send(Err(ApiError::from(e).into())).await;
-                    return;
-                }
-            };
-            let count = events.len() as i64;
-            for stored in events {
-                let record = &stored.record;
-                let event = v1::RunEvent {
-                    run_id: run_id.clone(),
-                    sequence: record.sequence,
-                    r#type: record.event_type as i32,
-                    step_id: record.step_id.clone().unwrap_or_default(),
-                    attempt: record.attempt,
-                    time: Some(baton_proto::timestamp_from_micros(record.time)),
-                    message: record.message.clone().unwrap_or_default(),
-                    output_json: record
-                        .output
-                        .as_ref()
-                        .map(|o| o.to_string())
-                        .unwrap_or_default(),
-                    workflow_ref: workflow_ref.clone(),
-                    tenant: tenant.clone(),
-                };
-                last = record.sequence;
-                let end = is_run_end(record.event_type);
-                if tx
-                    .send(Ok(WatchRunResponse { event: Some(event) }))
-                    .await
-                    .is_err()
-                    || end
-                {
-                    return;
-                }
-            }
-            if count < REPLAY_PAGE {
-                break;
-            }
-        }
-        // Follow live events until one cannot be sent in order.
-        loop {
-            let next = tokio::select! {
-                _ = tx.closed() => return,
-                _ = tokio::time::sleep(WATCH_POLL) => break,
-                next = live.recv() => next,
-            };
-            match next {
-                Ok(event) if event.run_id != run_id || event.sequence <= last => {}
-                Ok(event) if event.sequence == last + 1 => {
-                    last = event.sequence;
-                    let end = RunEventType::try_from(event.r#type).is_ok_and(is_run_end);
-                    if tx
-                        .send(Ok(WatchRunResponse {
-                            event: Some((*event).clone()),
-                        }))
-                        .await
-                        .is_err()
-                        || end
-                    {
-                        return;
-                    }
-                }
-                // A gap, or this watcher fell behind: read Postgres again.
-                Ok(_) | Err(RecvError::Lagged(_)) => break,
-                Err(RecvError::Closed) => {
-                    let _ = tx
-                        .send(Err(Status::unavailable(
-                            "the orchestrator is shutting down",
-                        )))
-                        .await;
-                    return;
-                }
-            }
-        }
+            .map_err(ApiError::from)?;
+        Ok(Response::new(Box::pin(events.map(|item| {
+            item.map(|event| WatchRunResponse { event: Some(event) })
+                .map_err(|e| Status::from(ApiError::from(e)))
+        }))))
     }
 }
