@@ -14,7 +14,7 @@ use super::{Queues, fixtures::*};
 const VISIBILITY: Duration = Duration::from_millis(300);
 
 pub async fn jobs_are_delivered_once_in_order_until_reported(q: Queues) {
-    q.a.ensure_groups(&[KIND.to_owned()]).await.unwrap();
+    q.a.join_kinds(&[KIND.to_owned()]).await.unwrap();
     let jobs = [job(1, "fetch", 1), job(2, "fetch", 1), job(1, "report", 3)];
     q.a.dispatch(&jobs, &[]).await.unwrap();
 
@@ -55,15 +55,15 @@ pub async fn jobs_enqueued_before_any_worker_joined_are_delivered(q: Queues) {
     assert_eq!(messages(&inbox), [start(1)]);
 
     // Joining again delivers nothing twice.
-    q.a.ensure_groups(&[KIND.to_owned()]).await.unwrap();
-    q.b.ensure_groups(&[KIND.to_owned()]).await.unwrap();
+    q.a.join_kinds(&[KIND.to_owned()]).await.unwrap();
+    q.b.join_kinds(&[KIND.to_owned()]).await.unwrap();
     q.a.dispatch(&[job(2, "fetch", 1)], &[]).await.unwrap();
     let taken = take_jobs(q.a.as_ref(), "w2", 1).await;
     assert_eq!(messages(&taken), [job(2, "fetch", 1)]);
 }
 
 pub async fn an_empty_read_waits_for_its_block_and_wakes_for_a_job(q: Queues) {
-    q.a.ensure_groups(&[KIND.to_owned()]).await.unwrap();
+    q.a.join_kinds(&[KIND.to_owned()]).await.unwrap();
     let block = Duration::from_millis(200);
     let began = Instant::now();
     let none = q.a.read_jobs(KIND, "w1", 10, block).await.unwrap();
@@ -94,7 +94,7 @@ pub async fn an_empty_read_waits_for_its_block_and_wakes_for_a_job(q: Queues) {
 }
 
 pub async fn an_unacknowledged_job_is_reclaimed_after_the_visibility_timeout(q: Queues) {
-    q.a.ensure_groups(&[KIND.to_owned()]).await.unwrap();
+    q.a.join_kinds(&[KIND.to_owned()]).await.unwrap();
     let jobs = [job(1, "fetch", 1), job(2, "fetch", 1)];
     q.a.dispatch(&jobs, &[]).await.unwrap();
     let before_read = Instant::now();
@@ -149,7 +149,7 @@ pub async fn an_unacknowledged_job_is_reclaimed_after_the_visibility_timeout(q: 
 }
 
 pub async fn a_touched_job_is_not_reclaimed_while_its_worker_runs_it(q: Queues) {
-    q.a.ensure_groups(&[KIND.to_owned()]).await.unwrap();
+    q.a.join_kinds(&[KIND.to_owned()]).await.unwrap();
     let visibility = Duration::from_secs(1);
     q.a.dispatch(&[job(1, "fetch", 1)], &[]).await.unwrap();
     let before_read = Instant::now();
@@ -201,7 +201,7 @@ pub async fn a_touched_job_is_not_reclaimed_while_its_worker_runs_it(q: Queues) 
 }
 
 pub async fn runner_messages_are_reclaimed_until_a_batch_acknowledges_them(q: Queues) {
-    q.a.ensure_groups(&[]).await.unwrap();
+    q.a.join_kinds(&[]).await.unwrap();
     let sent = [start(1), start(2)];
     q.a.send_to_runner(&sent).await.unwrap();
     let before_read = Instant::now();
@@ -251,7 +251,7 @@ pub async fn runner_messages_are_reclaimed_until_a_batch_acknowledges_them(q: Qu
 }
 
 /// Length and pending count of the runner inbox.
-async fn inbox_stats(q: &dyn baton_queue::JobQueue) -> (u64, u64) {
+async fn inbox_stats(q: &dyn baton_queue::Queue) -> (u64, u64) {
     let stats = q.stats(&[]).await.unwrap();
     let inbox = stats
         .iter()
@@ -261,7 +261,7 @@ async fn inbox_stats(q: &dyn baton_queue::JobQueue) -> (u64, u64) {
 }
 
 pub async fn dead_letters_acknowledge_their_entry_and_are_read_oldest_first(q: Queues) {
-    q.a.ensure_groups(&[KIND.to_owned()]).await.unwrap();
+    q.a.join_kinds(&[KIND.to_owned()]).await.unwrap();
     assert!(q.a.dead_letters(10).await.unwrap().is_empty());
     q.a.dispatch(&[job(1, "fetch", 1), job(2, "fetch", 1)], &[])
         .await
@@ -273,7 +273,7 @@ pub async fn dead_letters_acknowledge_their_entry_and_are_read_oldest_first(q: Q
         "no handler",
         jobs[0].payload.clone(),
     );
-    q.a.dead_letter(Some(KIND), first.clone()).await.unwrap();
+    q.a.dead_letter_job(KIND, first.clone()).await.unwrap();
     let pending =
         q.b.reclaim_jobs(KIND, "w2", Duration::ZERO, 10)
             .await
@@ -292,7 +292,7 @@ pub async fn dead_letters_acknowledge_their_entry_and_are_read_oldest_first(q: Q
         "unknown run",
         inbox[0].payload.clone(),
     );
-    q.b.dead_letter(None, second.clone()).await.unwrap();
+    q.b.dead_letter_runner(second.clone()).await.unwrap();
     let pending =
         q.a.reclaim_runner("runner-2", Duration::ZERO, 10)
             .await
@@ -331,8 +331,8 @@ pub async fn dead_letters_acknowledge_their_entry_and_are_read_oldest_first(q: Q
 
 pub async fn stats_count_backlog_and_pending_per_stream(q: Queues) {
     let kinds = [KIND.to_owned(), "idle".to_owned()];
-    q.a.ensure_groups(&kinds).await.unwrap();
-    let stats = |q: std::sync::Arc<dyn baton_queue::JobQueue>, kinds: [String; 2]| async move {
+    q.a.join_kinds(&kinds).await.unwrap();
+    let stats = |q: std::sync::Arc<dyn baton_queue::Queue>, kinds: [String; 2]| async move {
         let stats = q.stats(&kinds).await.unwrap();
         stats
             .iter()
@@ -376,6 +376,6 @@ pub async fn stats_count_backlog_and_pending_per_stream(q: Queues) {
         "bad input",
         taken[1].payload.clone(),
     );
-    q.b.dead_letter(Some(KIND), dead).await.unwrap();
+    q.b.dead_letter_job(KIND, dead).await.unwrap();
     assert_eq!(stats(q.a.clone(), kinds).await, want((1, 1), (1, 0), 1));
 }

@@ -7,14 +7,10 @@ use std::{
 };
 
 use baton_proto::v1::{self, runner_message::Message};
-use baton_queue::{Delivery, JobQueue};
+use baton_queue::{Delivery, JobStream, RunnerInbox};
 
 /// The job kind the checks use.
 pub const KIND: &str = "work";
-
-/// Where an events cursor starts to read every event kept. The trait names only `$` (new
-/// events only); `0` is what the services use as the oldest cursor.
-pub const FROM_START: &str = "0";
 
 /// How long any wait may take before the check fails; far beyond what any step needs.
 pub const PATIENCE: Duration = Duration::from_secs(30);
@@ -114,7 +110,7 @@ where
 }
 
 /// Takes exactly `n` jobs for `consumer`, then checks no more are waiting.
-pub async fn take_jobs(q: &dyn JobQueue, consumer: &str, n: usize) -> Vec<Delivery<v1::Job>> {
+pub async fn take_jobs(q: &dyn JobStream, consumer: &str, n: usize) -> Vec<Delivery<v1::Job>> {
     let taken = take_first_jobs(q, consumer, n).await;
     let extra = q
         .read_jobs(KIND, consumer, 10, Duration::from_millis(10))
@@ -129,7 +125,11 @@ pub async fn take_jobs(q: &dyn JobQueue, consumer: &str, n: usize) -> Vec<Delive
 }
 
 /// Takes the first `n` jobs for `consumer`, leaving the rest.
-pub async fn take_first_jobs(q: &dyn JobQueue, consumer: &str, n: usize) -> Vec<Delivery<v1::Job>> {
+pub async fn take_first_jobs(
+    q: &dyn JobStream,
+    consumer: &str,
+    n: usize,
+) -> Vec<Delivery<v1::Job>> {
     let mut taken = Vec::new();
     let began = Instant::now();
     while taken.len() < n {
@@ -149,7 +149,7 @@ pub async fn take_first_jobs(q: &dyn JobQueue, consumer: &str, n: usize) -> Vec<
 
 /// Takes exactly `n` runner inbox messages for `consumer`, then checks no more are waiting.
 pub async fn take_runner(
-    q: &dyn JobQueue,
+    q: &dyn RunnerInbox,
     consumer: &str,
     n: usize,
 ) -> Vec<Delivery<v1::RunnerMessage>> {

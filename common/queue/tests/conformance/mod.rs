@@ -1,5 +1,5 @@
-//! What every [`JobQueue`] promises, written once against the trait so each backend runs the
-//! same checks. A backend's test file invokes [`queue_conformance!`] with a function that opens
+//! What every queue backend promises, written once against the role traits so each backend runs
+//! the same checks. A backend's test file invokes [`queue_conformance!`] with a function that opens
 //! [`Queues`] on fresh, empty queues and runs one check with them; the checks use the public API
 //! only, and treat entry ids and event cursors as opaque.
 
@@ -11,7 +11,7 @@ mod timers;
 
 use std::sync::Arc;
 
-use baton_queue::JobQueue;
+use baton_queue::Queue;
 
 pub use delivery::*;
 pub use publishing::*;
@@ -20,9 +20,9 @@ pub use timers::*;
 /// Handles on fresh queues: `a` and `b` on the same queue, sharing nothing in memory (a runner
 /// and a worker, or two replicas); `other` on a queue of another deployment.
 pub struct Queues {
-    pub a: Arc<dyn JobQueue>,
-    pub b: Arc<dyn JobQueue>,
-    pub other: Arc<dyn JobQueue>,
+    pub a: Arc<dyn Queue>,
+    pub b: Arc<dyn Queue>,
+    pub other: Arc<dyn Queue>,
 }
 
 /// One `#[tokio::test]` per check, each run by `$harness`: an `async fn(check)` that opens

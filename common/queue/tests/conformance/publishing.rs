@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use baton_proto::v1;
-use baton_queue::{BatchOutcome, WorkerHeartbeat};
+use baton_queue::{BatchOutcome, EventCursor, WorkerHeartbeat};
 use tokio_stream::StreamExt;
 
 use super::{Queues, fixtures::*};
@@ -24,7 +24,7 @@ pub async fn events_are_read_after_a_cursor_in_order(q: Queues) {
     let all: Vec<_> = first.into_iter().chain(second).collect();
 
     let read =
-        q.a.read_events(FROM_START, 100, Duration::from_millis(10))
+        q.a.read_events(&EventCursor::start(), 100, Duration::from_millis(10))
             .await
             .unwrap();
     let seen: Vec<_> = read.iter().map(|(_, e)| e.clone()).collect();
@@ -38,7 +38,7 @@ pub async fn events_are_read_after_a_cursor_in_order(q: Queues) {
     let after: Vec<_> = after.into_iter().map(|(_, e)| e).collect();
     assert_eq!(after, all[3..], "only what came after the cursor");
 
-    let mut cursor = FROM_START.to_owned();
+    let mut cursor = EventCursor::start();
     let mut paged = Vec::new();
     loop {
         let batch =
@@ -64,33 +64,51 @@ pub async fn events_are_read_after_a_cursor_in_order(q: Queues) {
 }
 
 pub async fn reading_only_new_events_skips_the_ones_before(q: Queues) {
+    let sequences = |read: &[(EventCursor, v1::RunEvent)]| -> Vec<i64> {
+        read.iter().map(|(_, e)| e.sequence).collect()
+    };
+    // The tail of an empty log is before everything published later.
+    let empty = q.b.tail().await.unwrap();
     q.a.complete_batch(events((1..=3).map(|s| event(1, s)).collect()))
         .await
         .unwrap();
-    let b = q.b.clone();
-    let reader = tokio::spawn(async move { b.read_events("$", 100, PATIENCE).await });
-
-    // The reader may not be listening yet: publish until it has heard something.
-    let began = Instant::now();
-    let mut sequence = 100;
-    while !reader.is_finished() {
-        assert!(began.elapsed() < PATIENCE, "the reader heard nothing");
-        q.a.complete_batch(events(vec![event(2, sequence)]))
+    let read =
+        q.b.read_events(&empty, 100, Duration::from_millis(10))
             .await
             .unwrap();
-        sequence += 1;
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let heard = reader.await.unwrap().unwrap();
-    let sequences: Vec<i64> = heard.iter().map(|(_, e)| e.sequence).collect();
-    assert!(!sequences.is_empty());
-    assert!(
-        heard
-            .iter()
-            .all(|(_, e)| e.run_id == "run-2" && e.sequence >= 100),
-        "only events published after it began: {sequences:?}"
+    assert_eq!(sequences(&read), [1, 2, 3], "read from an empty log's tail");
+
+    let tail = q.b.tail().await.unwrap();
+    let quiet = q.a.read_events(&tail, 100, Duration::from_millis(10)).await;
+    assert!(quiet.unwrap().is_empty(), "nothing after the tail");
+
+    // A reader waiting at the tail wakes for what is published through the other handle, and
+    // hears nothing from before.
+    let b = q.b.clone();
+    let waiting = tail.clone();
+    let reader = tokio::spawn(async move { b.read_events(&waiting, 100, PATIENCE).await });
+    let published = [event(2, 100), event(2, 101)];
+    q.a.complete_batch(events(published.to_vec()))
+        .await
+        .unwrap();
+    let heard = tokio::time::timeout(PATIENCE, reader)
+        .await
+        .expect("the waiting reader woke")
+        .unwrap()
+        .unwrap();
+    let mut heard_sequences = sequences(&heard);
+    assert!(!heard_sequences.is_empty());
+    let (last, _) = heard.last().expect("checked non-empty");
+    let rest =
+        q.b.read_events(last, 100, Duration::from_millis(10))
+            .await
+            .unwrap();
+    heard_sequences.extend(sequences(&rest));
+    assert_eq!(
+        heard_sequences,
+        [100, 101],
+        "only events published after the tail, in order"
     );
-    assert!(sequences.windows(2).all(|w| w[0] < w[1]), "{sequences:?}");
 }
 
 pub async fn cancel_notices_reach_every_subscriber_in_order(q: Queues) {
@@ -167,8 +185,8 @@ pub async fn worker_heartbeats_are_live_until_they_go_stale(q: Queues) {
 
 pub async fn queues_of_other_deployments_share_nothing(q: Queues) {
     let o = q.other.as_ref();
-    o.ensure_groups(&[KIND.to_owned()]).await.unwrap();
-    q.a.ensure_groups(&[KIND.to_owned()]).await.unwrap();
+    o.join_kinds(&[KIND.to_owned()]).await.unwrap();
+    q.a.join_kinds(&[KIND.to_owned()]).await.unwrap();
     let wake = baton_queue::TimerEntry {
         due_ms: 1,
         wake: v1::WakeRunCommand {
@@ -204,7 +222,7 @@ pub async fn queues_of_other_deployments_share_nothing(q: Queues) {
     );
     take_runner(q.a.as_ref(), "runner-1", 0).await;
     let seen =
-        q.a.read_events(FROM_START, 10, Duration::from_millis(10))
+        q.a.read_events(&EventCursor::start(), 10, Duration::from_millis(10))
             .await;
     assert!(seen.unwrap().is_empty());
     assert!(q.a.dead_letters(10).await.unwrap().is_empty());

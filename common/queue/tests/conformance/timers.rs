@@ -27,7 +27,7 @@ fn fired(moved: usize, next_due_ms: Option<i64>) -> FiredTimers {
 }
 
 pub async fn timers_fire_once_and_only_when_due(q: Queues) {
-    q.a.ensure_groups(&[]).await.unwrap();
+    q.a.join_kinds(&[]).await.unwrap();
     let timers = [
         timer(3, BASE_MS + 300),
         timer(1, BASE_MS + 100),
@@ -97,11 +97,24 @@ pub async fn timers_fire_once_and_only_when_due(q: Queues) {
         runs,
         ["run-10", "run-10", "run-11", "run-12", "run-13", "run-14"]
     );
+
+    // The same wake-up set twice (a retried dispatch) is one timer: it fires once.
+    let again = timer(20, BASE_MS + 3_000);
+    q.a.dispatch(&[], std::slice::from_ref(&again))
+        .await
+        .unwrap();
+    q.b.dispatch(&[], &[again]).await.unwrap();
+    assert_eq!(
+        q.a.fire_due_timers(BASE_MS + 3_000, 100).await.unwrap(),
+        fired(1, None)
+    );
+    let inbox = take_runner(q.b.as_ref(), "runner-1", 1).await;
+    assert_eq!(woken(&message(&inbox[0])), "run-20");
 }
 
 pub async fn concurrent_firing_moves_each_timer_once(q: Queues) {
     const TIMERS: u32 = 60;
-    q.a.ensure_groups(&[]).await.unwrap();
+    q.a.join_kinds(&[]).await.unwrap();
     let timers: Vec<_> = (0..TIMERS)
         .map(|i| timer(i, BASE_MS + i64::from(i)))
         .collect();
