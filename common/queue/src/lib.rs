@@ -4,6 +4,7 @@
 //! so a worker cannot touch the runner's inbox by accident and every backend (Redis Streams, or
 //! the embedded one) passes one conformance suite per role.
 
+mod embedded;
 mod names;
 mod redis;
 
@@ -12,6 +13,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use baton_proto::v1;
 
+pub use embedded::{SqliteQueue, SqliteQueueConfig};
 pub use names::StreamName;
 pub use redis::{RedisKeys, RedisQueue, RedisQueueConfig};
 
