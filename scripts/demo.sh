@@ -1,123 +1,100 @@
 #!/usr/bin/env bash
-# One-command demo: local Redis + PostgreSQL, release build, both services in
-# the background, then apply examples/hello.yaml and follow one run of it.
+# One-command demo on the embedded backend: needs only the Rust toolchain. Builds the `baton`
+# CLI (release), starts `baton dev` in the background on a fresh SQLite file, applies
+# examples/hello.yaml and follows one run of it to completion, then stops `baton dev`.
 # Exits with the status of `baton run start ... --follow`.
 #
 # Env (all optional):
-#   CARGO_TARGET_DIR   default $HOME/.cache/baton-target
-#   DATABASE_URL       default postgres://postgres@127.0.0.1:5432/baton
-#   REDIS_URL          default redis://127.0.0.1:6379
-#   ORCHESTRATOR_PORT  default 8002     RUNNER_PORT  default 8003
-#                      (the CLI talks to its default address, 127.0.0.1:8002)
-#   START_TIMEOUT      seconds to wait for the services to listen (default 60)
-#   RUN_TIMEOUT        seconds to let the followed run take (default 300)
+#   CARGO_TARGET_DIR  default $HOME/.cache/baton-target
+#   DEMO_PORT         gRPC API port of `baton dev` (default 8002)
+#   DEMO_DB           the SQLite file (default: a fresh one under .dev/demo/)
+#   START_TIMEOUT     seconds to wait for `baton dev` to listen (default 60)
+#   RUN_TIMEOUT       seconds to let the followed run take (default 300)
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/baton-target}"
-export DATABASE_URL="${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/baton}"
-export REDIS_URL="${REDIS_URL:-redis://127.0.0.1:6379}"
-ORCHESTRATOR_PORT="${ORCHESTRATOR_PORT:-8002}"
-RUNNER_PORT="${RUNNER_PORT:-8003}"
+DEMO_PORT="${DEMO_PORT:-8002}"
 START_TIMEOUT="${START_TIMEOUT:-60}"
 RUN_TIMEOUT="${RUN_TIMEOUT:-300}"
-BIN="$CARGO_TARGET_DIR/release"
-LOGS=.dev/logs
+BIN="$CARGO_TARGET_DIR/release/baton"
+LOGS=.dev/demo
+mkdir -p "$LOGS"
+DEMO_DB="${DEMO_DB:-$LOGS/demo-$(date +%s)-$$.db}"
+ADDR="http://127.0.0.1:$DEMO_PORT"
 
 step() { printf '\n==> %s\n' "$*"; }
 port_open() { timeout 1 bash -c "exec 3<>/dev/tcp/127.0.0.1/$1" 2>/dev/null; }
 
-step "dependencies (scripts/deps.sh)"
-bash scripts/deps.sh
+step "build (cargo build --release -p baton-cli)"
+cargo build --release -p baton-cli
 
-step "build (cargo build --release --bins)"
-cargo build --release --bins
+if port_open "$DEMO_PORT"; then
+    echo "demo: port $DEMO_PORT is in use (is 'baton dev' already running?); set DEMO_PORT" >&2
+    exit 1
+fi
 
-for port in "$ORCHESTRATOR_PORT" "$RUNNER_PORT"; do
-    if port_open "$port"; then
-        echo "demo: port $port is already in use (is 'make dev' or another demo running?)" >&2
-        exit 1
-    fi
-done
-
-mkdir -p "$LOGS"
-pids=()
+dev_pid=
 # shellcheck disable=SC2317  # invoked from the EXIT trap
 cleanup() {
-    local pid
-    ((${#pids[@]})) || return 0
+    [[ -n "$dev_pid" ]] || return 0
     echo
-    echo "==> stopping services"
-    for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+    echo "==> stopping baton dev"
+    kill -TERM "$dev_pid" 2>/dev/null || true
     for _ in $(seq 1 50); do
-        local alive=0
-        for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
-        ((alive)) || break
+        kill -0 "$dev_pid" 2>/dev/null || break
         sleep 0.2
     done
-    for pid in "${pids[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
+    kill -KILL "$dev_pid" 2>/dev/null || true
     wait 2>/dev/null || true
-    pids=()
+    dev_pid=
 }
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-show_logs() {
-    local f
-    for f in "$LOGS"/orchestrator.log "$LOGS"/workflow-runner.log; do
-        echo "----- last lines of $f -----" >&2
-        tail -n 40 "$f" >&2 || true
-    done
+show_log() {
+    echo "----- last lines of $LOGS/baton-dev.log -----" >&2
+    tail -n 40 "$LOGS/baton-dev.log" >&2 || true
 }
 
-step "start services (logs in $LOGS/)"
-# NO_COLOR: the logs go to files, keep them free of ANSI escapes.
-GRPC_PORT="$ORCHESTRATOR_PORT" LOG_FORMAT="${LOG_FORMAT:-pretty}" NO_COLOR=1 \
-    "$BIN/baton-orchestrator" >"$LOGS/orchestrator.log" 2>&1 &
-pids+=($!)
-orchestrator_pid=$!
-GRPC_PORT="$RUNNER_PORT" LOG_FORMAT="${LOG_FORMAT:-pretty}" NO_COLOR=1 \
-    "$BIN/baton-workflow-runner" >"$LOGS/workflow-runner.log" 2>&1 &
-pids+=($!)
-runner_pid=$!
-
-wait_port() { # name pid port
-    local deadline=$((SECONDS + START_TIMEOUT))
-    until port_open "$3"; do
-        if ! kill -0 "$2" 2>/dev/null; then
-            echo "demo: $1 exited before listening on port $3" >&2
-            show_logs
-            exit 1
-        fi
-        if ((SECONDS >= deadline)); then
-            echo "demo: $1 not listening on port $3 after ${START_TIMEOUT}s" >&2
-            show_logs
-            exit 1
-        fi
-        sleep 0.25
-    done
-    echo "$1 listening on 127.0.0.1:$3 (pid $2)"
-}
-wait_port baton-orchestrator "$orchestrator_pid" "$ORCHESTRATOR_PORT"
-wait_port baton-workflow-runner "$runner_pid" "$RUNNER_PORT"
+step "baton dev --db $DEMO_DB --port $DEMO_PORT (log in $LOGS/baton-dev.log)"
+# The other ports (HTTP, Prometheus, pprof, runner health) go to free ones, so the demo never
+# collides with a running `baton dev` or services.
+NO_COLOR=1 "$BIN" dev --db "$DEMO_DB" --port "$DEMO_PORT" --free-side-ports >"$LOGS/baton-dev.log" 2>&1 &
+dev_pid=$!
+deadline=$((SECONDS + START_TIMEOUT))
+until port_open "$DEMO_PORT"; do
+    if ! kill -0 "$dev_pid" 2>/dev/null; then
+        echo "demo: baton dev exited before listening on port $DEMO_PORT" >&2
+        show_log
+        exit 1
+    fi
+    if ((SECONDS >= deadline)); then
+        echo "demo: baton dev not listening on port $DEMO_PORT after ${START_TIMEOUT}s" >&2
+        show_log
+        exit 1
+    fi
+    sleep 0.25
+done
+echo "baton dev listening on 127.0.0.1:$DEMO_PORT (pid $dev_pid)"
 
 step "baton workflow apply -f examples/hello.yaml"
-"$BIN/baton" workflow apply -f examples/hello.yaml
+"$BIN" --addr "$ADDR" workflow apply -f examples/hello.yaml
 
 step "baton run start examples/hello@1 --input name=Ada --input count=3 --follow"
 status=0
-timeout --foreground "$RUN_TIMEOUT" "$BIN/baton" run start examples/hello@1 \
+timeout --foreground "$RUN_TIMEOUT" "$BIN" --addr "$ADDR" run start examples/hello@1 \
     --input name=Ada --input count=3 --follow || status=$?
 if ((status == 124)); then
     echo "demo: the run did not finish within ${RUN_TIMEOUT}s" >&2
 fi
 
 step "baton run list --limit 5"
-"$BIN/baton" run list --limit 5 || echo "demo: 'baton run list' failed" >&2
+"$BIN" --addr "$ADDR" run list --limit 5 || echo "demo: 'baton run list' failed" >&2
 
 if ((status != 0)); then
     echo "demo: run failed (exit $status)" >&2
-    show_logs
+    show_log
 fi
 exit "$status"

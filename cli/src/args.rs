@@ -46,6 +46,9 @@ pub enum Command {
     Run(RunCommand),
     /// Show which build of the orchestrator answers.
     Info,
+    /// Run all of Baton in this process on one SQLite file (nothing else to install), until
+    /// Ctrl-C: the same gRPC API, health, metrics and pprof as the separate services.
+    Dev(DevArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -187,6 +190,23 @@ impl From<RunStatusArg> for RunStatus {
             RunStatusArg::TimedOut => RunStatus::TimedOut,
         }
     }
+}
+
+#[derive(Debug, Args)]
+pub struct DevArgs {
+    /// The SQLite file that holds every workflow, run and queued job (created when missing).
+    #[arg(long, value_name = "FILE", default_value = baton_dev::DEFAULT_DB)]
+    pub db: PathBuf,
+    /// The address every port binds (loopback by default: nothing is reachable from elsewhere).
+    #[arg(long, value_name = "IP", default_value = "127.0.0.1")]
+    pub listen: std::net::IpAddr,
+    /// The gRPC API's port (the orchestrator's; 0 picks a free one).
+    #[arg(long, default_value_t = 8002)]
+    pub port: u16,
+    /// Put every other port (HTTP, runner health, Prometheus, pprof) on a free one instead of
+    /// the services' usual ports, so it runs beside other Baton processes.
+    #[arg(long)]
+    pub free_side_ports: bool,
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! The commands behind `baton …`, one module per noun. [`Ctx`] carries what every command needs:
 //! the orchestrator connection and the chosen output format.
 
+mod dev;
 mod follow;
 mod info;
 mod run;
@@ -49,6 +50,9 @@ impl Ctx {
 
 /// Runs the command chosen on the command line and returns the process's exit code.
 pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    if let Command::Dev(args) = cli.command {
+        return dev::dev(args).await;
+    }
     let addr = client::normalize_addr(&cli.addr);
     let ctx = Ctx {
         output: cli.output,
@@ -66,5 +70,6 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             follow::follow_run(&ctx, &args.run_id, args.after_sequence).await
         }
         Command::Info => info::info(&ctx).await,
+        Command::Dev(_) => unreachable!("handled before connecting"),
     }
 }

@@ -1,6 +1,7 @@
-//! A whole Baton in one process for tests and benchmarks: a fresh Postgres database, a Redis key
-//! prefix of its own, the orchestrator on a loopback port and one or more runner replicas, so
-//! tests run in parallel against the real services. Also what tests of the service binaries
+//! A whole Baton in one process for tests and benchmarks: a backend of its own (a fresh Postgres
+//! database and Redis key prefix, or with `BATON_TEST_BACKEND=embedded` a fresh SQLite file that
+//! holds both, as `baton dev` runs), the orchestrator on a loopback port and one or more runner
+//! replicas, so tests run in parallel against the real services. Also what tests of the service binaries
 //! need: the database and prefix alone, and a started binary's addresses and exit.
 
 use std::{
@@ -17,9 +18,9 @@ use baton_orchestrator::OrchestratorConfig;
 use baton_proto::v1::{
     self, run_service_client::RunServiceClient, workflow_service_client::WorkflowServiceClient,
 };
-use baton_queue::{RedisQueue, RedisQueueConfig};
+use baton_queue::{Queue, RedisQueue, RedisQueueConfig};
 use baton_runtime::env::Env;
-use baton_store::PgStore;
+use baton_store::{PgStore, Store};
 use baton_workflow_runner::RunnerConfig;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -34,6 +35,26 @@ pub fn admin_database_url() -> String {
 
 pub fn redis_url() -> String {
     baton_runtime::env::var("REDIS_URL").unwrap_or_else(|| "redis://127.0.0.1:6379".into())
+}
+
+/// Which backend a test's services share.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BackendKind {
+    /// PostgreSQL for the store, Redis Streams for the queue: the production path.
+    Production,
+    /// One SQLite file for both: what `baton dev` runs.
+    Embedded,
+}
+
+impl BackendKind {
+    /// `BATON_TEST_BACKEND`: `production` (the default) or `embedded`.
+    pub fn from_env() -> Self {
+        match baton_runtime::env::var("BATON_TEST_BACKEND").as_deref() {
+            Some("embedded") => Self::Embedded,
+            Some("production") | None => Self::Production,
+            Some(other) => panic!("BATON_TEST_BACKEND={other:?}: expected production or embedded"),
+        }
+    }
 }
 
 /// How the stack is put together.
@@ -51,6 +72,8 @@ pub struct StackOptions {
     pub grpc_web_allowed_origins: baton_orchestrator::AllowedOrigins,
     /// `SHUTDOWN_DRAIN_DELAY` of every service.
     pub shutdown_drain: std::time::Duration,
+    /// Step kinds served by workers outside the runner (`BATON_EXTRA_KINDS` of the orchestrator).
+    pub extra_kinds: Vec<String>,
 }
 
 impl Default for StackOptions {
@@ -62,6 +85,7 @@ impl Default for StackOptions {
             max_connections: 5,
             grpc_web_allowed_origins: baton_orchestrator::AllowedOrigins::None,
             shutdown_drain: std::time::Duration::ZERO,
+            extra_kinds: Vec::new(),
         }
     }
 }
@@ -73,17 +97,45 @@ impl StackOptions {
     }
 }
 
-/// A fresh, empty Postgres database and a Redis key prefix of its own: what one test's services
-/// share, whether they run in process ([`TestStack::start_on`]) or as the real binaries.
-/// [`TestBackend::remove`] drops both.
+/// A fresh, empty backend of its own: a Postgres database and a Redis key prefix, or a SQLite file
+/// in a directory of its own. What one test's services share, whether they run in process
+/// ([`TestStack::start_on`]) or as the real binaries. [`TestBackend::remove`] deletes it.
 pub struct TestBackend {
+    pub kind: BackendKind,
+    /// The Postgres database (production backends).
     pub database_url: String,
+    /// The Redis key prefix (production backends).
     pub prefix: String,
+    /// The SQLite file (embedded backends).
+    pub db_path: std::path::PathBuf,
     database: String,
 }
 
 impl TestBackend {
-    /// Creates the database, without migrating it, and picks the prefix.
+    /// A backend of the kind `BATON_TEST_BACKEND` names.
+    pub async fn from_env() -> anyhow::Result<Self> {
+        match BackendKind::from_env() {
+            BackendKind::Production => Self::create().await,
+            BackendKind::Embedded => Self::embedded(),
+        }
+    }
+
+    /// A path for a SQLite file in a fresh directory; the file is created when first opened.
+    pub fn embedded() -> anyhow::Result<Self> {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let dir = std::env::temp_dir().join(format!("baton-test-{}", &id[..16]));
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+        Ok(Self {
+            kind: BackendKind::Embedded,
+            database_url: String::new(),
+            prefix: format!("baton-test-{}", &id[..16]),
+            db_path: dir.join("baton.db"),
+            database: String::new(),
+        })
+    }
+
+    /// Creates a Postgres database, without migrating it, and picks a Redis prefix.
     pub async fn create() -> anyhow::Result<Self> {
         let id = uuid::Uuid::new_v4().simple().to_string();
         let database = format!("baton_test_{}", &id[..16]);
@@ -100,8 +152,10 @@ impl TestBackend {
             .execute(&mut conn)
             .await?;
         Ok(Self {
+            kind: BackendKind::Production,
             database_url: with_database(&admin, &database),
             prefix: format!("baton-test-{}", &id[..16]),
+            db_path: std::path::PathBuf::new(),
             database,
         })
     }
@@ -136,8 +190,15 @@ impl TestBackend {
         Ok(count)
     }
 
-    /// Drops the database and deletes every Redis key under the prefix.
+    /// Drops the database and deletes every Redis key under the prefix, or deletes the SQLite
+    /// file's directory.
     pub async fn remove(self) {
+        if self.kind == BackendKind::Embedded {
+            if let Some(dir) = self.db_path.parent() {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+            return;
+        }
         if let Ok(mut conn) =
             <sqlx::PgConnection as sqlx::Connection>::connect(&admin_database_url()).await
         {
@@ -221,8 +282,11 @@ pub struct TestStack {
     pub runner_metrics: Vec<SocketAddr>,
     /// Where each runner replica serves gRPC health, in start order.
     pub runner_health: Vec<SocketAddr>,
-    pub store: Arc<PgStore>,
-    pub queue: Arc<RedisQueue>,
+    pub store: Arc<dyn Store>,
+    pub queue: Arc<dyn Queue>,
+    /// The Postgres store, on the production backend.
+    pub postgres: Option<Arc<PgStore>>,
+    pub kind: BackendKind,
     pub database_url: String,
     pub prefix: String,
     options: StackOptions,
@@ -253,24 +317,35 @@ impl TestStack {
         Self::start_with(StackOptions::default()).await
     }
 
+    /// Starts on a fresh backend of the kind `BATON_TEST_BACKEND` names.
     pub async fn start_with(options: StackOptions) -> anyhow::Result<Self> {
-        Self::start_on(TestBackend::create().await?, options).await
+        Self::start_on(TestBackend::from_env().await?, options).await
     }
 
     /// Migrates `backend`'s database and starts the services on it. Returns once every service
     /// reports SERVING and every runner's workers listen for cancel notices, so no test races
     /// the services' start-up.
     pub async fn start_on(backend: TestBackend, options: StackOptions) -> anyhow::Result<Self> {
-        let store =
-            Arc::new(PgStore::connect(&backend.database_url, options.max_connections).await?);
-        store.migrate().await?;
-        let queue = Arc::new(
-            RedisQueue::connect(RedisQueueConfig::new(redis_url(), &backend.prefix))
-                .await
-                .with_context(|| {
-                    format!("cannot reach Redis at {} (set REDIS_URL)", redis_url())
-                })?,
-        );
+        let (store, queue, postgres): (Arc<dyn Store>, Arc<dyn Queue>, _) = match backend.kind {
+            BackendKind::Production => {
+                let store = Arc::new(
+                    PgStore::connect(&backend.database_url, options.max_connections).await?,
+                );
+                store.migrate().await?;
+                let queue = Arc::new(
+                    RedisQueue::connect(RedisQueueConfig::new(redis_url(), &backend.prefix))
+                        .await
+                        .with_context(|| {
+                            format!("cannot reach Redis at {} (set REDIS_URL)", redis_url())
+                        })?,
+                );
+                (store.clone(), queue, Some(store))
+            }
+            BackendKind::Embedded => {
+                let embedded = baton_dev::EmbeddedBackend::open(&backend.db_path).await?;
+                (embedded.store, embedded.queue, None)
+            }
+        };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let shutdown = CancellationToken::new();
@@ -286,6 +361,8 @@ impl TestStack {
             runner_health: Vec::new(),
             store,
             queue,
+            postgres,
+            kind: backend.kind,
             database_url: backend.database_url.clone(),
             prefix: backend.prefix.clone(),
             options: options.clone(),
@@ -301,7 +378,7 @@ impl TestStack {
             redis_prefix: stack.prefix.clone(),
             grpc_port: addr.port(),
             http_port: orchestrator_http.port(),
-            extra_kinds: Vec::new(),
+            extra_kinds: options.extra_kinds.clone(),
             grpc_web_allowed_origins: options.grpc_web_allowed_origins.clone(),
             shutdown_drain: options.shutdown_drain,
         };
@@ -392,8 +469,9 @@ impl TestStack {
         wait_until_serving(health, baton_workflow_runner::HEALTH_SERVICE, READY_WITHIN)
             .await
             .with_context(|| format!("runner {consumer} did not start"))?;
-        if self.options.builtin_workers {
-            // A cancel published before the workers subscribe would never reach them.
+        if self.options.builtin_workers && self.kind == BackendKind::Production {
+            // A cancel published before the workers subscribe would never reach them. (The
+            // embedded queue keeps notices in the file, and workers subscribe before they read.)
             self.cancel_listeners += 1;
             let channel = baton_queue::RedisKeys::new(&self.prefix).cancel_channel();
             let deadline = tokio::time::Instant::now() + READY_WITHIN;
@@ -406,6 +484,13 @@ impl TestStack {
             }
         }
         Ok(())
+    }
+
+    /// The Postgres store, for tests of the production backend only.
+    pub fn pg(&self) -> &PgStore {
+        self.postgres
+            .as_deref()
+            .expect("this test needs the production backend (BATON_TEST_BACKEND=production)")
     }
 
     pub fn endpoint(&self) -> String {
@@ -523,7 +608,10 @@ impl TestStack {
                 let _ = task.await;
             }
         }
-        self.store.pool().close().await;
+        if let Some(pg) = &self.postgres {
+            pg.pool().close().await;
+        }
+        drop((self.store, self.queue));
         self.backend.remove().await;
     }
 }

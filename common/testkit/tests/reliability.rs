@@ -11,9 +11,8 @@ use std::{
 
 use async_trait::async_trait;
 use baton_proto::v1::{self, RunStatus, StepStatus};
-use baton_queue::{QueueAdmin, RunnerInbox};
 use baton_testkit::{StackOptions, TestStack, status, step, step_status};
-use baton_worker::{StepExecutor, StepFailure, WorkerConfig, WorkerPool};
+use baton_worker::{StepExecutor, StepFailure, StepOutput, WorkerConfig, WorkerPool};
 use baton_workflow_runner::builtins::with_builtins;
 use serde_json::json;
 use sqlx::Row;
@@ -91,7 +90,7 @@ impl StepExecutor for Hang {
         _: &v1::Job,
         _: serde_json::Value,
         _: CancellationToken,
-    ) -> Result<serde_json::Value, StepFailure> {
+    ) -> Result<StepOutput, StepFailure> {
         self.taken.fetch_add(1, Ordering::SeqCst);
         std::future::pending().await
     }
@@ -192,7 +191,7 @@ async fn two_runner_replicas_never_double_schedule_a_step() {
         );
     }
     // Every step was queued exactly once, and each run's events are numbered without gaps.
-    let pool = stack.store.pool();
+    let pool = stack.pg().pool();
     let doubles: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM (SELECT run_id, step_id, attempt FROM run_events WHERE event_type = 'RUN_EVENT_TYPE_STEP_QUEUED' \
          GROUP BY run_id, step_id, attempt HAVING count(*) > 1) d",

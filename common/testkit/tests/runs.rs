@@ -7,7 +7,7 @@ use baton_proto::{
     prost_types::Timestamp,
     v1::{self, RunStatus, StepStatus},
 };
-use baton_queue::{QueueAdmin, StreamStats};
+use baton_queue::StreamStats;
 use baton_testkit::{StackOptions, TestStack, output, status, step, step_status};
 use serde_json::json;
 
