@@ -46,7 +46,9 @@ dev: ## Run orchestrator + workflow-runner in the foreground (Ctrl-C stops both)
 test: deps client-deps ## Run the test suite, clients' end-to-end tests included (cargo nextest)
 	@if cargo nextest --version >/dev/null 2>&1; then \
 		echo "$(TEST_ENV) cargo nextest run --workspace $(ARGS)"; \
-		$(TEST_ENV) cargo nextest run --workspace $(ARGS); \
+		$(TEST_ENV) cargo nextest run --workspace $(ARGS) && \
+		echo "BATON_TEST_BACKEND=embedded cargo nextest run --profile embedded $(ARGS)" && \
+		BATON_TEST_BACKEND=embedded $(TEST_ENV) cargo nextest run --workspace --profile embedded $(ARGS); \
 	else \
 		echo "cargo-nextest not found (install: cargo install cargo-nextest --locked); using cargo test"; \
 		echo "$(TEST_ENV) cargo test --workspace $(ARGS)"; \

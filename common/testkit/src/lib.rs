@@ -645,9 +645,19 @@ impl ServiceProcess {
         env: impl Fn() -> anyhow::Result<Vec<(String, String)>>,
         listeners: &[&str],
     ) -> anyhow::Result<Self> {
+        Self::start_with_args(binary, &[], env, listeners).await
+    }
+
+    /// [`ServiceProcess::start`] with command-line arguments (`baton dev ...`).
+    pub async fn start_with_args(
+        binary: &str,
+        args: &[&str],
+        env: impl Fn() -> anyhow::Result<Vec<(String, String)>>,
+        listeners: &[&str],
+    ) -> anyhow::Result<Self> {
         let mut attempt = 1;
         loop {
-            match Self::try_start(binary, env()?, listeners).await? {
+            match Self::try_start(binary, args, env()?, listeners).await? {
                 Ok(process) => return Ok(process),
                 Err(output) if output.contains("Address already in use") => {
                     anyhow::ensure!(
@@ -664,10 +674,12 @@ impl ServiceProcess {
     /// `Ok(Err(output))` when the binary exited before listening.
     async fn try_start(
         binary: &str,
+        args: &[&str],
         env: Vec<(String, String)>,
         listeners: &[&str],
     ) -> anyhow::Result<Result<Self, String>> {
         let mut child = tokio::process::Command::new(binary)
+            .args(args)
             .env_clear()
             .envs(env)
             .env("LOG_FORMAT", "json")
@@ -749,6 +761,15 @@ impl ServiceProcess {
                 anyhow::bail!("did not exit within {within:?} of SIGTERM:\n{output}")
             }
         }
+    }
+}
+
+impl ServiceProcess {
+    /// Kills the process outright (SIGKILL: no drain, no flush), as a crash would, and waits for
+    /// it; returns what it printed.
+    pub async fn kill(mut self) -> anyhow::Result<String> {
+        self.child.kill().await?;
+        Ok(self.output())
     }
 }
 

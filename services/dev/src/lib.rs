@@ -87,12 +87,18 @@ pub struct DevListeners {
     pprof: Option<TcpListener>,
 }
 
-async fn bind(addr: SocketAddr, what: &'static str) -> Result<TcpListener, DevError> {
+/// Binds `addr`; the log line names the port by the setting of the separate service it stands
+/// for (`GRPC_PORT`, `RUNNER_GRPC_PORT`, ...), with the address bound (the one to use for port 0).
+async fn bind(addr: SocketAddr, variable: &'static str) -> Result<TcpListener, DevError> {
     let listener = TcpListener::bind(addr)
         .await
-        .map_err(|source| DevError::Bind { addr, what, source })?;
+        .map_err(|source| DevError::Bind {
+            addr,
+            what: variable,
+            source,
+        })?;
     if let Ok(bound) = listener.local_addr() {
-        tracing::info!(what, addr = %bound, "listening");
+        tracing::info!(variable, addr = %bound, "listening");
     }
     Ok(listener)
 }
@@ -101,16 +107,16 @@ impl DevListeners {
     pub async fn bind(config: &DevConfig) -> Result<Self, DevError> {
         let at = |port| SocketAddr::new(config.listen, port);
         Ok(Self {
-            grpc: bind(at(config.grpc_port), "gRPC API").await?,
-            http: bind(at(config.http_port), "orchestrator HTTP").await?,
-            runner_health: bind(at(config.runner_grpc_port), "runner health").await?,
-            runner_http: bind(at(config.runner_http_port), "runner HTTP").await?,
+            grpc: bind(at(config.grpc_port), "GRPC_PORT").await?,
+            http: bind(at(config.http_port), "HTTP_PORT").await?,
+            runner_health: bind(at(config.runner_grpc_port), "RUNNER_GRPC_PORT").await?,
+            runner_http: bind(at(config.runner_http_port), "RUNNER_HTTP_PORT").await?,
             metrics: match config.metrics_port {
-                Some(port) => Some(bind(at(port), "Prometheus").await?),
+                Some(port) => Some(bind(at(port), "METRICS_PORT").await?),
                 None => None,
             },
             pprof: match config.pprof_port {
-                Some(port) => Some(bind(at(port), "pprof").await?),
+                Some(port) => Some(bind(at(port), "PPROF_PORT").await?),
                 None => None,
             },
         })
