@@ -16,7 +16,7 @@ BUF := .tools/node_modules/.bin/buf
 # Extra arguments: `make test ARGS='-E test(planner)'`, `make bench ARGS='...'`.
 ARGS ?=
 
-.PHONY: help deps client-deps build demo dev test lint fmt buf buf-lint buf-breaking \
+.PHONY: help deps client-deps build demo demo-services dev test lint fmt buf buf-lint buf-breaking \
 	generate-clients clean-generated check-generated client-example observability-check bench mutants \
 	soak ci clean
 
@@ -37,8 +37,11 @@ client-deps: ## Install the client toolchains: Go (apt), Python venv, npm packag
 build: ## Build all binaries (debug)
 	cargo build --workspace --bins
 
-demo: ## One-command demo: services in the background, run examples/hello to completion
+demo: ## One-command demo on the embedded backend (baton dev): run examples/hello to completion
 	@bash scripts/demo.sh
+
+demo-services: ## The demo on the production path: Redis + PostgreSQL and the separate services
+	@bash scripts/demo-services.sh
 
 dev: ## Run orchestrator + workflow-runner in the foreground (Ctrl-C stops both)
 	@bash scripts/dev.sh
