@@ -102,7 +102,6 @@ pub async fn serve(
         config,
         events,
         started: Instant::now(),
-        metrics: metrics.clone(),
         versions: Default::default(),
         starter: starter::RunStarter::spawn(store.clone(), queue.clone()),
     });

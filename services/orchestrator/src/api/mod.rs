@@ -20,7 +20,6 @@ pub struct Api {
     /// Run event streams for `WatchRun`: replay, then live.
     pub(crate) events: baton_events::RunEvents,
     pub(crate) started: Instant,
-    pub(crate) metrics: Arc<baton_metrics::Metrics>,
     /// Records StartRun calls in batches.
     pub(crate) starter: crate::starter::RunStarter,
     /// Workflows looked up by exact version; a registered version never changes.

@@ -1,14 +1,13 @@
 //! `RunService`: start, read, list, cancel and watch runs.
 
-use std::pin::Pin;
+use std::{pin::Pin, time::Duration};
 
-use baton_engine::{Effects, RunStatus, abort_run, now_micros};
+use baton_engine::{RunStatus, now_micros};
 use baton_proto::v1::{
     self, CancelRunRequest, CancelRunResponse, GetRunRequest, GetRunResponse, ListRunsRequest,
     ListRunsResponse, StartRunRequest, StartRunResponse, WatchRunRequest, WatchRunResponse,
     run_service_server::RunService,
 };
-use baton_queue::BatchOutcome;
 use baton_store::{NewRun, PageRequest, RunFilter};
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
@@ -156,23 +155,31 @@ impl RunService for Api {
         }))
     }
 
+    /// The runner is the only writer of run state, so the cancel goes to its inbox as a
+    /// [`v1::CancelRunCommand`]; this waits, up to `CANCEL_WAIT`, until the run has ended and
+    /// returns it. A run that did not end in time (no runner took the command yet) is returned as
+    /// it was last read, not yet cancelled: the command stays in the inbox and is applied when a
+    /// runner takes it.
     #[tracing::instrument(skip_all, fields(run.id))]
     async fn cancel_run(
         &self,
         request: Request<CancelRunRequest>,
     ) -> Result<Response<CancelRunResponse>, Status> {
+        /// Longest wait for the runner to apply the cancel.
+        const CANCEL_WAIT: Duration = Duration::from_secs(10);
+        /// Longest pause between two reads of the run while waiting; the first reads come
+        /// sooner, as a runner with a free pipeline applies a cancel within milliseconds.
+        const CANCEL_POLL: Duration = Duration::from_millis(20);
+
         let req = request.into_inner();
         let id = parse_run_id(&req.run_id)?;
         tracing::Span::current().record("run.id", tracing::field::display(id));
-        let reason = match req.reason.trim() {
-            "" => "cancelled by request".to_owned(),
-            r => r.to_owned(),
-        };
-        let mut batch = self.store.lock_runs(&[id]).await.map_err(ApiError::from)?;
-        let mut fx = Effects::default();
-        let Some(run) = batch.runs().first_mut() else {
-            return Err(ApiError::NotFound(format!("run {id} does not exist")).into());
-        };
+        let mut run = self
+            .store
+            .find_run(id)
+            .await
+            .map_err(ApiError::from)?
+            .ok_or_else(|| ApiError::NotFound(format!("run {id} does not exist")))?;
         if run.status.is_terminal() {
             return Err(ApiError::FailedPrecondition(format!(
                 "run {id} already ended: {}",
@@ -180,35 +187,43 @@ impl RunService for Api {
             ))
             .into());
         }
-        abort_run(run, RunStatus::Cancelled, &reason, now_micros(), &mut fx);
-        let runs = batch.commit().await.map_err(ApiError::from)?;
-        let run = &runs[0];
-        let started = run.started_at.unwrap_or(run.created_at);
-        let ended = run.ended_at.unwrap_or(started);
-        self.metrics.run_ended(
-            &run.workflow_ref,
-            baton_metrics::RunOutcome::Cancelled,
-            (ended - started).max(0) as f64 / 1e6,
-        );
-        let outcome = BatchOutcome {
-            events: run
-                .new_events
-                .iter()
-                .map(|e| run.event_to_proto(e))
-                .collect(),
-            cancels: vec![v1::CancelNotice {
-                run_id: id.to_string(),
-                reason: reason.clone(),
-            }],
-            ..BatchOutcome::default()
+        let command = v1::CancelRunCommand {
+            run_id: id.to_string(),
+            reason: req.reason.trim().to_owned(),
+            requested_at: Some(baton_proto::timestamp_from_micros(now_micros())),
         };
-        // The cancel is durable; live watchers fall back to Postgres if this publish is lost.
-        if let Err(e) = self.queue.complete_batch(outcome).await {
-            tracing::warn!(run.id = %id, error = %e, "cannot publish the cancel");
+        self.queue
+            .send_to_runner(&[v1::RunnerMessage {
+                message: Some(v1::runner_message::Message::CancelRun(command)),
+            }])
+            .await
+            .map_err(ApiError::from)?;
+        // Polls the run's row alone; its steps are read once, for the answer.
+        let deadline = tokio::time::Instant::now() + CANCEL_WAIT;
+        let mut pause = Duration::from_millis(2);
+        while !run.status.is_terminal() {
+            if tokio::time::Instant::now() + pause > deadline {
+                tracing::warn!(run.id = %id, waited = ?CANCEL_WAIT, "the runner has not applied the cancel yet; returning the run as it is");
+                break;
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(CANCEL_POLL);
+            match self.store.find_run(id).await {
+                Ok(Some(now)) => run = now,
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::warn!(run.id = %id, error = %e, "cannot read the run while waiting for its cancel")
+                }
+            }
         }
-        tracing::info!(run.id = %id, %reason, "run cancelled");
+        let detail = self
+            .store
+            .get_run(id)
+            .await
+            .map_err(ApiError::from)?
+            .ok_or_else(|| ApiError::NotFound(format!("run {id} does not exist")))?;
         Ok(Response::new(CancelRunResponse {
-            run: Some(convert::run(run, None)),
+            run: Some(convert::run(&detail.run, None)),
         }))
     }
 
