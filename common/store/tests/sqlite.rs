@@ -1,10 +1,13 @@
 //! The store conformance suite against [`SqliteStore`]: each check gets a database file of its
 //! own in a fresh temporary directory, removed after, with two handles (two pools) on it as two
 //! processes sharing the file would have. Then what only the embedded backend has: a file shared
-//! with the embedded queue's migrations, and SQLite's own errors in the store's words.
+//! with the embedded queue's migrations, SQLite's own errors in the store's words, and run
+//! batches that leave the file to other writers while they are open ([`batches`]).
 
 #[macro_use]
 mod conformance;
+#[path = "sqlite/batches.rs"]
+mod batches;
 
 use std::{
     future::Future,
@@ -115,6 +118,9 @@ async fn a_write_lock_held_past_the_busy_timeout_is_unavailable() {
     let path = dir.join("baton.db");
     let store = SqliteStore::open(&path, 2).await.unwrap();
     store.migrate().await.unwrap();
+    let wf = conformance::fixtures::pipeline("acme", "etl", 1);
+    let queued = conformance::fixtures::new_run("t", "acme/etl@1", 1_000);
+    let id = conformance::fixtures::create(&store, queued).await.id;
     // Another process holds the write lock; this one gives up after 100 ms.
     let other = baton_sqlite::open(&path, 1).await.unwrap();
     let mut holder = other.begin_with("BEGIN IMMEDIATE").await.unwrap();
@@ -129,26 +135,25 @@ async fn a_write_lock_held_past_the_busy_timeout_is_unavailable() {
             .unwrap(),
     );
 
-    let run = baton_store::NewRun {
-        id: uuid::Uuid::new_v4(),
-        tenant: "t".into(),
-        workflow_ref: "acme/etl@1".into(),
-        inputs: serde_json::json!({}),
-        idempotency_key: None,
-        created_at: 1_000,
-        trace_context: Default::default(),
-    };
+    let run = conformance::fixtures::new_run("t", "acme/etl@1", 1_000);
     let started = impatient.create_runs(vec![run]).await;
     assert!(
         matches!(started, Err(StoreError::Unavailable(_))),
         "{:?}",
         started.map(|r| r.len())
     );
-    let locked = impatient.lock_runs(&[uuid::Uuid::new_v4()]).await;
+    // A batch only reads until its commit, and the commit is what waits for the lock.
+    let start = |batch: &mut Box<dyn baton_store::RunBatch>| {
+        let mut fx = Default::default();
+        conformance::fixtures::Move::Start { now: 2_000 }.apply(&mut batch.runs()[0], &wf, &mut fx);
+    };
+    let mut batch = impatient.lock_runs(&[id]).await.expect("lock_runs reads");
+    start(&mut batch);
+    let committed = batch.commit().await;
     assert!(
-        matches!(locked, Err(StoreError::Unavailable(_))),
-        "lock_runs: {:?}",
-        locked.err()
+        matches!(committed, Err(StoreError::Unavailable(_))),
+        "commit: {:?}",
+        committed.map(|r| r.len())
     );
     // Reads do not wait for writers.
     assert!(
@@ -161,9 +166,14 @@ async fn a_write_lock_held_past_the_busy_timeout_is_unavailable() {
 
     sqlx::query("SELECT 1").execute(&mut *holder).await.unwrap();
     holder.rollback().await.unwrap();
-    let locked = impatient.lock_runs(&[uuid::Uuid::new_v4()]).await;
-    assert!(locked.is_ok(), "once the lock is free: {:?}", locked.err());
-    drop(locked);
+    let mut batch = impatient.lock_runs(&[id]).await.expect("lock_runs");
+    start(&mut batch);
+    let committed = batch.commit().await;
+    assert!(
+        committed.is_ok(),
+        "once the lock is free: {:?}",
+        committed.err()
+    );
     for pool in [impatient.pool(), store.pool(), &other] {
         pool.close().await;
     }

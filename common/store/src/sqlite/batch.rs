@@ -1,19 +1,22 @@
-//! Run batches on SQLite: the batch holds the file's write lock (see [`super::writer`]) from
-//! the moment it locks its runs until it commits or drops, and writes each table in one
-//! statement. Rows travel as one JSON array per table, expanded by `json_each`: one bound
-//! parameter whatever the batch size, and one statement text, prepared once per connection.
+//! Run batches on SQLite. A batch holds its runs in process ([`super::run_locks`]) and reads
+//! them without taking the file's write lock, so other writers to the file go on while it is
+//! open; its commit is one short `BEGIN IMMEDIATE` transaction that first checks no other
+//! process changed the runs since they were read. Each table is written in one statement whose
+//! rows travel as one JSON array, expanded by `json_each`: one bound parameter whatever the
+//! batch size, and one statement text, prepared once per connection.
 
 use std::collections::HashMap;
 
 use async_trait::async_trait;
 use baton_engine::RunState;
-use sqlx::{Sqlite, Transaction};
+use sqlx::{Sqlite, SqlitePool, Transaction};
 use uuid::Uuid;
 
 use super::{
     error::sqlite_error,
     rows::{get, run_from_row, step_from_row},
-    writer::WriteTx,
+    run_locks::HeldRuns,
+    writer::Writer,
 };
 use crate::{
     RunBatch, StoreError,
@@ -146,21 +149,38 @@ async fn execute(
     Ok(())
 }
 
-/// Writes what changed in `runs`: at most one statement per table, tables with nothing to
-/// write skipped.
-async fn persist(
-    tx: &mut Transaction<'static, Sqlite>,
+/// What a batch writes at commit, serialized ahead by [`RunBatch::write`] so the commit's
+/// transaction holds the write lock only for the statements.
+struct Prepared {
+    /// Each changed run with the `last_sequence` the batch read it at, which the file must
+    /// still hold.
+    read_at: Vec<(Uuid, i64)>,
+    runs: String,
+    steps: Option<String>,
+    attempts: Option<String>,
+    events: Option<String>,
+}
+
+/// The rows of what changed in `runs`, one JSON array per table (`None` for a table with
+/// nothing to write); `None` when nothing changed.
+fn prepare(
     runs: &[RunState],
-) -> Result<(), StoreError> {
+    read_sequences: &HashMap<Uuid, i64>,
+) -> Result<Option<Prepared>, StoreError> {
     let changed = changed(runs);
     if changed.is_empty() {
-        return Ok(());
+        return Ok(None);
     }
+    let mut read_at = Vec::with_capacity(changed.len());
     let mut run_rows: Vec<RunRow<'_>> = Vec::with_capacity(changed.len());
     let mut step_rows: Vec<StepRow<'_>> = Vec::new();
     let mut attempt_rows: Vec<AttemptRow<'_>> = Vec::new();
     let mut event_rows: Vec<EventRow<'_>> = Vec::new();
     for run in &changed {
+        let read = read_sequences.get(&run.id).copied().ok_or_else(|| {
+            StoreError::Rejected(format!("run {} was not locked by this batch", run.id))
+        })?;
+        read_at.push((run.id, read));
         let id = hex(run.id);
         run_rows.push((
             id.clone(),
@@ -218,44 +238,106 @@ async fn persist(
             ));
         }
     }
-    execute(tx, UPDATE_RUNS, rows_json(&run_rows)?).await?;
-    if !step_rows.is_empty() {
-        execute(tx, UPSERT_STEPS.as_str(), rows_json(&step_rows)?).await?;
+    fn unless_empty<T: serde::Serialize>(rows: &[T]) -> Result<Option<String>, StoreError> {
+        (!rows.is_empty()).then(|| rows_json(rows)).transpose()
     }
-    if !attempt_rows.is_empty() {
-        execute(tx, INSERT_ATTEMPTS, rows_json(&attempt_rows)?).await?;
-    }
-    if !event_rows.is_empty() {
-        execute(tx, INSERT_EVENTS.as_str(), rows_json(&event_rows)?).await?;
+    Ok(Some(Prepared {
+        read_at,
+        runs: rows_json(&run_rows)?,
+        steps: unless_empty(&step_rows)?,
+        attempts: unless_empty(&attempt_rows)?,
+        events: unless_empty(&event_rows)?,
+    }))
+}
+
+/// Fails with a conflict naming the first run whose `last_sequence` in the file is no longer
+/// the one the batch read: a writer in another process committed to it in between (writers of
+/// this process wait for the run's lock), and what the batch would write is built on a state
+/// that is gone.
+async fn check_unchanged(
+    tx: &mut Transaction<'static, Sqlite>,
+    read_at: &[(Uuid, i64)],
+) -> Result<(), StoreError> {
+    let ids: Vec<Uuid> = read_at.iter().map(|(id, _)| *id).collect();
+    let stored: HashMap<Uuid, i64> = sqlx::query_as::<_, (Uuid, i64)>(
+        "SELECT id, last_sequence FROM runs WHERE id IN (SELECT unhex(value) FROM json_each(?1))",
+    )
+    .bind(id_list(&ids))
+    .fetch_all(&mut **tx)
+    .await
+    .map_err(sqlite_error)?
+    .into_iter()
+    .collect();
+    for &(id, read) in read_at {
+        match stored.get(&id) {
+            Some(&now) if now == read => {}
+            Some(&now) => {
+                return Err(StoreError::Conflict(format!(
+                    "run {id} changed while this batch held it: read at sequence {read}, now at \
+                     {now} by another writer of the database file"
+                )));
+            }
+            None => {
+                return Err(StoreError::Conflict(format!(
+                    "run {id} vanished while this batch held it"
+                )));
+            }
+        }
     }
     Ok(())
 }
 
-/// Runs loaded under the file's write lock; dropping the batch rolls back and passes the lock on.
+/// Writes `prepared`: at most one statement per table, tables with nothing to write skipped.
+async fn persist(
+    tx: &mut Transaction<'static, Sqlite>,
+    prepared: Prepared,
+) -> Result<(), StoreError> {
+    execute(tx, UPDATE_RUNS, prepared.runs).await?;
+    let tables = [
+        (UPSERT_STEPS.as_str(), prepared.steps),
+        (INSERT_ATTEMPTS, prepared.attempts),
+        (INSERT_EVENTS.as_str(), prepared.events),
+    ];
+    for (sql, rows) in tables {
+        if let Some(rows) = rows {
+            execute(tx, sql, rows).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Runs held for change by this process; dropping the batch writes nothing and lets the next
+/// batch over them in.
 pub(super) struct SqliteRunBatch {
-    write: WriteTx,
     runs: Vec<RunState>,
+    /// Each loaded run's `last_sequence` as read.
+    read_sequences: HashMap<Uuid, i64>,
+    /// Set by [`RunBatch::write`]: `Some(None)` when nothing changed.
+    prepared: Option<Option<Prepared>>,
+    pool: SqlitePool,
+    writer: Writer,
     cache: StepCache,
-    written: bool,
+    held: HeldRuns,
 }
 
 impl SqliteRunBatch {
-    /// Loads the runs (each once, in id order; unknown ids left out) with their steps, from
-    /// `cache` where it holds them at the run's sequence, inside `write`.
-    pub(super) async fn lock(
-        mut write: WriteTx,
+    /// Loads the runs of `held` (`ids`, sorted and without duplicates; unknown ids left out)
+    /// with their steps, from `cache` where it holds them at the run's sequence, in one read
+    /// transaction: a snapshot of the file that takes no write lock.
+    pub(super) async fn load(
+        held: HeldRuns,
+        pool: &SqlitePool,
+        writer: &Writer,
         cache: &StepCache,
         ids: &[Uuid],
     ) -> Result<Self, StoreError> {
-        let mut ids = ids.to_vec();
-        ids.sort_unstable();
-        ids.dedup();
+        let mut read = pool.begin().await.map_err(sqlite_error)?;
         let rows = sqlx::query(trusted(format!(
             "SELECT {RUN_COLUMNS} FROM runs WHERE id IN (SELECT unhex(value) FROM json_each(?1)) \
              ORDER BY id"
         )))
-        .bind(id_list(&ids))
-        .fetch_all(&mut *write.tx)
+        .bind(id_list(ids))
+        .fetch_all(&mut *read)
         .await
         .map_err(sqlite_error)?;
         let mut runs = rows
@@ -271,7 +353,7 @@ impl SqliteRunBatch {
                  WHERE run_id IN (SELECT unhex(value) FROM json_each(?1)) ORDER BY run_id, position"
             )))
             .bind(id_list(&missing))
-            .fetch_all(&mut *write.tx)
+            .fetch_all(&mut *read)
             .await
             .map_err(sqlite_error)?;
             for row in &steps {
@@ -281,11 +363,16 @@ impl SqliteRunBatch {
                 }
             }
         }
+        read.commit().await.map_err(sqlite_error)?;
+        let read_sequences = runs.iter().map(|r| (r.id, r.last_sequence)).collect();
         Ok(Self {
-            write,
             runs,
+            read_sequences,
+            prepared: None,
+            pool: pool.clone(),
+            writer: writer.clone(),
             cache: cache.clone(),
-            written: false,
+            held,
         })
     }
 }
@@ -296,10 +383,11 @@ impl RunBatch for SqliteRunBatch {
         &mut self.runs
     }
 
+    /// Serializes what changed; nothing touches the file before the commit, which must not
+    /// hold the write lock while the caller's other work (the queue's, on the same file) runs.
     async fn write(&mut self) -> Result<(), StoreError> {
-        if !self.written {
-            persist(&mut self.write.tx, &self.runs).await?;
-            self.written = true;
+        if self.prepared.is_none() {
+            self.prepared = Some(prepare(&self.runs, &self.read_sequences)?);
         }
         Ok(())
     }
@@ -307,10 +395,23 @@ impl RunBatch for SqliteRunBatch {
     async fn commit(mut self: Box<Self>) -> Result<Vec<RunState>, StoreError> {
         self.write().await?;
         let Self {
-            write, runs, cache, ..
+            runs,
+            prepared,
+            pool,
+            writer,
+            cache,
+            held,
+            ..
         } = *self;
-        write.commit().await?;
+        if let Some(prepared) = prepared.flatten() {
+            let mut write = writer.begin(&pool).await?;
+            check_unchanged(&mut write.tx, &prepared.read_at).await?;
+            persist(&mut write.tx, prepared).await?;
+            write.commit().await?;
+        }
+        // Remembered before the runs are let go, so the next batch of this handle finds them.
         cache.remember(&runs);
+        drop(held);
         Ok(runs)
     }
 }

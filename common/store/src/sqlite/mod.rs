@@ -5,9 +5,10 @@
 mod batch;
 mod error;
 mod rows;
+mod run_locks;
 mod writer;
 
-use std::{collections::HashMap, path::Path};
+use std::{collections::HashMap, path::Path, sync::Arc};
 
 use async_trait::async_trait;
 use baton_engine::{RunState, now_micros};
@@ -19,6 +20,7 @@ use self::{
     batch::{SqliteRunBatch, hex},
     error::sqlite_error,
     rows::{attempt_from_row, event_from_row, get, run_from_row, step_from_row, workflow_from_row},
+    run_locks::RunLocks,
     writer::Writer,
 };
 use crate::{
@@ -42,22 +44,26 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate::Migrator {
 
 /// [`Store`] over one SQLite file.
 ///
-/// What bounds it: **one writer at a time for the whole file.** SQLite has no row locks, so a
-/// run batch holds the file's write lock from [`Store::lock_runs`] until it commits or drops,
-/// and every other write (batches over other runs, starts, registrations, the embedded queue's
-/// writes to the same file) waits for it, up to the busy timeout
-/// ([`baton_sqlite::BUSY_TIMEOUT`]). Reads never wait (write-ahead log). Every commit is
-/// synced to disk. This suits one process and one machine, not a fleet of replicas.
+/// What bounds it: **one writer at a time for the whole file**, each for one short
+/// transaction. SQLite has no row locks, so a run batch holds its runs in process instead:
+/// every handle of this process on the file shares those locks, batches over the same runs
+/// take turns and batches over other runs go on at once. An open batch holds no connection
+/// and not the file's write lock, so the embedded queue and the store's other writes use the
+/// file meanwhile; its commit takes the write lock for one transaction. A batch in another
+/// process does not wait for this one: a commit that finds a run changed since it was read
+/// fails with [`StoreError::Conflict`] and writes nothing. Writers wait for the write lock up
+/// to the busy timeout ([`baton_sqlite::BUSY_TIMEOUT`]); reads never wait (write-ahead log).
+/// Every commit is synced to disk. This suits one process and one machine, not a fleet of
+/// replicas.
 ///
 /// Writes of one handle queue in process, without holding a connection while they wait, so
-/// readers keep the rest of the pool. A batch must not be held across a write to the same
-/// file through another connection (it would wait for itself until the busy timeout), and a
-/// pool of one connection (`:memory:`) serves nothing else while a batch is open.
+/// readers keep the rest of the pool.
 #[derive(Clone, Debug)]
 pub struct SqliteStore {
     pool: SqlitePool,
     steps: StepCache,
     writer: Writer,
+    runs: Arc<RunLocks>,
 }
 
 impl SqliteStore {
@@ -72,8 +78,10 @@ impl SqliteStore {
 
     /// A store on a pool opened elsewhere, e.g. the one the embedded queue shares. The pool
     /// should come from [`baton_sqlite::open`], which sets the busy timeout writers rely on.
+    /// Its run locks are those of every other handle of this process on the same file.
     pub fn from_pool(pool: SqlitePool) -> Self {
         Self {
+            runs: RunLocks::of(&pool),
             pool,
             steps: StepCache::default(),
             writer: Writer::default(),
@@ -407,9 +415,12 @@ impl Store for SqliteStore {
 
     #[tracing::instrument(skip_all, fields(runs = ids.len()))]
     async fn lock_runs(&self, ids: &[Uuid]) -> Result<Box<dyn RunBatch>, StoreError> {
-        let write = self.writer.begin(&self.pool).await?;
+        let mut ids = ids.to_vec();
+        ids.sort_unstable();
+        ids.dedup();
+        let held = self.runs.lock(&ids).await?;
         Ok(Box::new(
-            SqliteRunBatch::lock(write, &self.steps, ids).await?,
+            SqliteRunBatch::load(held, &self.pool, &self.writer, &self.steps, &ids).await?,
         ))
     }
 

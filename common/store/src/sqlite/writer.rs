@@ -1,6 +1,6 @@
 //! One writer at a time. SQLite has no row locks: a write transaction holds the whole file's
-//! write lock from `BEGIN IMMEDIATE` to its commit, which is what makes batches over the same
-//! runs take turns. Writers of one handle first queue here, in process and without holding a
+//! write lock from `BEGIN IMMEDIATE` to its commit, so every write here is one short
+//! transaction. Writers of one handle first queue here, in process and without holding a
 //! connection, so they wait in order and the pool stays free for readers; writers of other
 //! handles and processes wait on SQLite's lock, up to the busy timeout.
 
