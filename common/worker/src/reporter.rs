@@ -11,9 +11,10 @@ use tokio::sync::mpsc;
 /// Most reports sent in one round trip.
 const MAX_BATCH: usize = 512;
 
-/// One report: a message for the runner, and the job entry to acknowledge with it (results only).
+/// One report: a message for the runner, and the job entry to acknowledge with it (results, and
+/// parked jobs, whose start may have left already and which then send only the acknowledgement).
 pub(crate) struct Report {
-    pub message: v1::RunnerMessage,
+    pub message: Option<v1::RunnerMessage>,
     pub ack: Option<String>,
 }
 
@@ -44,21 +45,22 @@ fn key(run_id: &str, step_id: &str, attempt: u32) -> (String, String, u32) {
 fn coalesce(reports: Vec<Report>) -> (Vec<v1::RunnerMessage>, Vec<String>) {
     let finished: HashSet<_> = reports
         .iter()
-        .filter_map(|r| match &r.message.message {
-            Some(Message::JobResult(res)) => Some(key(&res.run_id, &res.step_id, res.attempt)),
+        .filter_map(|r| match r.message.as_ref()?.message.as_ref()? {
+            Message::JobResult(res) => Some(key(&res.run_id, &res.step_id, res.attempt)),
             _ => None,
         })
         .collect();
     let mut messages = Vec::with_capacity(reports.len());
     let mut acks = Vec::new();
     for report in reports {
-        if let Some(Message::JobStarted(s)) = &report.message.message
-            && finished.contains(&key(&s.run_id, &s.step_id, s.attempt))
-        {
-            continue;
-        }
-        messages.push(report.message);
         acks.extend(report.ack);
+        match report.message {
+            Some(v1::RunnerMessage {
+                message: Some(Message::JobStarted(s)),
+            }) if finished.contains(&key(&s.run_id, &s.step_id, s.attempt)) => {}
+            Some(message) => messages.push(message),
+            None => {}
+        }
     }
     (messages, acks)
 }
@@ -69,28 +71,28 @@ mod tests {
 
     fn started(step: &str) -> Report {
         Report {
-            message: v1::RunnerMessage {
+            message: Some(v1::RunnerMessage {
                 message: Some(Message::JobStarted(v1::JobStarted {
                     run_id: "r".into(),
                     step_id: step.into(),
                     attempt: 1,
                     ..Default::default()
                 })),
-            },
+            }),
             ack: None,
         }
     }
 
     fn finished(step: &str) -> Report {
         Report {
-            message: v1::RunnerMessage {
+            message: Some(v1::RunnerMessage {
                 message: Some(Message::JobResult(v1::JobResult {
                     run_id: "r".into(),
                     step_id: step.into(),
                     attempt: 1,
                     ..Default::default()
                 })),
-            },
+            }),
             ack: Some(format!("id-{step}")),
         }
     }
@@ -103,5 +105,23 @@ mod tests {
             matches!(messages[0].message, Some(Message::JobStarted(ref s)) if s.step_id == "b")
         );
         assert_eq!(acks, vec!["id-a".to_owned()]);
+    }
+
+    #[test]
+    fn a_parked_jobs_start_stays_and_a_bare_acknowledgement_is_kept() {
+        let parked = Report {
+            ack: Some("id-p".into()),
+            ..started("p")
+        };
+        let late = Report {
+            message: None,
+            ack: Some("id-q".into()),
+        };
+        let (messages, acks) = coalesce(vec![parked, late]);
+        assert_eq!(messages.len(), 1);
+        assert!(
+            matches!(messages[0].message, Some(Message::JobStarted(ref s)) if s.step_id == "p")
+        );
+        assert_eq!(acks, vec!["id-p".to_owned(), "id-q".to_owned()]);
     }
 }

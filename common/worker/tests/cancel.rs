@@ -9,7 +9,7 @@ use baton_proto::v1::{self, runner_message::Message};
 use baton_queue::{
     CancelNotices, JobStream, QueueAdmin, RedisKeys, RedisQueue, RedisQueueConfig, RunnerInbox,
 };
-use baton_worker::{StepExecutor, StepFailure, WorkerConfig, WorkerPool};
+use baton_worker::{StepExecutor, StepFailure, StepOutput, WorkerConfig, WorkerPool};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -30,14 +30,14 @@ impl StepExecutor for WaitForCancel {
         job: &v1::Job,
         input: Value,
         cancel: CancellationToken,
-    ) -> Result<Value, StepFailure> {
+    ) -> Result<StepOutput, StepFailure> {
         let _ = self.started.send(job.step_id.clone());
         if input["quick"] == true {
-            return Ok(json!("done"));
+            return Ok(json!("done").into());
         }
         tokio::select! {
             _ = cancel.cancelled() => Err(StepFailure::permanent("stopped by the cancel")),
-            _ = tokio::time::sleep(Duration::from_secs(600)) => Ok(json!("slept")),
+            _ = tokio::time::sleep(Duration::from_secs(600)) => Ok(json!("slept").into()),
         }
     }
 }

@@ -5,7 +5,7 @@ use std::{sync::Arc, time::Duration};
 
 use async_trait::async_trait;
 use baton_proto::v1;
-use baton_worker::{StepExecutor, StepFailure, WorkerPool};
+use baton_worker::{StepExecutor, StepFailure, StepOutput, WorkerPool};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
@@ -25,8 +25,8 @@ impl StepExecutor for Noop {
         _: &v1::Job,
         _: Value,
         _: CancellationToken,
-    ) -> Result<Value, StepFailure> {
-        Ok(Value::Null)
+    ) -> Result<StepOutput, StepFailure> {
+        Ok(Value::Null.into())
     }
 }
 
@@ -37,8 +37,8 @@ impl StepExecutor for Echo {
         _: &v1::Job,
         input: Value,
         _: CancellationToken,
-    ) -> Result<Value, StepFailure> {
-        Ok(input)
+    ) -> Result<StepOutput, StepFailure> {
+        Ok(input.into())
     }
 }
 
@@ -49,7 +49,7 @@ impl StepExecutor for Sleep {
         _: &v1::Job,
         input: Value,
         cancel: CancellationToken,
-    ) -> Result<Value, StepFailure> {
+    ) -> Result<StepOutput, StepFailure> {
         let text = input
             .get("duration")
             .and_then(Value::as_str)
@@ -60,7 +60,7 @@ impl StepExecutor for Sleep {
             StepFailure::permanent(format!("input.duration: `{text}` is not a duration ({e})"))
         })?;
         tokio::select! {
-            _ = tokio::time::sleep(duration) => Ok(json!({ "slept_ms": duration.as_millis() as u64 })),
+            _ = tokio::time::sleep(duration) => Ok(json!({ "slept_ms": duration.as_millis() as u64 }).into()),
             _ = cancel.cancelled() => Err(StepFailure::permanent("cancelled")),
         }
     }
@@ -73,7 +73,7 @@ impl StepExecutor for Fail {
         job: &v1::Job,
         input: Value,
         _: CancellationToken,
-    ) -> Result<Value, StepFailure> {
+    ) -> Result<StepOutput, StepFailure> {
         let message = input
             .get("message")
             .and_then(Value::as_str)
@@ -87,7 +87,7 @@ impl StepExecutor for Fail {
                 if u64::from(job.attempt) <= times {
                     Err(StepFailure::retryable(message))
                 } else {
-                    Ok(json!({ "attempt": job.attempt, "failed_attempts": times }))
+                    Ok(json!({ "attempt": job.attempt, "failed_attempts": times }).into())
                 }
             }
         }
@@ -127,7 +127,10 @@ mod tests {
             .execute(&job(3), input, CancellationToken::new())
             .await
             .unwrap();
-        assert_eq!(out, json!({"attempt": 3, "failed_attempts": 2}));
+        assert_eq!(
+            out,
+            StepOutput::Done(json!({"attempt": 3, "failed_attempts": 2}))
+        );
         let err = Fail
             .execute(&job(9), json!({}), CancellationToken::new())
             .await
@@ -174,7 +177,7 @@ mod tests {
             .await
             .unwrap();
         assert!(started.elapsed() >= Duration::from_millis(20));
-        assert_eq!(out, json!({"slept_ms": 20}));
+        assert_eq!(out, StepOutput::Done(json!({"slept_ms": 20})));
     }
 
     #[tokio::test]
