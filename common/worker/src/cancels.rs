@@ -7,7 +7,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-use baton_queue::WorkerQueue;
+use baton_proto::v1;
+use baton_queue::{BoxStream, WorkerQueue};
 use tokio_stream::StreamExt;
 use tokio_util::sync::CancellationToken;
 
@@ -73,15 +74,22 @@ impl CancelRegistry {
     }
 }
 
-/// Applies cancel notices to `registry` until `shutdown`, subscribing again whenever the
-/// subscription ends or cannot be made.
+/// Applies cancel notices to `registry` until `shutdown`, starting with `first` (a subscription
+/// made before the first job was read, so no cancel of a job this worker runs falls before it)
+/// and subscribing again whenever the subscription ends or cannot be made.
 pub(crate) async fn listen_for_cancels(
     queue: Arc<dyn WorkerQueue>,
     registry: Arc<CancelRegistry>,
+    first: Option<BoxStream<v1::CancelNotice>>,
     shutdown: CancellationToken,
 ) {
+    let mut first = first;
     loop {
-        match queue.subscribe_cancels().await {
+        let subscribed = match first.take() {
+            Some(notices) => Ok(notices),
+            None => queue.subscribe_cancels().await,
+        };
+        match subscribed {
             Ok(mut notices) => loop {
                 tokio::select! {
                     _ = shutdown.cancelled() => return,

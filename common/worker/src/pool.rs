@@ -58,9 +58,18 @@ impl WorkerPool {
         let host = Arc::new(Mutex::new(Some(host_facts(&self.config.worker_id))));
         // Every task below belongs to this future: dropping it stops them all, leaving
         // unfinished jobs unacknowledged for reclaiming.
+        // Subscribed before any job is read, so a cancel of a job read here cannot be missed.
+        let first = match self.queue.subscribe_cancels().await {
+            Ok(notices) => Some(notices),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot subscribe to cancel notices yet; retrying");
+                None
+            }
+        };
         let _listener = AbortOnDrop(tokio::spawn(listen_for_cancels(
             self.queue.clone(),
             cancels.clone(),
+            first,
             shutdown.clone(),
         )));
         let mut kinds = tokio::task::JoinSet::new();

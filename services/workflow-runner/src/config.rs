@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use baton_runtime::env::{ConfigError, Env};
+use baton_worker::WorkerConfig;
 
 #[derive(Clone, Debug)]
 pub struct RunnerConfig {
@@ -41,12 +42,12 @@ pub struct RunnerConfig {
     pub sweep_grace: Duration,
     /// `BATON_BUILTIN_WORKERS` (default true): run the built-in kinds' workers in this process.
     pub builtin_workers: bool,
-    /// `BATON_WORKER_CONCURRENCY` (default 256): most built-in jobs of one kind running at once.
-    pub worker_concurrency: usize,
-    /// `BATON_VISIBILITY_TIMEOUT` (default 30s): a job whose worker went silent this long is run
-    /// again elsewhere.
-    pub visibility_timeout: Duration,
-    /// `BATON_MAX_DELIVERIES` (default 5): a message delivered more often goes to dead letters.
+    /// The built-in workers' settings, read as every worker service reads them
+    /// ([`WorkerConfig::from_env`]: `BATON_WORKER_CONCURRENCY`, `BATON_VISIBILITY_TIMEOUT`, ...);
+    /// their consumer name defaults to `<consumer>-worker`.
+    pub worker: WorkerConfig,
+    /// `BATON_MAX_DELIVERIES` (default 5): an inbox message delivered more often goes to dead
+    /// letters (the built-in workers apply the same limit to jobs).
     pub max_deliveries: u32,
     /// `SHUTDOWN_DRAIN_DELAY` (default 0s): after SIGTERM, how long the health port stays open
     /// reporting NOT_SERVING before it closes (set it above the readiness probe's period).
@@ -61,6 +62,10 @@ impl RunnerConfig {
             None => env.parse_or("ORCHESTRATION_DEFAULT_MAX_PARALLEL", 1)?,
         }
         .max(1);
+        let consumer = env.string_or(
+            "BATON_CONSUMER_NAME",
+            &format!("runner-{host}-{}", std::process::id()),
+        );
         Ok(Self {
             database_url: env.string_or("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/baton"),
             database_max_connections: env.parse_or("DATABASE_MAX_CONNECTIONS", 10)?,
@@ -68,10 +73,7 @@ impl RunnerConfig {
             redis_prefix: env.string_or("BATON_REDIS_PREFIX", "baton"),
             grpc_port: env.parse_or("GRPC_PORT", 8003)?,
             http_port: env.parse_or("HTTP_PORT", 8082)?,
-            consumer: env.string_or(
-                "BATON_CONSUMER_NAME",
-                &format!("runner-{host}-{}", std::process::id()),
-            ),
+            consumer: consumer.clone(),
             default_max_parallel,
             batch_size: env.parse_or("BATON_RUNNER_BATCH", 512)?,
             pipelines: env.parse_or("BATON_RUNNER_PIPELINES", 4)?,
@@ -80,9 +82,7 @@ impl RunnerConfig {
             sweep_interval: env.duration_or("BATON_SWEEP_INTERVAL", Duration::from_secs(5))?,
             sweep_grace: env.duration_or("BATON_SWEEP_GRACE", Duration::from_secs(10))?,
             builtin_workers: env.bool_or("BATON_BUILTIN_WORKERS", true)?,
-            worker_concurrency: env.parse_or("BATON_WORKER_CONCURRENCY", 256)?,
-            visibility_timeout: env
-                .duration_or("BATON_VISIBILITY_TIMEOUT", Duration::from_secs(30))?,
+            worker: WorkerConfig::from_env_with_default_id(env, &format!("{consumer}-worker"))?,
             max_deliveries: env.parse_or("BATON_MAX_DELIVERIES", 5)?,
             shutdown_drain: env.duration_or("SHUTDOWN_DRAIN_DELAY", Duration::ZERO)?,
         })

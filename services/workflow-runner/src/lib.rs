@@ -10,7 +10,7 @@ use std::{sync::Arc, time::Duration};
 use baton_metrics::Metrics;
 use baton_queue::{Queue, QueueError, WorkerQueue};
 use baton_store::{Store, StoreError};
-use baton_worker::{WorkerConfig, WorkerPool};
+use baton_worker::WorkerPool;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -30,20 +30,9 @@ pub enum RunnerError {
     Config(#[from] baton_runtime::env::ConfigError),
 }
 
-/// The worker pool of the built-in kinds, configured from the runner's settings.
+/// The worker pool of the built-in kinds, with the runner's worker settings.
 pub fn builtin_pool(queue: Arc<dyn WorkerQueue>, config: &RunnerConfig) -> WorkerPool {
-    builtins::with_builtins(WorkerPool::new(queue, worker_config(config)))
-}
-
-pub fn worker_config(config: &RunnerConfig) -> WorkerConfig {
-    WorkerConfig {
-        worker_id: format!("{}-worker", config.consumer),
-        concurrency: config.worker_concurrency,
-        visibility_timeout: config.visibility_timeout,
-        max_deliveries: config.max_deliveries,
-        poll_block: Duration::from_secs(1),
-        shutdown_grace: Duration::from_secs(10),
-    }
+    builtins::with_builtins(WorkerPool::new(queue, config.worker.clone()))
 }
 
 /// Where a runner listens, each optional; bound by the caller, so tests can use port 0.

@@ -82,7 +82,8 @@ async fn the_first_cancel_ends_the_run_and_repeats_change_nothing() {
         .await
         .unwrap();
 
-    // Two cancels in one go: the runner applies the first; the second finds the run ended.
+    // Two cancels in one go: whichever the runner applies first ends the run (two runner
+    // pipelines may take them in separate batches); the other finds the run ended.
     stack
         .queue
         .send_to_runner(&[cancel(&run.id, "first"), cancel(&run.id, "second")])
@@ -90,13 +91,16 @@ async fn the_first_cancel_ends_the_run_and_repeats_change_nothing() {
         .unwrap();
     let ended = stack.wait_for_end(&run.id, WAIT).await.unwrap();
     assert_eq!(status(&ended), RunStatus::Cancelled);
-    assert_eq!(ended.error, "first");
+    assert!(
+        ["first", "second"].contains(&ended.error.as_str()),
+        "{ended:?}"
+    );
     assert!(
         ended
             .steps
             .iter()
-            .all(|s| step_status(s) == StepStatus::Cancelled && s.error == "first"),
-        "{ended:?}"
+            .all(|s| step_status(s) == StepStatus::Cancelled && s.error == ended.error),
+        "every step ends with the one cancel that ended the run: {ended:?}"
     );
     // The cancel notice went out with the batch: the sleeping job stopped and was acknowledged,
     // and the runner took in its cancelled result.
@@ -127,7 +131,7 @@ async fn the_first_cancel_ends_the_run_and_repeats_change_nothing() {
     .await;
     let later = stack.get_run(&run.id).await.unwrap();
     assert_eq!(later.last_sequence, settled.last_sequence);
-    assert_eq!(later.error, "first");
+    assert_eq!(later.error, ended.error);
     assert_eq!(later.steps, settled.steps);
     assert!(
         stack.queue.dead_letters(10).await.unwrap().is_empty(),
