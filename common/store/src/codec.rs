@@ -3,6 +3,8 @@
 
 use baton_proto::v1;
 
+use crate::WorkerHost;
+
 /// Resource usage as stored.
 pub(crate) fn usage_to_json(u: &v1::ResourceUsage) -> serde_json::Value {
     serde_json::json!({
@@ -33,7 +35,7 @@ pub(crate) fn usage_from_json(v: &serde_json::Value) -> v1::ResourceUsage {
 }
 
 /// Host facts as stored.
-pub(crate) fn host_to_json(h: &v1::WorkerHost) -> serde_json::Value {
+pub(crate) fn host_to_json(h: &WorkerHost) -> serde_json::Value {
     serde_json::json!({
         "worker_id": h.worker_id,
         "os": h.os,
@@ -48,7 +50,7 @@ pub(crate) fn host_to_json(h: &v1::WorkerHost) -> serde_json::Value {
     })
 }
 
-pub(crate) fn host_from_json(v: &serde_json::Value) -> v1::WorkerHost {
+pub(crate) fn host_from_json(v: &serde_json::Value) -> WorkerHost {
     let text = |k: &str| {
         v.get(k)
             .and_then(serde_json::Value::as_str)
@@ -56,7 +58,7 @@ pub(crate) fn host_from_json(v: &serde_json::Value) -> v1::WorkerHost {
             .to_owned()
     };
     let int = |k: &str| v.get(k).and_then(serde_json::Value::as_i64).unwrap_or(0);
-    v1::WorkerHost {
+    WorkerHost {
         worker_id: text("worker_id"),
         os: text("os"),
         arch: text("arch"),

@@ -2,6 +2,9 @@
 //! (Postgres) in production, [`SqliteStore`] (one SQLite file) for one-process dev mode, and one
 //! conformance suite holds both to the same behaviour.
 //!
+//! The trait speaks in the engine's types ([`RunState`]) and the store's own ([`RunDetail`],
+//! [`WorkerHost`], ...), not in wire messages; callers convert to and from the proto at their edge.
+//!
 //! What both backends share lives once at the top of the crate: page tokens ([`page`]), the
 //! stored JSON of usage and hosts ([`codec`]), the attempt history ([`attempts`]), what a batch
 //! writes back ([`changes`]) and the step cache ([`step_cache`]). `pg/` and `sqlite/` hold only
@@ -26,7 +29,7 @@ use uuid::Uuid;
 pub use error::StoreError;
 pub use model::{
     NewRun, NewWorkflow, Page, PageRequest, PutWorkflowOutcome, RunDetail, RunFilter, StatusCounts,
-    StoredEvent, StoredWorkflow, WakeCandidate,
+    StoredEvent, StoredWorkflow, WakeCandidate, WorkerHost,
 };
 pub use pg::PgStore;
 pub use sqlite::SqliteStore;
@@ -37,6 +40,12 @@ pub type CreatedRun = Result<(RunState, bool), StoreError>;
 /// Runs locked for change in one transaction. Mutate them through [`RunBatch::runs`], do what
 /// must happen before the change is durable (enqueue jobs), then [`RunBatch::commit`]. Dropping
 /// the batch rolls everything back.
+///
+/// On Postgres the runs are row-locked and [`RunBatch::write`] writes inside the transaction. On
+/// SQLite the runs are held in process only: `write` just prepares the rows, and `commit` writes
+/// them in one short transaction that first checks no other process changed the runs since they
+/// were read; if one did, it returns [`StoreError::Conflict`] naming the run and writes nothing.
+/// The runner then leaves the batch's messages unacknowledged, and they are retried.
 ///
 /// The invariant the backends' step caches rely on: **every change to a run's steps adds an
 /// event, and so moves the run's `last_sequence`.** A handle keeps the steps of the runs it
@@ -49,11 +58,13 @@ pub type CreatedRun = Result<(RunState, bool), StoreError>;
 pub trait RunBatch: Send {
     /// The locked runs with their steps, in id order. Unknown ids are left out.
     fn runs(&mut self) -> &mut [RunState];
-    /// Writes what changed so far, inside the transaction; optional before [`RunBatch::commit`],
-    /// for callers that have other work to overlap with the write. Runs must not change after.
+    /// Writes what changed so far, inside the transaction (on SQLite: prepares the rows for the
+    /// commit); optional before [`RunBatch::commit`], for callers that have other work to overlap
+    /// with the write. Runs must not change after.
     async fn write(&mut self) -> Result<(), StoreError>;
     /// Writes what changed (unless [`RunBatch::write`] did) and commits; returns the runs as
-    /// changed, with their new events.
+    /// changed, with their new events. On SQLite, [`StoreError::Conflict`] when another process
+    /// changed one of the runs while the batch held them.
     async fn commit(self: Box<Self>) -> Result<Vec<RunState>, StoreError>;
 }
 
@@ -116,8 +127,7 @@ pub trait Store: Send + Sync + 'static {
     async fn status_counts(&self) -> Result<StatusCounts, StoreError>;
 
     /// Records worker processes and their hosts (once per worker; later facts replace earlier).
-    async fn record_workers(&self, hosts: &[baton_proto::v1::WorkerHost])
-    -> Result<(), StoreError>;
+    async fn record_workers(&self, hosts: &[WorkerHost]) -> Result<(), StoreError>;
 
     /// Whether the database answers.
     async fn ping(&self) -> Result<(), StoreError>;

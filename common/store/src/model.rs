@@ -1,6 +1,7 @@
 //! What the store takes and returns, beyond the engine's [`RunState`].
 
 use baton_engine::{AttemptRecord, RunState};
+use baton_proto::v1;
 use uuid::Uuid;
 
 pub struct NewWorkflow {
@@ -51,7 +52,63 @@ pub struct RunDetail {
     pub run: RunState,
     pub attempts: Vec<AttemptRecord>,
     /// The worker processes that ran its attempts.
-    pub workers: Vec<baton_proto::v1::WorkerHost>,
+    pub workers: Vec<WorkerHost>,
+}
+
+/// A worker process and the host it runs on, as the worker reported it with its first result.
+/// The facts of one worker id are kept once; later reports replace earlier ones.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct WorkerHost {
+    /// The worker process, as attempts name it in their `worker_id`.
+    pub worker_id: String,
+    /// Operating system, e.g. `linux`.
+    pub os: String,
+    /// CPU architecture, e.g. `x86_64`.
+    pub arch: String,
+    pub hostname: String,
+    pub physical_cores: u32,
+    pub logical_cores: u32,
+    pub total_memory_mb: f64,
+    /// Version of the worker's runtime (Rust, Python, ...).
+    pub runtime_version: String,
+    /// `docker`, `kubernetes` or `none`.
+    pub container_runtime: String,
+    /// Process id on its host.
+    pub pid: i64,
+}
+
+impl From<&v1::WorkerHost> for WorkerHost {
+    fn from(h: &v1::WorkerHost) -> Self {
+        Self {
+            worker_id: h.worker_id.clone(),
+            os: h.os.clone(),
+            arch: h.arch.clone(),
+            hostname: h.hostname.clone(),
+            physical_cores: h.physical_cores,
+            logical_cores: h.logical_cores,
+            total_memory_mb: h.total_memory_mb,
+            runtime_version: h.runtime_version.clone(),
+            container_runtime: h.container_runtime.clone(),
+            pid: h.pid,
+        }
+    }
+}
+
+impl From<WorkerHost> for v1::WorkerHost {
+    fn from(h: WorkerHost) -> Self {
+        Self {
+            worker_id: h.worker_id,
+            os: h.os,
+            arch: h.arch,
+            hostname: h.hostname,
+            physical_cores: h.physical_cores,
+            logical_cores: h.logical_cores,
+            total_memory_mb: h.total_memory_mb,
+            runtime_version: h.runtime_version,
+            container_runtime: h.container_runtime,
+            pid: h.pid,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Default)]
@@ -99,4 +156,29 @@ pub struct StatusCounts {
     pub active_steps: std::collections::BTreeMap<String, i64>,
     /// Steps waiting for a retry, by kind.
     pub retrying_by_kind: std::collections::BTreeMap<String, i64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn worker_host_keeps_every_fact_through_the_proto() {
+        let sent = v1::WorkerHost {
+            worker_id: "w1".into(),
+            os: "linux".into(),
+            arch: "aarch64".into(),
+            hostname: "node-7".into(),
+            physical_cores: 4,
+            logical_cores: 8,
+            total_memory_mb: 15_872.5,
+            runtime_version: "1.95.0".into(),
+            container_runtime: "kubernetes".into(),
+            pid: 4242,
+        };
+        let stored = WorkerHost::from(&sent);
+        assert_eq!(stored.hostname, "node-7");
+        assert_eq!(stored.pid, 4242);
+        assert_eq!(v1::WorkerHost::from(stored), sent);
+    }
 }

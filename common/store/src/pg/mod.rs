@@ -11,7 +11,7 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 use baton_engine::RunState;
-use baton_proto::v1::{self, RunEventType};
+use baton_proto::v1::RunEventType;
 use chrono::{DateTime, Utc};
 use sqlx::{PgPool, postgres::PgPoolOptions};
 use uuid::Uuid;
@@ -24,6 +24,7 @@ use self::{
 use crate::{
     CreatedRun, NewRun, NewWorkflow, Page, PageRequest, PutWorkflowOutcome, RunBatch, RunDetail,
     RunFilter, StatusCounts, Store, StoreError, StoredEvent, StoredWorkflow, WakeCandidate,
+    WorkerHost,
     attempts::{with_final_attempts, worker_ids},
     codec::{host_from_json, host_to_json},
     columns::{RUN_COLUMNS, STEP_COLUMNS, WORKFLOW_COLUMNS, trusted},
@@ -423,7 +424,7 @@ impl Store for PgStore {
         })
     }
 
-    async fn record_workers(&self, hosts: &[v1::WorkerHost]) -> Result<(), StoreError> {
+    async fn record_workers(&self, hosts: &[WorkerHost]) -> Result<(), StoreError> {
         if hosts.is_empty() {
             return Ok(());
         }

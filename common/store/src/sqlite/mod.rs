@@ -12,7 +12,7 @@ use std::{collections::HashMap, path::Path, sync::Arc};
 
 use async_trait::async_trait;
 use baton_engine::{RunState, now_micros};
-use baton_proto::v1::{self, RunEventType};
+use baton_proto::v1::RunEventType;
 use sqlx::SqlitePool;
 use uuid::Uuid;
 
@@ -26,6 +26,7 @@ use self::{
 use crate::{
     CreatedRun, NewRun, NewWorkflow, Page, PageRequest, PutWorkflowOutcome, RunBatch, RunDetail,
     RunFilter, StatusCounts, Store, StoreError, StoredEvent, StoredWorkflow, WakeCandidate,
+    WorkerHost,
     attempts::{with_final_attempts, worker_ids},
     codec::{host_from_json, host_to_json},
     columns::{
@@ -484,7 +485,7 @@ impl Store for SqliteStore {
         })
     }
 
-    async fn record_workers(&self, hosts: &[v1::WorkerHost]) -> Result<(), StoreError> {
+    async fn record_workers(&self, hosts: &[WorkerHost]) -> Result<(), StoreError> {
         if hosts.is_empty() {
             return Ok(());
         }

@@ -4,8 +4,7 @@
 use std::collections::BTreeMap;
 
 use baton_engine::{RunStatus, StepStatus, now_micros};
-use baton_proto::v1::WorkerHost;
-use baton_store::WakeCandidate;
+use baton_store::{WakeCandidate, WorkerHost};
 use uuid::Uuid;
 
 use super::{Handles, fixtures::*};

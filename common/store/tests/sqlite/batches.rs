@@ -10,8 +10,8 @@ use std::{
 };
 
 use baton_engine::{RunStatus, StepStatus, now_micros};
-use baton_proto::v1::{self, RunEventType};
-use baton_store::{RunBatch, SqliteStore, Store, StoreError};
+use baton_proto::v1::RunEventType;
+use baton_store::{RunBatch, SqliteStore, Store, StoreError, WorkerHost};
 use sqlx::SqlitePool;
 use uuid::Uuid;
 
@@ -119,7 +119,7 @@ async fn other_store_writes(store: &SqliteStore) {
     )
     .await
     .expect("create_runs");
-    let host = v1::WorkerHost {
+    let host = WorkerHost {
         worker_id: format!("w-{}", Uuid::new_v4().simple()),
         ..Default::default()
     };

@@ -109,7 +109,11 @@ impl RunService for Api {
             .ok_or_else(|| ApiError::NotFound(format!("run {id} does not exist")))?;
         Ok(Response::new(GetRunResponse {
             run: Some(v1::Run {
-                workers: detail.workers,
+                workers: detail
+                    .workers
+                    .into_iter()
+                    .map(v1::WorkerHost::from)
+                    .collect(),
                 ..convert::run(&detail.run, Some(&detail.attempts))
             }),
         }))

@@ -15,7 +15,7 @@ use baton_engine::{
 use baton_metrics::Metrics;
 use baton_proto::v1::{self, runner_message::Message};
 use baton_queue::{BatchOutcome, StreamName, TimerEntry};
-use baton_store::RunBatch;
+use baton_store::{RunBatch, WorkerHost};
 use baton_workflow::CompiledWorkflow;
 use prost::Message as _;
 
@@ -125,11 +125,11 @@ impl Runner {
     /// Records the hosts workers sent with their first results. Losing them costs only the host
     /// facts shown with a run, so a failure is logged, not returned.
     async fn record_workers(&self, by_run: &RunMessages) {
-        let hosts: Vec<v1::WorkerHost> = by_run
+        let hosts: Vec<WorkerHost> = by_run
             .values()
             .flatten()
             .filter_map(|entry| match &entry.message {
-                Message::JobResult(r) => r.host.clone(),
+                Message::JobResult(r) => r.host.as_ref().map(WorkerHost::from),
                 _ => None,
             })
             .collect();
