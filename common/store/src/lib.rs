@@ -5,9 +5,9 @@
 //! The trait speaks in the engine's types ([`RunState`]) and the store's own ([`RunDetail`],
 //! [`WorkerHost`], ...), not in wire messages; callers convert to and from the proto at their edge.
 //!
-//! What both backends share lives once at the top of the crate: page tokens ([`page`]), the
-//! stored JSON of usage and hosts ([`codec`]), the attempt history ([`attempts`]), what a batch
-//! writes back ([`changes`]) and the step cache ([`step_cache`]). `pg/` and `sqlite/` hold only
+//! What both backends share lives once at the top of the crate: page tokens (`page`), the
+//! stored JSON of usage and hosts (`codec`), the attempt history (`attempts`), what a batch
+//! writes back (`changes`) and the step cache (`step_cache`). `pg/` and `sqlite/` hold only
 //! their SQL, their row decoding and what their database's errors mean.
 
 mod attempts;
