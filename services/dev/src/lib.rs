@@ -22,11 +22,13 @@ pub enum DevError {
     Config(#[from] baton_runtime::env::ConfigError),
     #[error(transparent)]
     Open(#[from] baton_sqlite::OpenError),
-    #[error("cannot prepare the database file: {0}")]
+    #[error("cannot prepare the database file")]
     Store(#[from] baton_store::StoreError),
-    #[error("cannot prepare the queue in the database file: {0}")]
+    #[error("cannot prepare the queue in the database file")]
     Queue(#[from] baton_queue::QueueError),
-    #[error("cannot listen on {addr} ({what}): {source}")]
+    #[error(
+        "cannot listen on {addr} for {what} (is another Baton running? --port and --free-side-ports choose other ports)"
+    )]
     Bind {
         addr: SocketAddr,
         what: &'static str,
@@ -34,9 +36,9 @@ pub enum DevError {
     },
     #[error(transparent)]
     Metrics(#[from] baton_metrics::MetricsError),
-    #[error("the orchestrator stopped: {0}")]
+    #[error("the orchestrator stopped")]
     Orchestrator(#[from] baton_orchestrator::ServeError),
-    #[error("the workflow-runner stopped: {0}")]
+    #[error("the workflow-runner stopped")]
     Runner(#[from] baton_workflow_runner::RunnerError),
 }
 
@@ -94,7 +96,10 @@ async fn bind(addr: SocketAddr, variable: &'static str) -> Result<TcpListener, D
         .await
         .map_err(|source| DevError::Bind {
             addr,
-            what: variable,
+            what: match variable {
+                "GRPC_PORT" => "the gRPC API",
+                other => other,
+            },
             source,
         })?;
     if let Ok(bound) = listener.local_addr() {
