@@ -1,16 +1,23 @@
-//! Command-line flags. They exist so that a quick run (`--chain-runs 100 --scenario chain`) and an
-//! inspection run (`--keep --service-log-level info`) need no code change.
+//! Command-line flags. They exist so that a quick run (`--chain-runs 100 --scenario chain`), an
+//! inspection run (`--keep --service-log-level info`) and a run on one backend
+//! (`--backend embedded`) need no code change.
 
 use std::path::PathBuf;
 
 use clap::{Parser, ValueEnum};
 
+use crate::backend::Backend;
+
 /// Benchmarks a real Baton deployment: spawns the release `baton-orchestrator` and
-/// `baton-workflow-runner` binaries against a fresh database and Redis prefix, drives them over
-/// gRPC and reports throughput, latency, dispatch delays and resident memory.
+/// `baton-workflow-runner` binaries against a fresh database and Redis prefix (production), and
+/// `baton dev` on a fresh SQLite file (embedded), drives each over gRPC and reports throughput,
+/// latency, dispatch delays and resident memory, backend beside backend.
 #[derive(Parser, Debug, Clone)]
 #[command(name = "baton-bench", version)]
 pub struct Args {
+    /// Which backends to measure; `both` runs production first, then embedded, one at a time.
+    #[arg(long, value_enum, default_value_t = Backends::Both)]
+    pub backend: Backends,
     /// Runs of the 10-step noop chain in the throughput scenario.
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
     pub chain_runs: u32,
@@ -29,7 +36,8 @@ pub struct Args {
     /// StartRun calls in flight at once in the throughput scenarios.
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
     pub concurrency: u32,
-    /// Leave the services running and the database and Redis keys in place for inspection.
+    /// Leave the last backend's services running and every backend's data (database, Redis keys,
+    /// SQLite file) in place for inspection.
     #[arg(long)]
     pub keep: bool,
     /// Also write the figures as JSON to this file.
@@ -41,7 +49,8 @@ pub struct Args {
     /// Longest a scenario may take before the bench gives up, in seconds.
     #[arg(long, default_value_t = 300, value_name = "SECONDS")]
     pub timeout_secs: u64,
-    /// Admin URL of PostgreSQL; the bench creates and drops its own database through it.
+    /// Admin URL of PostgreSQL; the bench creates and drops its own database through it
+    /// (production backend only).
     #[arg(
         long,
         env = "DATABASE_URL",
@@ -49,12 +58,35 @@ pub struct Args {
         hide_env_values = true
     )]
     pub database_url: String,
-    /// Redis URL; the bench uses a fresh key prefix and deletes its keys at the end.
+    /// Redis URL; the bench uses a fresh key prefix and deletes its keys at the end (production
+    /// backend only).
     #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379")]
     pub redis_url: String,
     /// Directory holding the service binaries; default: the directory of this executable.
     #[arg(long, value_name = "DIR")]
     pub bin_dir: Option<PathBuf>,
+}
+
+/// The backends `--backend` selects.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Backends {
+    /// PostgreSQL and Redis, with the separate services; checked against the targets.
+    Production,
+    /// `baton dev` on one SQLite file; for reference, no targets.
+    Embedded,
+    /// Production, then embedded, reported side by side.
+    Both,
+}
+
+impl Backends {
+    /// The backends to measure, in the order they run.
+    pub fn backends(self) -> Vec<Backend> {
+        match self {
+            Self::Production => vec![Backend::Production],
+            Self::Embedded => vec![Backend::Embedded],
+            Self::Both => vec![Backend::Production, Backend::Embedded],
+        }
+    }
 }
 
 /// The scenarios `--scenario` selects.
@@ -102,6 +134,26 @@ mod tests {
         );
         assert_eq!(args.concurrency, 64);
         assert_eq!(args.scenario, Scenario::All);
+        assert_eq!(args.backend, Backends::Both);
+        assert_eq!(
+            args.backend.backends(),
+            [Backend::Production, Backend::Embedded]
+        );
         assert!(Args::try_parse_from(["baton-bench", "--concurrency", "0"]).is_err());
+    }
+
+    #[test]
+    fn backend_flag() {
+        let parse = |value: &str| {
+            Args::try_parse_from(["baton-bench", "--backend", value]).map(|a| a.backend.backends())
+        };
+        assert_eq!(parse("embedded").unwrap(), [Backend::Embedded]);
+        assert_eq!(parse("production").unwrap(), [Backend::Production]);
+        assert_eq!(
+            parse("both").unwrap(),
+            [Backend::Production, Backend::Embedded]
+        );
+        let err = parse("sqlite").unwrap_err().to_string();
+        assert!(err.contains("production, embedded, both"), "{err}");
     }
 }

@@ -1,9 +1,10 @@
-//! Everything the bench creates outside itself (a database, a Redis key prefix, the service
-//! processes, a log directory) and its removal. [`Environment`] is a guard: dropping it stops
-//! the services and removes the database and keys on every exit path, errors and panics included,
-//! unless `--keep` asked to leave them for inspection.
+//! Everything the bench creates outside itself (a database and a Redis key prefix for the
+//! production backend, a SQLite file for the embedded one, the service processes, a log
+//! directory) and its removal. [`Environment`] is a guard: dropping it stops the services and
+//! removes the data on every exit path, errors and panics included, unless `--keep` asked to leave
+//! them for inspection.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -14,30 +15,55 @@ use crate::services::Service;
 /// How long removing the database and Redis keys may take at the end.
 const CLEANUP_TIMEOUT: Duration = Duration::from_secs(20);
 
-pub struct Environment {
+/// The production backend's scratch space: a database and a Redis key prefix of the bench's own.
+pub struct ProductionScratch {
     pub admin_url: String,
     pub database: String,
     /// URL of the bench database, for the services and the bench's own queries.
     pub database_url: String,
     pub redis_url: String,
     pub redis_prefix: String,
+}
+
+pub struct Environment {
+    /// The random part of every name the bench creates.
+    id: String,
     /// Where the services' output goes; kept at the end.
     pub log_dir: PathBuf,
     /// Spawned services; stopped (in reverse order) on drop.
     pub services: Vec<Service>,
+    production: Option<ProductionScratch>,
+    /// The directory of the embedded backend's SQLite file (and its WAL), removed at the end.
+    embedded_dir: Option<PathBuf>,
     keep: bool,
 }
 
 impl Environment {
-    /// Creates a fresh database `baton_bench_<random>` and picks the Redis prefix
-    /// `baton-bench-<random>` and a log directory.
-    pub async fn create(admin_url: &str, redis_url: &str, keep: bool) -> anyhow::Result<Self> {
-        let id = uuid::Uuid::new_v4().simple().to_string();
-        let id = &id[..12];
-        let database = format!("baton_bench_{id}");
+    /// Picks the names (`baton_bench_<random>`, `baton-bench-<random>`) and creates the log
+    /// directory; the backends' data is created when a backend asks for it.
+    pub fn create(keep: bool) -> anyhow::Result<Self> {
+        let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
         let log_dir = std::env::temp_dir().join(format!("baton-bench-{id}"));
         std::fs::create_dir_all(&log_dir)
             .with_context(|| format!("cannot create {}", log_dir.display()))?;
+        Ok(Self {
+            id,
+            log_dir,
+            services: Vec::new(),
+            production: None,
+            embedded_dir: None,
+            keep,
+        })
+    }
+
+    /// Creates the fresh database `baton_bench_<random>` through the admin URL and picks the
+    /// Redis prefix `baton-bench-<random>`.
+    pub async fn production(
+        &mut self,
+        admin_url: &str,
+        redis_url: &str,
+    ) -> anyhow::Result<&ProductionScratch> {
+        let database = format!("baton_bench_{}", self.id);
         let mut conn = sqlx::PgConnection::connect(admin_url)
             .await
             .context("cannot reach PostgreSQL through DATABASE_URL (the admin URL)")?;
@@ -46,20 +72,35 @@ impl Environment {
             .await
             .with_context(|| format!("cannot create database {database}"))?;
         let _ = conn.close().await;
-        Ok(Self {
+        Ok(self.production.insert(ProductionScratch {
             admin_url: admin_url.to_owned(),
             database_url: with_database(admin_url, &database),
             database,
             redis_url: redis_url.to_owned(),
-            redis_prefix: format!("baton-bench-{id}"),
-            log_dir,
-            services: Vec::new(),
-            keep,
-        })
+            redis_prefix: format!("baton-bench-{}", self.id),
+        }))
+    }
+
+    /// The path of a fresh SQLite file for the embedded backend (not created: `baton dev`
+    /// creates it), in a directory of its own that goes at the end.
+    pub fn embedded_db(&mut self) -> anyhow::Result<PathBuf> {
+        let dir = std::env::temp_dir().join(format!("baton-bench-{}-embedded", self.id));
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+        let path = dir.join("baton.db");
+        self.embedded_dir = Some(dir);
+        Ok(path)
     }
 
     pub fn service(&mut self, name: &str) -> Option<&mut Service> {
         self.services.iter_mut().find(|s| s.name == name)
+    }
+
+    /// Stops every running service (newest first), so the next backend has the machine alone.
+    pub fn stop_services(&mut self) {
+        for mut service in self.services.drain(..).rev() {
+            service.stop();
+        }
     }
 
     /// The last lines of every service's log, for error reports.
@@ -90,23 +131,33 @@ impl Environment {
                 s.log.display()
             );
         }
-        eprintln!("  database         {}", redact(&self.database_url));
-        eprintln!("  redis prefix     {}", self.redis_prefix);
+        if let Some(p) = &self.production {
+            eprintln!("  database         {}", redact(&p.database_url));
+            eprintln!("  redis prefix     {}", p.redis_prefix);
+        }
+        if let Some(dir) = &self.embedded_dir {
+            eprintln!("  embedded file    {}", dir.join("baton.db").display());
+        }
         eprintln!("to remove them:");
         if !pids.is_empty() {
             eprintln!("  kill {}", pids.join(" "));
         }
-        eprintln!(
-            "  psql '{}' -c 'DROP DATABASE {} WITH (FORCE)'",
-            redact(&self.admin_url),
-            self.database
-        );
-        eprintln!(
-            "  redis-cli -u '{}' --scan --pattern '{}:*' | xargs -r redis-cli -u '{}' DEL",
-            redact(&self.redis_url),
-            self.redis_prefix,
-            redact(&self.redis_url)
-        );
+        if let Some(p) = &self.production {
+            eprintln!(
+                "  psql '{}' -c 'DROP DATABASE {} WITH (FORCE)'",
+                redact(&p.admin_url),
+                p.database
+            );
+            eprintln!(
+                "  redis-cli -u '{}' --scan --pattern '{}:*' | xargs -r redis-cli -u '{}' DEL",
+                redact(&p.redis_url),
+                p.redis_prefix,
+                redact(&p.redis_url)
+            );
+        }
+        if let Some(dir) = &self.embedded_dir {
+            eprintln!("  rm -r '{}'", dir.display());
+        }
     }
 }
 
@@ -116,13 +167,15 @@ impl Drop for Environment {
             self.keep_notice();
             return;
         }
-        for service in self.services.iter_mut().rev() {
-            service.stop();
+        self.stop_services();
+        if let Some(dir) = &self.embedded_dir {
+            remove_embedded(dir);
         }
+        let Some(p) = &self.production else { return };
         // Drop may run inside the async runtime, where blocking on a future is not allowed: do the
         // async clean-up on a thread of its own with its own small runtime.
-        let (admin, database) = (self.admin_url.clone(), self.database.clone());
-        let (redis_url, prefix) = (self.redis_url.clone(), self.redis_prefix.clone());
+        let (admin, database) = (p.admin_url.clone(), p.database.clone());
+        let (redis_url, prefix) = (p.redis_url.clone(), p.redis_prefix.clone());
         let cleanup = std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -144,6 +197,14 @@ impl Drop for Environment {
             Ok(Err(e)) => eprintln!("warning: clean-up incomplete: {e:#}"),
             Err(_) => eprintln!("warning: clean-up panicked"),
         }
+    }
+}
+
+fn remove_embedded(dir: &Path) {
+    if let Err(e) = std::fs::remove_dir_all(dir)
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        eprintln!("warning: cannot remove {}: {e}", dir.display());
     }
 }
 
@@ -220,6 +281,21 @@ pub fn with_database(url: &str, database: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_embedded_file_goes_with_the_guard_and_the_logs_stay() {
+        let mut env = Environment::create(false).unwrap();
+        let log_dir = env.log_dir.clone();
+        let db = env.embedded_db().unwrap();
+        let dir = db.parent().unwrap().to_path_buf();
+        assert_ne!(dir, log_dir);
+        std::fs::write(&db, b"data").unwrap();
+        std::fs::write(dir.join("baton.db-wal"), b"wal").unwrap();
+        drop(env);
+        assert!(!dir.exists(), "{} left behind", dir.display());
+        assert!(log_dir.is_dir());
+        std::fs::remove_dir_all(log_dir).unwrap();
+    }
 
     #[test]
     fn redacts_password() {

@@ -2,6 +2,7 @@
 //! output in log files, so the bench measures what a deployment runs (and each process's memory)
 //! rather than an in-process imitation.
 
+use std::ffi::OsString;
 use std::fs::File;
 use std::net::{Ipv4Addr, TcpListener};
 use std::path::{Path, PathBuf};
@@ -13,6 +14,20 @@ use anyhow::{Context, bail};
 /// How long a service gets to stop after SIGTERM before it is killed.
 const STOP_GRACE: Duration = Duration::from_secs(5);
 
+/// How to start one service process.
+pub struct Launch<'a> {
+    /// For logs and errors; also the log file's name.
+    pub name: &'static str,
+    pub binary: &'a Path,
+    pub args: Vec<OsString>,
+    /// The port the service's gRPC server listens on.
+    pub port: u16,
+    /// Set on top of the inherited environment.
+    pub env: Vec<(&'static str, String)>,
+    /// Removed from the inherited environment, so the service cannot use them by accident.
+    pub unset: &'static [&'static str],
+}
+
 /// A spawned service.
 pub struct Service {
     pub name: &'static str,
@@ -23,30 +38,19 @@ pub struct Service {
 }
 
 impl Service {
-    /// Starts `binary` with the inherited environment plus `GRPC_PORT=port` (and free HTTP and
-    /// metrics ports) and `env`, its stdout
-    /// and stderr going to `log_dir/<name>.log`.
-    pub fn spawn(
-        name: &'static str,
-        binary: &Path,
-        args: &[&str],
-        port: u16,
-        env: &[(&str, String)],
-        log_dir: &Path,
-    ) -> anyhow::Result<Self> {
-        let log = log_dir.join(format!("{name}.log"));
+    /// Starts `launch.binary` with the inherited environment (less `unset`) plus `env`, pprof off,
+    /// its stdout and stderr going to `log_dir/<name>.log`.
+    pub fn spawn(launch: &Launch<'_>, log_dir: &Path) -> anyhow::Result<Self> {
+        let log = log_dir.join(format!("{}.log", launch.name));
         let out = File::create(&log).with_context(|| format!("cannot create {}", log.display()))?;
         let err = out.try_clone()?;
-        // The HTTP and Prometheus ports get free ports too, so a bench never collides with a
-        // running `make dev` or another bench.
-        let side_ports = free_ports(2)?;
-        let mut command = Command::new(binary);
+        let mut command = Command::new(launch.binary);
+        for variable in launch.unset {
+            command.env_remove(variable);
+        }
         command
-            .args(args)
-            .envs(env.iter().map(|(k, v)| (k, v)))
-            .env("GRPC_PORT", port.to_string())
-            .env("HTTP_PORT", side_ports[0].to_string())
-            .env("METRICS_PORT", side_ports[1].to_string())
+            .args(&launch.args)
+            .envs(launch.env.iter().map(|(k, v)| (k, v)))
             .env("ENABLE_PPROF", "false")
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
@@ -54,10 +58,10 @@ impl Service {
             .stderr(err);
         let child = command
             .spawn()
-            .with_context(|| format!("cannot start {}", binary.display()))?;
+            .with_context(|| format!("cannot start {}", launch.binary.display()))?;
         Ok(Self {
-            name,
-            port,
+            name: launch.name,
+            port: launch.port,
             log,
             child,
             stopped: false,
@@ -182,13 +186,48 @@ mod tests {
     }
 
     #[test]
+    fn a_service_sees_its_env_and_not_the_unset_variables() {
+        let dir = std::env::temp_dir().join(format!("baton-bench-env-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        // Cargo sets this for the test process; the service must not see it.
+        assert!(std::env::var_os("CARGO_MANIFEST_DIR").is_some());
+        let launch = Launch {
+            name: "printer",
+            binary: Path::new("/bin/sh"),
+            args: vec![
+                "-c".into(),
+                "echo \"A=$BENCH_A DIR=${CARGO_MANIFEST_DIR-unset}\"".into(),
+            ],
+            port: 1,
+            env: vec![("BENCH_A", "1".to_owned())],
+            unset: &["CARGO_MANIFEST_DIR"],
+        };
+        let mut service = Service::spawn(&launch, &dir).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while service.exited().is_none() {
+            assert!(Instant::now() < deadline, "the shell did not exit");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let log = std::fs::read_to_string(&service.log).unwrap();
+        assert_eq!(log, "A=1 DIR=unset\n");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn stop_ends_a_child_with_sigterm() {
         use std::os::unix::process::ExitStatusExt as _;
 
         let dir = std::env::temp_dir().join(format!("baton-bench-test-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let mut service =
-            Service::spawn("sleeper", Path::new("sleep"), &["30"], 1, &[], &dir).unwrap();
+        let launch = Launch {
+            name: "sleeper",
+            binary: Path::new("sleep"),
+            args: vec!["30".into()],
+            port: 1,
+            env: Vec::new(),
+            unset: &[],
+        };
+        let mut service = Service::spawn(&launch, &dir).unwrap();
         assert!(service.ensure_alive().is_ok());
         service.stop();
         // Ended by the SIGTERM, not by the SIGKILL that follows the grace period.

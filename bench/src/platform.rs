@@ -1,0 +1,260 @@
+//! Starting the platform under test on a backend: the processes, the API client, the bench's
+//! reader of the backend's database, and what the report says about them. Everything after
+//! start-up (the scenarios, the figures) is the same for every backend.
+
+use std::ffi::OsString;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::Context;
+
+use crate::api::Api;
+use crate::args::Args;
+use crate::backend::Backend;
+use crate::db::Db;
+use crate::environment::{self, Environment};
+use crate::report::{ServiceInfo, Version};
+use crate::services::{self, Launch, Service};
+
+/// How long a service may take to become ready.
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
+
+const ORCHESTRATOR: &str = "orchestrator";
+const RUNNER: &str = "workflow-runner";
+/// The embedded platform's one process (and its log file's name).
+const DEV: &str = "baton-dev";
+
+/// Variables of the bench's own environment that `baton dev` must not see: it uses neither
+/// PostgreSQL nor Redis, and the bench makes sure of it.
+const PRODUCTION_ONLY: &[&str] = &["DATABASE_URL", "REDIS_URL", "BATON_REDIS_PREFIX"];
+
+/// A started platform, ready for the scenarios.
+pub struct Platform {
+    pub backend: Backend,
+    pub api: Api,
+    pub db: Db,
+    /// The processes whose memory is measured, in the order of `services`.
+    pub pids: Vec<u32>,
+    pub services: Vec<ServiceInfo>,
+    /// What holds the data, with versions (PostgreSQL and Redis, or SQLite).
+    pub versions: Vec<Version>,
+    /// The scratch data of this bench run, e.g. `file /tmp/.../baton.db`.
+    pub scratch: String,
+}
+
+/// Starts the platform on `backend`; its processes go into `env.services`, where the guard
+/// stops them on every exit path.
+pub async fn start(
+    backend: Backend,
+    args: &Args,
+    env: &mut Environment,
+    bin_dir: &Path,
+) -> anyhow::Result<Platform> {
+    match backend {
+        Backend::Production => production(args, env, bin_dir).await,
+        Backend::Embedded => embedded(args, env, bin_dir).await,
+    }
+}
+
+/// `baton-orchestrator` and `baton-workflow-runner` on a fresh database and Redis prefix.
+async fn production(
+    args: &Args,
+    env: &mut Environment,
+    bin_dir: &Path,
+) -> anyhow::Result<Platform> {
+    let orchestrator_bin = services::binary(bin_dir, "baton-orchestrator")?;
+    let runner_bin = services::binary(bin_dir, "baton-workflow-runner")?;
+    let scratch = env.production(&args.database_url, &args.redis_url).await?;
+    let (database, database_url) = (scratch.database.clone(), scratch.database_url.clone());
+    let (redis_url, redis_prefix) = (scratch.redis_url.clone(), scratch.redis_prefix.clone());
+    eprintln!(
+        "baton-bench (production): database {database}, Redis prefix {redis_prefix}, service \
+         logs in {}",
+        env.log_dir.display()
+    );
+    let ports = services::free_ports(2)?;
+    let service_env = |port: u16| -> anyhow::Result<Vec<(&'static str, String)>> {
+        // The HTTP and Prometheus ports get free ports too, so a bench never collides with a
+        // running `make dev` or another bench.
+        let side_ports = services::free_ports(2)?;
+        Ok(vec![
+            ("DATABASE_URL", database_url.clone()),
+            ("REDIS_URL", redis_url.clone()),
+            ("BATON_REDIS_PREFIX", redis_prefix.clone()),
+            ("LOG_LEVEL", args.service_log_level.clone()),
+            ("DATABASE_MAX_CONNECTIONS", "20".to_owned()),
+            ("GRPC_PORT", port.to_string()),
+            ("HTTP_PORT", side_ports[0].to_string()),
+            ("METRICS_PORT", side_ports[1].to_string()),
+        ])
+    };
+
+    // The orchestrator first: it migrates the fresh database before the runner starts.
+    eprintln!(
+        "starting {} (gRPC on 127.0.0.1:{})",
+        orchestrator_bin.display(),
+        ports[0]
+    );
+    let orchestrator = Service::spawn(
+        &Launch {
+            name: ORCHESTRATOR,
+            binary: &orchestrator_bin,
+            args: Vec::new(),
+            port: ports[0],
+            env: service_env(ports[0])?,
+            unset: &[],
+        },
+        &env.log_dir,
+    )?;
+    env.services.push(orchestrator);
+    let api = Api::new(ports[0])?;
+    let info = api
+        .wait_ready(READY_TIMEOUT, || alive(&mut env.services))
+        .await
+        .context("the orchestrator did not become ready")?;
+    eprintln!(
+        "starting {} (health on 127.0.0.1:{})",
+        runner_bin.display(),
+        ports[1]
+    );
+    let runner = Service::spawn(
+        &Launch {
+            name: RUNNER,
+            binary: &runner_bin,
+            args: Vec::new(),
+            port: ports[1],
+            env: service_env(ports[1])?,
+            unset: &[],
+        },
+        &env.log_dir,
+    )?;
+    env.services.push(runner);
+    let runner = env.service(RUNNER).context("the runner was just started")?;
+    services::wait_port(runner, READY_TIMEOUT).await?;
+    let pids: Vec<u32> = env.services.iter().map(Service::pid).collect();
+
+    let db = Db::postgres(&database_url).await?;
+    let versions = vec![
+        Version::new("postgres_version", "PostgreSQL", db.server_version().await),
+        Version::new(
+            "redis_version",
+            "Redis",
+            environment::redis_version(&redis_url).await,
+        ),
+    ];
+    Ok(Platform {
+        backend: Backend::Production,
+        api,
+        db,
+        services: vec![
+            ServiceInfo {
+                name: format!("baton-{ORCHESTRATOR}"),
+                pid: pids[0],
+                build: Some(format!("{} ({})", info.version, info.git_revision)),
+            },
+            ServiceInfo {
+                name: format!("baton-{RUNNER}"),
+                pid: pids[1],
+                build: None,
+            },
+        ],
+        pids,
+        versions,
+        scratch: format!("database {database}, Redis prefix {redis_prefix}"),
+    })
+}
+
+/// `baton dev` on a fresh SQLite file: the orchestrator, the runner and the built-in workers in
+/// one process.
+async fn embedded(args: &Args, env: &mut Environment, bin_dir: &Path) -> anyhow::Result<Platform> {
+    let binary = services::binary(bin_dir, "baton")?;
+    let path = env.embedded_db()?;
+    let port = services::free_ports(1)?[0];
+    eprintln!(
+        "baton-bench (embedded): file {}, logs in {}",
+        path.display(),
+        env.log_dir.display()
+    );
+    eprintln!(
+        "starting {} dev (gRPC on 127.0.0.1:{port})",
+        binary.display()
+    );
+    let dev = Service::spawn(
+        &Launch {
+            name: DEV,
+            binary: &binary,
+            args: dev_args(&path, port),
+            port,
+            env: vec![("LOG_LEVEL", args.service_log_level.clone())],
+            unset: PRODUCTION_ONLY,
+        },
+        &env.log_dir,
+    )?;
+    env.services.push(dev);
+    let api = Api::new(port)?;
+    // The file is created and migrated before the API listens, so it is there once this answers.
+    let info = api
+        .wait_ready(READY_TIMEOUT, || alive(&mut env.services))
+        .await
+        .context("baton dev did not become ready")?;
+    let pids: Vec<u32> = env.services.iter().map(Service::pid).collect();
+    let db = Db::sqlite(&path).await?;
+    // The SQLite the bench links is the same build as baton's (one lockfile, bundled).
+    let versions = vec![Version::new(
+        "sqlite_version",
+        "SQLite",
+        db.server_version().await,
+    )];
+    Ok(Platform {
+        backend: Backend::Embedded,
+        api,
+        db,
+        services: vec![ServiceInfo {
+            name: "baton dev".to_owned(),
+            pid: pids[0],
+            build: Some(format!("{} ({})", info.version, info.git_revision)),
+        }],
+        pids,
+        versions,
+        scratch: format!("file {}", path.display()),
+    })
+}
+
+/// `baton dev --db <path> --port <port> --free-side-ports`: the API on the bench's port, every
+/// other port on a free one.
+pub fn dev_args(db: &Path, port: u16) -> Vec<OsString> {
+    vec![
+        "dev".into(),
+        "--db".into(),
+        db.into(),
+        "--port".into(),
+        port.to_string().into(),
+        "--free-side-ports".into(),
+    ]
+}
+
+/// Fails if a service process has exited.
+pub fn alive(services: &mut [Service]) -> anyhow::Result<()> {
+    services.iter_mut().try_for_each(Service::ensure_alive)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dev_command_line() {
+        let args = dev_args(Path::new("/tmp/x/baton.db"), 4321);
+        assert_eq!(
+            args,
+            [
+                "dev",
+                "--db",
+                "/tmp/x/baton.db",
+                "--port",
+                "4321",
+                "--free-side-ports"
+            ]
+        );
+    }
+}
