@@ -103,7 +103,7 @@ client-example: ## Run a client's example (CLIENT=go|python|typescript) against 
 observability-check: ## promtool check/test the alert and recording rules; validate dashboards
 	bash scripts/check-observability.sh
 
-bench: deps ## Build and run baton-bench (release) against local Redis + PostgreSQL
+bench: deps ## Build and run baton-bench (release): both backends, production (Redis + PostgreSQL) and embedded (baton dev)
 	cargo build --release --bins
 	$(TEST_ENV) "$(CARGO_TARGET_DIR)/release/baton-bench" $(ARGS)
 
