@@ -1293,6 +1293,7 @@ type CancelRunResponse struct {
 	sizeCache     protoimpl.SizeCache
 	unknownFields protoimpl.UnknownFields
 
+	// The run once cancelled, or as it was when the wait ran out.
 	Run *Run `protobuf:"bytes,1,opt,name=run,proto3" json:"run,omitempty"`
 }
 

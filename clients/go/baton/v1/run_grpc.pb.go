@@ -24,7 +24,9 @@ type RunServiceClient interface {
 	GetRun(ctx context.Context, in *GetRunRequest, opts ...grpc.CallOption) (*GetRunResponse, error)
 	// ListRuns pages through a tenant's runs, newest first.
 	ListRuns(ctx context.Context, in *ListRunsRequest, opts ...grpc.CallOption) (*ListRunsResponse, error)
-	// CancelRun cancels pending steps and tells running ones to stop.
+	// CancelRun cancels pending steps and tells running ones to stop. It waits up to 10 s for the
+	// run to end and returns it; a run still queued or running in the response is cancelled as soon
+	// as a runner applies the cancel. A run that already ended is FAILED_PRECONDITION.
 	CancelRun(ctx context.Context, in *CancelRunRequest, opts ...grpc.CallOption) (*CancelRunResponse, error)
 	// WatchRun replays a run's events from a sequence number, then follows live ones until the run ends.
 	WatchRun(ctx context.Context, in *WatchRunRequest, opts ...grpc.CallOption) (RunService_WatchRunClient, error)
@@ -117,7 +119,9 @@ type RunServiceServer interface {
 	GetRun(context.Context, *GetRunRequest) (*GetRunResponse, error)
 	// ListRuns pages through a tenant's runs, newest first.
 	ListRuns(context.Context, *ListRunsRequest) (*ListRunsResponse, error)
-	// CancelRun cancels pending steps and tells running ones to stop.
+	// CancelRun cancels pending steps and tells running ones to stop. It waits up to 10 s for the
+	// run to end and returns it; a run still queued or running in the response is cancelled as soon
+	// as a runner applies the cancel. A run that already ended is FAILED_PRECONDITION.
 	CancelRun(context.Context, *CancelRunRequest) (*CancelRunResponse, error)
 	// WatchRun replays a run's events from a sequence number, then follows live ones until the run ends.
 	WatchRun(*WatchRunRequest, RunService_WatchRunServer) error

@@ -89,7 +89,9 @@ class RunServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def CancelRun(self, request, context):
-        """CancelRun cancels pending steps and tells running ones to stop.
+        """CancelRun cancels pending steps and tells running ones to stop. It waits up to 10 s for the
+        run to end and returns it; a run still queued or running in the response is cancelled as soon
+        as a runner applies the cancel. A run that already ended is FAILED_PRECONDITION.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -44,7 +44,9 @@ export interface IRunServiceClient {
      */
     listRuns(input: ListRunsRequest, options?: RpcOptions): UnaryCall<ListRunsRequest, ListRunsResponse>;
     /**
-     * CancelRun cancels pending steps and tells running ones to stop.
+     * CancelRun cancels pending steps and tells running ones to stop. It waits up to 10 s for the
+     * run to end and returns it; a run still queued or running in the response is cancelled as soon
+     * as a runner applies the cancel. A run that already ended is FAILED_PRECONDITION.
      *
      * @generated from protobuf rpc: CancelRun
      */
@@ -96,7 +98,9 @@ export class RunServiceClient implements IRunServiceClient, ServiceInfo {
         return stackIntercept<ListRunsRequest, ListRunsResponse>("unary", this._transport, method, opt, input);
     }
     /**
-     * CancelRun cancels pending steps and tells running ones to stop.
+     * CancelRun cancels pending steps and tells running ones to stop. It waits up to 10 s for the
+     * run to end and returns it; a run still queued or running in the response is cancelled as soon
+     * as a runner applies the cancel. A run that already ended is FAILED_PRECONDITION.
      *
      * @generated from protobuf rpc: CancelRun
      */

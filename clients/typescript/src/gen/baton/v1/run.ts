@@ -411,6 +411,8 @@ export interface CancelRunRequest {
  */
 export interface CancelRunResponse {
     /**
+     * The run once cancelled, or as it was when the wait ran out.
+     *
      * @generated from protobuf field: baton.v1.Run run = 1
      */
     run?: Run;
