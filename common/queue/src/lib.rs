@@ -121,6 +121,10 @@ pub enum QueueError {
 /// A stream of messages that is boxed, so the traits do not leak a stream crate's types.
 pub type BoxStream<T> = std::pin::Pin<Box<dyn tokio_stream::Stream<Item = T> + Send>>;
 
+/// Every blocking read (`read_runner`, `read_jobs`, `read_events`) returns as soon as something
+/// arrives, or empty once `block` has passed; `block` must be more than zero (backends differ on
+/// what zero means, and no caller needs it).
+///
 /// The runner's side: its inbox (run starts, cancels, job reports, wake-ups), read by every runner
 /// replica in one consumer group, and what a batch sends out around its commit.
 #[async_trait]
