@@ -381,6 +381,7 @@ impl TestStack {
             extra_kinds: options.extra_kinds.clone(),
             grpc_web_allowed_origins: options.grpc_web_allowed_origins.clone(),
             shutdown_drain: options.shutdown_drain,
+            max_inputs_bytes: OrchestratorConfig::DEFAULT_MAX_INPUTS_BYTES,
         };
         let (store, queue, token) = (
             stack.store.clone(),

@@ -28,6 +28,10 @@ pub struct OrchestratorConfig {
     /// health reports NOT_SERVING, before the port closes (set it above the readiness probe's
     /// period so balancers stop routing here first).
     pub shutdown_drain: std::time::Duration,
+    /// `BATON_MAX_INPUTS_BYTES` (default 1 MiB): the largest `inputs_json` StartRun accepts.
+    /// Inputs are stored with the run and read by every step, so a bound keeps one call from
+    /// filling the database or a batch; gRPC's own 4 MiB message limit applies above it.
+    pub max_inputs_bytes: usize,
 }
 
 /// Which browser origins may call the API over gRPC-Web.
@@ -73,6 +77,9 @@ impl AllowedOrigins {
 }
 
 impl OrchestratorConfig {
+    /// The default of `BATON_MAX_INPUTS_BYTES`.
+    pub const DEFAULT_MAX_INPUTS_BYTES: usize = 1024 * 1024;
+
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
         Ok(Self {
             database_url: env.string_or("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/baton"),
@@ -99,6 +106,8 @@ impl OrchestratorConfig {
                 })?,
             },
             shutdown_drain: env.duration_or("SHUTDOWN_DRAIN_DELAY", std::time::Duration::ZERO)?,
+            max_inputs_bytes: env
+                .parse_or("BATON_MAX_INPUTS_BYTES", Self::DEFAULT_MAX_INPUTS_BYTES)?,
         })
     }
 }
@@ -137,5 +146,8 @@ mod tests {
         let env = Env::from_pairs([("SHUTDOWN_DRAIN_DELAY", "soon")]);
         let error = OrchestratorConfig::from_env(&env).unwrap_err().to_string();
         assert!(error.contains("SHUTDOWN_DRAIN_DELAY"), "{error}");
+        let env = Env::from_pairs([("BATON_MAX_INPUTS_BYTES", "1MiB")]);
+        let error = OrchestratorConfig::from_env(&env).unwrap_err().to_string();
+        assert!(error.contains("BATON_MAX_INPUTS_BYTES"), "{error}");
     }
 }

@@ -10,7 +10,7 @@ use baton_queue::RunnerInbox;
 use baton_store::{NewRun, Store};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
-use crate::error::ApiError;
+use crate::error::{ApiError, shared_store_failure};
 
 /// Most runs recorded in one statement.
 const MAX_BATCH: usize = 256;
@@ -72,9 +72,8 @@ async fn record(store: &dyn Store, queue: &dyn RunnerInbox, requests: Vec<(NewRu
         Ok(results) => results,
         Err(e) => {
             tracing::error!(error = %e, "cannot record runs");
-            let message = format!("the database is unavailable: {e}");
             for reply in replies {
-                let _ = reply.send(Err(ApiError::Unavailable(message.clone())));
+                let _ = reply.send(Err(shared_store_failure(&e)));
             }
             return;
         }

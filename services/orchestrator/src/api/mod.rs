@@ -3,6 +3,7 @@
 
 mod info;
 mod runs;
+mod text;
 mod workflows;
 
 use std::{sync::Arc, time::Instant};

@@ -13,7 +13,11 @@ use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
-use super::{Api, page_size, workflows::parse_ref};
+use super::{
+    Api, page_size,
+    text::{check_json, check_text},
+    workflows::parse_ref,
+};
 use crate::{convert, error::ApiError};
 
 const DEFAULT_TENANT: &str = "default";
@@ -27,6 +31,7 @@ fn parse_run_id(text: &str) -> Result<Uuid, ApiError> {
 }
 
 fn tenant(text: &str) -> Result<String, ApiError> {
+    check_text("tenant", text)?;
     let t = text.trim();
     if t.is_empty() {
         return Ok(DEFAULT_TENANT.to_owned());
@@ -53,6 +58,14 @@ impl RunService for Api {
         let req = request.into_inner();
         let r = parse_ref(&req.workflow_ref)?;
         let tenant = tenant(&req.tenant)?;
+        let limit = self.config.max_inputs_bytes;
+        if req.inputs_json.len() > limit {
+            return Err(ApiError::InvalidArgument(format!(
+                "inputs_json: {} bytes is over the limit of {limit} bytes (BATON_MAX_INPUTS_BYTES)",
+                req.inputs_json.len()
+            ))
+            .into());
+        }
         let inputs: serde_json::Value = match req.inputs_json.trim() {
             "" => serde_json::json!({}),
             text => serde_json::from_str(text).map_err(|e| {
@@ -64,6 +77,8 @@ impl RunService for Api {
                 ApiError::InvalidArgument("inputs_json: must be a JSON object".into()).into(),
             );
         }
+        check_json("inputs_json", &inputs)?;
+        check_text("idempotency_key", &req.idempotency_key)?;
         let key = req.idempotency_key.trim();
         if key.len() > MAX_IDEMPOTENCY_KEY {
             return Err(ApiError::InvalidArgument(format!(
@@ -178,6 +193,7 @@ impl RunService for Api {
         let req = request.into_inner();
         let id = parse_run_id(&req.run_id)?;
         tracing::Span::current().record("run.id", tracing::field::display(id));
+        check_text("reason", &req.reason)?;
         let mut run = self
             .store
             .find_run(id)

@@ -8,10 +8,14 @@ use baton_store::{NewWorkflow, PageRequest, PutWorkflowOutcome};
 use baton_workflow::{DefinitionFormat, WorkflowRef, compile, parse_definition};
 use tonic::{Request, Response, Status};
 
-use super::{Api, page_size};
+use super::{
+    Api, page_size,
+    text::{check_json, check_text},
+};
 use crate::{convert, error::ApiError};
 
 pub(crate) fn parse_ref(text: &str) -> Result<WorkflowRef, ApiError> {
+    check_text("workflow_ref", text)?;
     text.trim()
         .parse()
         .map_err(|e| ApiError::InvalidArgument(format!("workflow_ref: {e}")))
@@ -40,18 +44,32 @@ impl WorkflowService for Api {
                 .into());
             }
         };
+        check_text("definition", &req.definition)?;
         let definition = parse_definition(&req.definition, format).map_err(ApiError::from)?;
         let compiled = compile(definition, &self.config.extra_kinds).map_err(ApiError::from)?;
         let workflow_ref = compiled.workflow_ref();
         tracing::Span::current().record("workflow.definition", workflow_ref.as_str());
         let d = &compiled.definition;
+        let stored = serde_json::to_value(d)
+            .map_err(|e| ApiError::InvalidArgument(format!("definition: {e}")))?;
+        // Escapes (`"\u0000"` in JSON, `"\0"` in YAML) get past the check of the raw text.
+        if let Some(steps) = stored.get("steps").and_then(|s| s.as_array()) {
+            for (i, (step, value)) in d.steps.iter().zip(steps).enumerate() {
+                let field = if step.id.contains('\0') {
+                    format!("definition: steps[{i}]")
+                } else {
+                    format!("definition: step `{}`", step.id)
+                };
+                check_json(&field, value)?;
+            }
+        }
+        check_json("definition", &stored)?;
         let new = NewWorkflow {
             owner: d.owner.clone(),
             name: d.name.clone(),
             version: d.version,
             digest: compiled.digest(),
-            definition: serde_json::to_value(d)
-                .map_err(|e| ApiError::InvalidArgument(e.to_string()))?,
+            definition: stored,
         };
         let (workflow, created) =
             match self.store.put_workflow(new).await.map_err(ApiError::from)? {
