@@ -4,6 +4,7 @@
 
 mod planner;
 mod state;
+mod storable;
 
 pub use planner::{
     Effects, EngineConfig, Timer, abort_run, apply_job_result, apply_job_started, start_run,

@@ -8,7 +8,10 @@ use baton_workflow::{
 };
 use serde_json::Value as Json;
 
-use crate::{AttemptRecord, RunState, RunStatus, StepState, StepStatus};
+use crate::{
+    AttemptRecord, RunState, RunStatus, StepState, StepStatus,
+    storable::{find_nul, without_nul},
+};
 
 /// Runner-wide settings the engine needs.
 #[derive(Clone, Debug)]
@@ -105,7 +108,7 @@ fn mark_running(run: &mut RunState, i: usize, started: i64, worker_id: &str) {
     let step = &mut run.steps[i];
     step.status = StepStatus::Running;
     step.started_at = Some(started);
-    step.worker_id = (!worker_id.is_empty()).then(|| worker_id.to_owned());
+    step.worker_id = (!worker_id.is_empty()).then(|| without_nul(worker_id).into_owned());
     step.dirty = true;
     run.push_event(Ev::StepStarted, Some(i), started, None, None);
 }
@@ -146,8 +149,8 @@ pub fn apply_job_result(
     if run.steps[i].status == StepStatus::Queued {
         mark_running(run, i, started.unwrap_or(finished), &result.worker_id);
     }
-    let outcome = v1::JobOutcome::try_from(result.outcome).unwrap_or(v1::JobOutcome::Failed);
-    let worker_id = (!result.worker_id.is_empty()).then(|| result.worker_id.clone());
+    let worker_id =
+        (!result.worker_id.is_empty()).then(|| without_nul(&result.worker_id).into_owned());
     let def = &wf.steps()[i];
     let step = &mut run.steps[i];
     step.dirty = true;
@@ -159,49 +162,46 @@ pub fn apply_job_result(
     step.usage.clone_from(&result.usage);
     step.ended_at = Some(finished);
     let attempt_status;
-    if outcome == v1::JobOutcome::Succeeded {
-        let output = match result.output_json.as_str() {
-            "" => Json::Null,
-            text => serde_json::from_str(text).unwrap_or_else(|_| Json::String(text.to_owned())),
-        };
-        step.status = StepStatus::Completed;
-        step.error = None;
-        step.output = Some(output.clone());
-        attempt_status = StepStatus::Completed;
-        run.push_event(Ev::StepCompleted, Some(i), finished, None, Some(output));
-    } else {
-        let error = match (outcome, result.error.as_str()) {
-            (v1::JobOutcome::TimedOut, "") => "attempt timed out".to_owned(),
-            (_, "") => "attempt failed".to_owned(),
-            (_, e) => e.to_owned(),
-        };
-        step.error = Some(error.clone());
-        attempt_status = StepStatus::Failed;
-        let policy = def.retry.clone().unwrap_or(RetryPolicy {
-            max_attempts: 1,
-            ..RetryPolicy::default()
-        });
-        if result.retryable && step.attempt < policy.max_attempts {
-            let delay = policy.backoff(step.attempt + 1, rand::random::<f64>());
-            let due = now + i64::try_from(delay.as_micros()).unwrap_or(i64::MAX / 2);
-            step.status = StepStatus::Retrying;
-            step.next_attempt_at = Some(due);
-            fx.timers.push(Timer {
-                run_id: run.id,
-                due_at: due,
-                reason: v1::WakeReason::RetryDue,
+    match ending(result) {
+        Ending::Output(output) => {
+            step.status = StepStatus::Completed;
+            step.error = None;
+            step.output = Some(output.clone());
+            attempt_status = StepStatus::Completed;
+            run.push_event(Ev::StepCompleted, Some(i), finished, None, Some(output));
+        }
+        Ending::Failure { error, retryable } => {
+            step.error = Some(error.clone());
+            attempt_status = StepStatus::Failed;
+            let policy = def.retry.clone().unwrap_or(RetryPolicy {
+                max_attempts: 1,
+                ..RetryPolicy::default()
             });
-            let message = format!(
-                "{error}; attempt {} of {} in {}ms",
-                step.attempt + 1,
-                policy.max_attempts,
-                delay.as_millis()
-            );
-            run.push_event(Ev::StepRetrying, Some(i), finished, Some(message), None);
-        } else {
-            step.status = StepStatus::Failed;
-            run.push_event(Ev::StepFailed, Some(i), finished, Some(error), None);
-            fx.exhausted.push(result.clone());
+            if retryable && step.attempt < policy.max_attempts {
+                let delay = policy.backoff(step.attempt + 1, rand::random::<f64>());
+                let due = now + i64::try_from(delay.as_micros()).unwrap_or(i64::MAX / 2);
+                step.status = StepStatus::Retrying;
+                step.next_attempt_at = Some(due);
+                fx.timers.push(Timer {
+                    run_id: run.id,
+                    due_at: due,
+                    reason: v1::WakeReason::RetryDue,
+                });
+                let message = format!(
+                    "{error}; attempt {} of {} in {}ms",
+                    step.attempt + 1,
+                    policy.max_attempts,
+                    delay.as_millis()
+                );
+                run.push_event(Ev::StepRetrying, Some(i), finished, Some(message), None);
+            } else {
+                step.status = StepStatus::Failed;
+                fx.exhausted.push(v1::JobResult {
+                    error: error.clone(),
+                    ..result.clone()
+                });
+                run.push_event(Ev::StepFailed, Some(i), finished, Some(error), None);
+            }
         }
     }
     // The step's row keeps its current attempt; an attempt is written to the history only
@@ -221,6 +221,40 @@ pub fn apply_job_result(
         });
     }
     advance(run, wf, now, fx);
+}
+
+/// How an attempt ended, in the form the store can hold.
+enum Ending {
+    Output(Json),
+    Failure { error: String, retryable: bool },
+}
+
+/// Reads a result's output or error. An output the store cannot hold fails the attempt for good,
+/// as running it again would only produce it again; an error loses its NULs instead.
+fn ending(result: &v1::JobResult) -> Ending {
+    let outcome = v1::JobOutcome::try_from(result.outcome).unwrap_or(v1::JobOutcome::Failed);
+    if outcome == v1::JobOutcome::Succeeded {
+        let output = match result.output_json.as_str() {
+            "" => Json::Null,
+            text => serde_json::from_str(text).unwrap_or_else(|_| Json::String(text.to_owned())),
+        };
+        return match find_nul(&output, "$") {
+            None => Ending::Output(output),
+            Some(at) => Ending::Failure {
+                error: format!("step output cannot be stored: {at}"),
+                retryable: false,
+            },
+        };
+    }
+    let error = match (outcome, result.error.as_str()) {
+        (v1::JobOutcome::TimedOut, "") => "attempt timed out".to_owned(),
+        (_, "") => "attempt failed".to_owned(),
+        (_, e) => without_nul(e).into_owned(),
+    };
+    Ending::Failure {
+        error,
+        retryable: result.retryable,
+    }
 }
 
 /// A timer fired: a retry came due, or the run's deadline passed.
@@ -253,6 +287,9 @@ pub fn abort_run(
     if run.status.is_terminal() {
         return false;
     }
+    // A cancel's reason comes from whoever asked.
+    let reason = without_nul(reason);
+    let reason = reason.as_ref();
     for i in 0..run.steps.len() {
         let step = &mut run.steps[i];
         if step.status.is_terminal() {
@@ -289,8 +326,22 @@ fn finish(run: &mut RunState, status: RunStatus, error: Option<String>, now: i64
 }
 
 /// Settles what can be settled: skips, condition checks, dispatch up to `maxParallel`, and the
-/// run's end.
+/// run's end. A step that fails at dispatch (its input cannot render) settles its dependents in
+/// turn, so passes repeat until none does; each repeat fails a step for good, so they end.
 fn advance(run: &mut RunState, wf: &CompiledWorkflow, now: i64, fx: &mut Effects) {
+    while settle_and_dispatch(run, wf, now, fx) {}
+    if run.steps.iter().all(|s| s.status.is_terminal()) {
+        complete(run, wf, now);
+    }
+}
+
+/// One pass of [`advance`]; true when a step failed at dispatch.
+fn settle_and_dispatch(
+    run: &mut RunState,
+    wf: &CompiledWorkflow,
+    now: i64,
+    fx: &mut Effects,
+) -> bool {
     let mut ctx: Option<TemplateContext> = None;
     // Skips cascade, so repeat until nothing more settles. Each pass settles at least one step
     // or stops, so this ends within `steps` passes.
@@ -331,6 +382,7 @@ fn advance(run: &mut RunState, wf: &CompiledWorkflow, now: i64, fx: &mut Effects
 
     let in_flight = run.steps.iter().filter(|s| s.status.is_in_flight()).count() as u32;
     let mut slots = run.max_parallel.saturating_sub(in_flight);
+    let mut failed = false;
     let mut i = 0;
     while slots > 0 && i < run.steps.len() {
         let ready = match run.steps[i].status {
@@ -342,14 +394,13 @@ fn advance(run: &mut RunState, wf: &CompiledWorkflow, now: i64, fx: &mut Effects
             let ctx = ctx.get_or_insert_with(|| template_context(run, wf));
             if dispatch(run, wf, i, ctx, now, fx) {
                 slots -= 1;
+            } else {
+                failed = true;
             }
         }
         i += 1;
     }
-
-    if run.steps.iter().all(|s| s.status.is_terminal()) {
-        complete(run, wf, now);
-    }
+    failed
 }
 
 /// `None` while some need is unfinished; `Some(Some(reason))` when a need ended so that this step
@@ -380,6 +431,8 @@ fn skip(run: &mut RunState, i: usize, reason: String, now: i64) {
 
 /// A step that cannot start (a condition or input fails to render) fails without using a job.
 fn fail_without_attempt(run: &mut RunState, i: usize, error: String, now: i64) {
+    // Render errors may quote the values they could not use.
+    let error = without_nul(&error).into_owned();
     let step = &mut run.steps[i];
     step.status = StepStatus::Failed;
     step.ended_at = Some(now);
@@ -404,6 +457,10 @@ fn dispatch(
             return false;
         }
     };
+    if let Some(at) = find_nul(&input, "input") {
+        fail_without_attempt(run, i, format!("step input cannot be used: {at}"), now);
+        return false;
+    }
     let step = &mut run.steps[i];
     step.status = StepStatus::Queued;
     step.attempt += 1;

@@ -811,3 +811,202 @@ fn a_run_outputs_what_its_completed_final_steps_output() {
     // `a` fed `b`, and `c` never ran: only `b` is the run's result.
     assert_eq!(run.output, Some(json!({"b": "from b"})));
 }
+
+const RETRIED_ECHO: &str = "owner: t\nname: w\nversion: 1\nexecution: {concurrency: {maxParallel: 2}}\nsteps:\n  - {id: a, kind: echo, retry: {max_attempts: 3, initial: 1s}}\n  - {id: b, kind: noop, needs: [a]}\n";
+
+/// Starts a run of `yaml` and returns it with its first job.
+fn started_run(yaml: &str, inputs: Json) -> (CompiledWorkflow, RunState, v1::Job) {
+    let wf = workflow(yaml);
+    let mut run = new_run(inputs);
+    let mut fx = Effects::default();
+    start_run(&mut run, &wf, &EngineConfig::default(), 0, &mut fx);
+    let job = fx.jobs.remove(0);
+    (wf, run, job)
+}
+
+#[test]
+fn an_output_holding_a_nul_fails_its_step_for_good() {
+    for (output_json, path) in [
+        (r#"{"text":"a\u0000b"}"#, "$.text"),
+        (
+            r#"{"list":[1,{"k\u0000":2}]}"#,
+            "the key of $.list[1].k\\u0000",
+        ),
+        // Not JSON (a raw NUL may not stand in a JSON string): kept as one string, which holds it.
+        ("raw \0 text", "$"),
+    ] {
+        let (wf, mut run, job) = started_run(RETRIED_ECHO, json!({}));
+        let res = v1::JobResult {
+            output_json: output_json.into(),
+            ..result(&job, v1::JobOutcome::Succeeded, Json::Null)
+        };
+        assert!(res.retryable);
+        let mut fx = Effects::default();
+        apply_job_result(&mut run, &wf, &res, 5, &mut fx);
+        let error = format!("step output cannot be stored: {path} holds a NUL character (U+0000)");
+        let a = step(&run, "a");
+        assert_eq!(a.status, StepStatus::Failed, "{output_json}");
+        assert_eq!(a.error.as_deref(), Some(error.as_str()));
+        assert_eq!(a.output, None);
+        assert_eq!(a.attempt, 1, "a permanent failure is not retried");
+        assert!(fx.timers.is_empty() && fx.jobs.is_empty());
+        assert_eq!(
+            fx.exhausted,
+            vec![v1::JobResult {
+                error: error.clone(),
+                ..res.clone()
+            }]
+        );
+        assert_eq!(status_of(&run, "b"), StepStatus::Skipped);
+        assert_eq!(run.status, RunStatus::Failed);
+        assert_eq!(
+            run.error,
+            Some(format!("step `a` failed: {error}")),
+            "{output_json}"
+        );
+        let types: Vec<_> = run.new_events.iter().map(|e| e.event_type).collect();
+        assert!(!types.contains(&Ev::StepCompleted), "{types:?}");
+        assert_eq!(types.last(), Some(&Ev::RunFailed));
+        let failed = run
+            .new_events
+            .iter()
+            .find(|e| e.event_type == Ev::StepFailed)
+            .unwrap();
+        assert_eq!(failed.message.as_deref(), Some(error.as_str()));
+        assert!(
+            run.new_events.iter().all(|e| e.output.is_none()),
+            "no event carries the output"
+        );
+    }
+}
+
+#[test]
+fn an_output_without_a_nul_completes_its_step() {
+    let (wf, mut run, job) = started_run(RETRIED_ECHO, json!({}));
+    let res = v1::JobResult {
+        output_json: r#"{"text":"a\\u0000b \ufffd"}"#.into(),
+        ..result(&job, v1::JobOutcome::Succeeded, Json::Null)
+    };
+    apply_job_result(&mut run, &wf, &res, 5, &mut Effects::default());
+    let a = step(&run, "a");
+    assert_eq!(a.status, StepStatus::Completed);
+    assert_eq!(a.output, Some(json!({"text": "a\\u0000b \u{FFFD}"})));
+}
+
+#[test]
+fn an_error_holding_nuls_is_stored_with_replacement_characters() {
+    let (wf, mut run, job) = started_run(RETRIED_ECHO, json!({}));
+    let res = v1::JobResult {
+        error: "bad\0byte\0".into(),
+        ..result(&job, v1::JobOutcome::Failed, Json::Null)
+    };
+    let mut fx = Effects::default();
+    apply_job_result(&mut run, &wf, &res, 5, &mut fx);
+    let a = step(&run, "a");
+    assert_eq!(
+        a.status,
+        StepStatus::Retrying,
+        "the error's own retry rule holds"
+    );
+    assert_eq!(a.error.as_deref(), Some("bad\u{FFFD}byte\u{FFFD}"));
+    let retrying = run.new_events.last().unwrap();
+    assert!(
+        retrying
+            .message
+            .as_deref()
+            .unwrap()
+            .starts_with("bad\u{FFFD}byte\u{FFFD}; attempt 2 of 3"),
+        "{retrying:?}"
+    );
+    assert_eq!(
+        run.new_attempts[0].error.as_deref(),
+        Some("bad\u{FFFD}byte\u{FFFD}")
+    );
+
+    // The last attempt's error reaches the dead letter clean too.
+    let mut wake = Effects::default();
+    let due = a.next_attempt_at.unwrap();
+    wake_run(&mut run, &wf, due, &mut wake);
+    let job = wake.jobs.remove(0);
+    let last = v1::JobResult {
+        error: "x\0".into(),
+        retryable: false,
+        ..result(&job, v1::JobOutcome::Failed, Json::Null)
+    };
+    let mut fx = Effects::default();
+    apply_job_result(&mut run, &wf, &last, 6, &mut fx);
+    assert_eq!(step(&run, "a").status, StepStatus::Failed);
+    assert_eq!(fx.exhausted[0].error, "x\u{FFFD}");
+    assert_eq!(run.error.as_deref(), Some("step `a` failed: x\u{FFFD}"));
+}
+
+#[test]
+fn an_attempt_without_an_error_says_how_it_ended() {
+    for (outcome, error) in [
+        (v1::JobOutcome::TimedOut, "attempt timed out"),
+        (v1::JobOutcome::Failed, "attempt failed"),
+    ] {
+        let (wf, mut run, job) = started_run(RETRIED_ECHO, json!({}));
+        let res = v1::JobResult {
+            error: String::new(),
+            retryable: false,
+            ..result(&job, outcome, Json::Null)
+        };
+        let mut fx = Effects::default();
+        apply_job_result(&mut run, &wf, &res, 5, &mut fx);
+        assert_eq!(step(&run, "a").error.as_deref(), Some(error));
+        assert_eq!(fx.exhausted[0].error, error);
+    }
+}
+
+#[test]
+fn an_input_rendered_with_a_nul_fails_its_step_without_a_job() {
+    let wf = workflow(
+        "owner: t\nname: w\nversion: 1\nsteps:\n  - {id: a, kind: echo, input: {msg: {text: '{{ inputs.v }}'}}}\n  - {id: b, kind: noop, needs: [a]}\n",
+    );
+    let mut run = new_run(json!({"v": "x\u{0}y"}));
+    let mut fx = Effects::default();
+    start_run(&mut run, &wf, &EngineConfig::default(), 0, &mut fx);
+    assert!(fx.jobs.is_empty());
+    let a = step(&run, "a");
+    assert_eq!(a.status, StepStatus::Failed);
+    assert_eq!(a.attempt, 0, "no attempt was used");
+    assert_eq!(
+        a.error.as_deref(),
+        Some("step input cannot be used: input.msg.text holds a NUL character (U+0000)")
+    );
+    assert_eq!(run.status, RunStatus::Failed);
+}
+
+#[test]
+fn worker_ids_and_cancel_reasons_are_stored_without_nuls() {
+    let (wf, mut run, job) = started_run(RETRIED_ECHO, json!({}));
+    apply_job_started(&mut run, &started(&job, "w\u{0}1", 1), 1);
+    assert_eq!(step(&run, "a").worker_id.as_deref(), Some("w\u{FFFD}1"));
+    let res = v1::JobResult {
+        worker_id: "w\u{0}2".into(),
+        ..result(&job, v1::JobOutcome::Failed, Json::Null)
+    };
+    apply_job_result(&mut run, &wf, &res, 2, &mut Effects::default());
+    assert_eq!(step(&run, "a").worker_id.as_deref(), Some("w\u{FFFD}2"));
+    assert_eq!(run.new_attempts[0].worker_id.as_deref(), Some("w\u{FFFD}2"));
+
+    let mut fx = Effects::default();
+    assert!(abort_run(
+        &mut run,
+        RunStatus::Cancelled,
+        "stop\0now",
+        3,
+        &mut fx
+    ));
+    let clean = "stop\u{FFFD}now";
+    assert_eq!(run.error.as_deref(), Some(clean));
+    assert_eq!(step(&run, "a").error.as_deref(), Some(clean));
+    assert!(
+        run.new_events
+            .iter()
+            .filter_map(|e| e.message.as_deref())
+            .all(|m| !m.contains('\0'))
+    );
+    assert_eq!(fx.cancelled_runs, vec![(run.id, clean.to_owned())]);
+}
