@@ -36,6 +36,7 @@ pub enum PutWorkflowOutcome {
     Conflict(StoredWorkflow),
 }
 
+#[derive(Clone, Debug)]
 pub struct NewRun {
     pub id: Uuid,
     pub tenant: String,

@@ -224,3 +224,84 @@ async fn oversized_inputs_are_refused_naming_the_limit() {
     assert_eq!(runs_stored(&stack).await, 0);
     stack.stop().await;
 }
+
+/// Makes the store itself refuse to record a run whose inputs hold `"poison": "yes"`, as a value
+/// the database cannot take would, whatever the API let through.
+async fn refuse_poisoned_runs(stack: &TestStack, db_path: &std::path::Path) {
+    match stack.kind {
+        baton_testkit::BackendKind::Production => {
+            let pool = stack.pg().pool();
+            sqlx::query(
+                "CREATE FUNCTION refuse_run() RETURNS trigger LANGUAGE plpgsql AS \
+                 $$ BEGIN RAISE EXCEPTION 'this run cannot be stored'; END $$",
+            )
+            .execute(pool)
+            .await
+            .unwrap();
+            sqlx::query(
+                "CREATE TRIGGER refuse_run BEFORE INSERT ON runs FOR EACH ROW \
+                 WHEN (NEW.inputs->>'poison' = 'yes') EXECUTE FUNCTION refuse_run()",
+            )
+            .execute(pool)
+            .await
+            .unwrap();
+        }
+        baton_testkit::BackendKind::Embedded => {
+            let pool = baton_sqlite::open(db_path, 1).await.unwrap();
+            sqlx::query(
+                "CREATE TRIGGER refuse_run BEFORE INSERT ON runs \
+                 WHEN json_extract(NEW.inputs, '$.poison') = 'yes' \
+                 BEGIN SELECT RAISE(ABORT, 'this run cannot be stored'); END",
+            )
+            .execute(&pool)
+            .await
+            .unwrap();
+            pool.close().await;
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_start_the_database_refuses_fails_alone_and_hides_the_database_text() {
+    const STARTS: usize = 20;
+    const POISONED: usize = 11;
+    let backend = baton_testkit::TestBackend::from_env().await.unwrap();
+    let db_path = backend.db_path.clone();
+    let stack = TestStack::start_on(backend, Default::default())
+        .await
+        .unwrap();
+    stack.register(ECHO).await.unwrap();
+    refuse_poisoned_runs(&stack, &db_path).await;
+    // Started together, so the orchestrator records them in one batch.
+    let mut starts = tokio::task::JoinSet::new();
+    for i in 0..STARTS {
+        let mut runs = stack.runs().await;
+        let inputs = match i {
+            POISONED => json!({"user": "bad", "poison": "yes"}),
+            _ => json!({"user": format!("user-{i}")}),
+        };
+        starts.spawn(async move { (i, runs.start_run(start_request(&inputs.to_string())).await) });
+    }
+    let mut started = Vec::new();
+    while let Some(joined) = starts.join_next().await {
+        let (i, answer) = joined.unwrap();
+        match answer {
+            Ok(response) if i != POISONED => started.push(response.into_inner().run.unwrap().id),
+            Err(refused) if i == POISONED => {
+                assert_eq!(refused.code(), Code::Internal, "{refused:?}");
+                assert!(
+                    !refused.message().contains("cannot be stored"),
+                    "the database's own words stay in the log: {refused:?}"
+                );
+            }
+            other => panic!("start {i}: unexpected answer {other:?}"),
+        }
+    }
+    assert_eq!(started.len(), STARTS - 1);
+    for id in started {
+        let run = stack.wait_for_end(&id, WAIT).await.unwrap();
+        assert_eq!(status(&run), RunStatus::Completed, "{}", run.error);
+    }
+    assert_eq!(runs_stored(&stack).await, STARTS - 1);
+    stack.stop().await;
+}

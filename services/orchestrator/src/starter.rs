@@ -7,7 +7,7 @@ use std::sync::Arc;
 use baton_engine::RunState;
 use baton_proto::v1;
 use baton_queue::RunnerInbox;
-use baton_store::{NewRun, Store};
+use baton_store::{CreatedRun, NewRun, Store, StoreError};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use crate::error::{ApiError, shared_store_failure};
@@ -68,15 +68,24 @@ async fn batch_loop(
 #[tracing::instrument(name = "start_runs", skip_all, fields(runs = requests.len()))]
 async fn record(store: &dyn Store, queue: &dyn RunnerInbox, requests: Vec<(NewRun, Reply)>) {
     let (runs, replies): (Vec<NewRun>, Vec<Reply>) = requests.into_iter().unzip();
+    // Kept only to record the runs one by one if the database refuses the batch.
+    let alone = (runs.len() > 1).then(|| runs.clone());
     let results = match store.create_runs(runs).await {
         Ok(results) => results,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot record runs");
-            for reply in replies {
-                let _ = reply.send(Err(shared_store_failure(&e)));
+        Err(e) => match alone {
+            // A value the database refuses fails only the run that holds it, not its neighbours.
+            Some(runs) if !matches!(e, StoreError::Unavailable(_)) => {
+                tracing::warn!(error = %e, runs = runs.len(), "a batch of runs was refused; recording them one by one");
+                one_by_one(store, runs).await
             }
-            return;
-        }
+            _ => {
+                tracing::error!(error = %e, "cannot record runs");
+                for reply in replies {
+                    let _ = reply.send(Err(shared_store_failure(&e)));
+                }
+                return;
+            }
+        },
     };
     let starts: Vec<v1::RunnerMessage> = results
         .iter()
@@ -96,4 +105,23 @@ async fn record(store: &dyn Store, queue: &dyn RunnerInbox, requests: Vec<(NewRu
     for (result, reply) in results.into_iter().zip(replies) {
         let _ = reply.send(result.map_err(ApiError::from));
     }
+}
+
+/// Records each run on its own, so a run the database refuses fails alone.
+async fn one_by_one(store: &dyn Store, runs: Vec<NewRun>) -> Vec<CreatedRun> {
+    let mut results = Vec::with_capacity(runs.len());
+    for run in runs {
+        let id = run.id;
+        let result = match store.create_runs(vec![run]).await {
+            Ok(mut one) => one
+                .pop()
+                .unwrap_or_else(|| Err(StoreError::Corrupt(format!("no result for run {id}")))),
+            Err(e) => {
+                tracing::error!(run.id = %id, error = %e, "cannot record the run");
+                Err(e)
+            }
+        };
+        results.push(result);
+    }
+    results
 }
