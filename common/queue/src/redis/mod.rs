@@ -49,6 +49,21 @@ end
 return {#due, -1}
 "#;
 
+/// Resets the idle time of the entries (ARGV[3..]) that `consumer` (ARGV[2]) still owns in the
+/// group (ARGV[1]), atomically: an entry another consumer reclaimed meanwhile stays with it, so a
+/// worker that was paused past the visibility timeout cannot take its job back by touching it.
+const TOUCH_OWNED: &str = r#"
+local touched = 0
+for i = 3, #ARGV do
+  local pending = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[i], ARGV[i], 1)
+  if pending[1] and pending[1][2] == ARGV[2] then
+    redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[i], 'JUSTID')
+    touched = touched + 1
+  end
+end
+return touched
+"#;
+
 #[derive(Clone, Debug)]
 pub struct RedisQueueConfig {
     pub url: String,
@@ -78,6 +93,7 @@ pub struct RedisQueue {
     keys: RedisKeys,
     config: RedisQueueConfig,
     fire_timers: Script,
+    touch_owned: Script,
 }
 
 impl RedisQueue {
@@ -95,6 +111,7 @@ impl RedisQueue {
             keys: RedisKeys::new(config.prefix.clone()),
             config,
             fire_timers: Script::new(FIRE_TIMERS),
+            touch_owned: Script::new(TOUCH_OWNED),
         })
     }
 
@@ -417,14 +434,13 @@ impl JobStream for RedisQueue {
         if ids.is_empty() {
             return Ok(());
         }
-        redis::cmd("XCLAIM")
-            .arg(self.keys.jobs(kind))
+        let _touched: usize = self
+            .touch_owned
+            .key(self.keys.jobs(kind))
             .arg(WORKER_GROUP)
             .arg(consumer)
-            .arg(0)
             .arg(ids)
-            .arg("JUSTID")
-            .query_async::<Value>(&mut self.conn.clone())
+            .invoke_async(&mut self.conn.clone())
             .await?;
         Ok(())
     }

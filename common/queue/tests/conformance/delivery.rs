@@ -148,6 +148,49 @@ pub async fn an_unacknowledged_job_is_reclaimed_after_the_visibility_timeout(q: 
     );
 }
 
+/// A worker that was paused past the visibility timeout and comes back touching its job must
+/// not take the job back from the worker that reclaimed it: its touches change nothing, so once
+/// the new owner goes silent the job is reclaimed again on time.
+pub async fn a_stale_touch_does_not_take_back_a_reclaimed_job(q: Queues) {
+    q.a.join_kinds(&[KIND.to_owned()]).await.unwrap();
+    let visibility = Duration::from_millis(500);
+    q.a.dispatch(&[job(1, "fetch", 1)], &[]).await.unwrap();
+    let taken = take_jobs(q.a.as_ref(), "w1", 1).await;
+    let reclaimed = eventually("w2 reclaims the job w1 left", || {
+        let b = q.b.clone();
+        async move {
+            let got = b.reclaim_jobs(KIND, "w2", visibility, 10).await.unwrap();
+            (!got.is_empty()).then_some(got)
+        }
+    })
+    .await;
+    let reclaimed_at = Instant::now();
+    assert_eq!(ids(&reclaimed), ids(&taken));
+
+    // w1 wakes up and keeps touching the job; w2 has gone silent. w3 must get it once w2's
+    // claim is a visibility timeout old, however often w1 touches.
+    let again = loop {
+        q.a.touch_jobs(KIND, "w1", &ids(&taken)).await.unwrap();
+        let found = q.b.reclaim_jobs(KIND, "w3", visibility, 10).await.unwrap();
+        if !found.is_empty() {
+            break found;
+        }
+        assert!(
+            reclaimed_at.elapsed() < 6 * visibility,
+            "w1's stale touches kept the job from being reclaimed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    // Idle times may be kept in whole milliseconds: allow for the rounding.
+    assert!(
+        reclaimed_at.elapsed() + Duration::from_millis(5) >= visibility,
+        "reclaimed {:?} after w2's claim, before a timeout",
+        reclaimed_at.elapsed()
+    );
+    assert_eq!(ids(&again), ids(&taken));
+    assert_eq!(again[0].deliveries, 3, "w1, w2, then w3");
+}
+
 pub async fn a_touched_job_is_not_reclaimed_while_its_worker_runs_it(q: Queues) {
     q.a.join_kinds(&[KIND.to_owned()]).await.unwrap();
     let visibility = Duration::from_secs(1);

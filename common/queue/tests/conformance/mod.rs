@@ -35,6 +35,7 @@ macro_rules! queue_conformance {
             an_empty_read_waits_for_its_block_and_wakes_for_a_job,
             an_unacknowledged_job_is_reclaimed_after_the_visibility_timeout,
             a_touched_job_is_not_reclaimed_while_its_worker_runs_it,
+            a_stale_touch_does_not_take_back_a_reclaimed_job,
             runner_messages_are_reclaimed_until_a_batch_acknowledges_them,
             dead_letters_acknowledge_their_entry_and_are_read_oldest_first,
             stats_count_backlog_and_pending_per_stream,
