@@ -71,3 +71,53 @@ where
         Err(e) => panic!("check did not finish: {e}"),
     }
 }
+
+#[tokio::test]
+async fn an_undecodable_event_is_skipped() {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let prefix = format!("baton-test-{:x}-{nanos:x}-undecodable", std::process::id());
+    let queue = connect(&prefix).await;
+    let events = queue.keys().events();
+    let client = redis::Client::open(redis_url()).expect("a Redis URL");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("reach Redis");
+    let (injector, events_key) = (conn.clone(), events.clone());
+    let inject = move || {
+        let (mut conn, events) = (injector.clone(), events_key.clone());
+        async move {
+            // A length-delimited field that claims more bytes than follow.
+            let _: String = redis::cmd("XADD")
+                .arg(&events)
+                .arg("*")
+                .arg("d")
+                .arg(vec![0x0a_u8, 0x05, 0x01])
+                .query_async(&mut conn)
+                .await
+                .expect("append a raw entry");
+        }
+    };
+    let outcome = tokio::spawn(conformance::undecodable_events_are_skipped(
+        queue.clone(),
+        inject,
+    ))
+    .await;
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}*"))
+        .query_async(&mut conn)
+        .await
+        .expect("list the test's keys");
+    if !keys.is_empty() {
+        redis::cmd("DEL")
+            .arg(&keys)
+            .query_async::<()>(&mut conn)
+            .await
+            .expect("remove the test's keys");
+    }
+    if let Err(e) = outcome {
+        std::panic::resume_unwind(e.into_panic());
+    }
+}

@@ -403,3 +403,23 @@ async fn an_in_memory_queue_serves_one_handle() {
         "{stats:?}"
     );
 }
+
+#[tokio::test]
+async fn an_undecodable_event_is_skipped() {
+    let dir = TempDir::new();
+    let path = dir.file("baton.db");
+    let queue = Arc::new(open(&path).await);
+    let pool = queue.pool().clone();
+    let inject = move || {
+        let pool = pool.clone();
+        async move {
+            // A length-delimited field that claims more bytes than follow.
+            sqlx::query("INSERT INTO queue_events (payload) VALUES (?1)")
+                .bind(vec![0x0a_u8, 0x05, 0x01])
+                .execute(&pool)
+                .await
+                .expect("append a raw entry");
+        }
+    };
+    conformance::undecodable_events_are_skipped(queue, inject).await;
+}

@@ -37,7 +37,7 @@ impl EventLog for SqliteQueue {
         max: usize,
         block: Duration,
     ) -> Result<Vec<(EventCursor, v1::RunEvent)>, QueueError> {
-        let after = cursor_id(after)?;
+        let mut after = cursor_id(after)?;
         if max == 0 {
             return Ok(Vec::new());
         }
@@ -50,15 +50,24 @@ impl EventLog for SqliteQueue {
                 .await
                 .map_err(failed("reading run events"))?;
             if !rows.is_empty() {
-                return rows
-                    .into_iter()
-                    .map(|(id, payload)| {
-                        let event = v1::RunEvent::decode(payload.as_slice()).map_err(|e| {
-                            QueueError::Corrupt(format!("run event {id} is undecodable: {e}"))
-                        })?;
-                        Ok((EventCursor::from_backend(id.to_string()), event))
-                    })
-                    .collect();
+                let mut events = Vec::with_capacity(rows.len());
+                for (id, payload) in rows {
+                    after = id;
+                    match v1::RunEvent::decode(payload.as_slice()) {
+                        Ok(event) => {
+                            events.push((EventCursor::from_backend(id.to_string()), event))
+                        }
+                        // Watchers replay the store, the truth, for whatever this entry said.
+                        Err(e) => {
+                            tracing::warn!(entry = id, error = %e, "skipping an undecodable run event")
+                        }
+                    }
+                }
+                // Only undecodable entries: read on past them.
+                if !events.is_empty() {
+                    return Ok(events);
+                }
+                continue;
             }
             if wake::pause(notified, self.config.poll_interval, deadline).await == Woken::Deadline {
                 return Ok(Vec::new());

@@ -510,28 +510,45 @@ impl EventLog for RedisQueue {
         max: usize,
         block: Duration,
     ) -> Result<Vec<(EventCursor, v1::RunEvent)>, QueueError> {
-        let after = match after.as_backend() {
-            "" => "0-0",
-            id => id,
+        let mut after = match after.as_backend() {
+            "" => "0-0".to_owned(),
+            id => id.to_owned(),
         };
-        let mut cmd = redis::cmd("XREAD");
-        cmd.arg("COUNT")
-            .arg(max)
-            .arg("BLOCK")
-            .arg(block.as_millis() as u64)
-            .arg("STREAMS")
-            .arg(self.keys.events())
-            .arg(after);
-        let reply: Option<StreamReadReply> = self.blocking_query(&cmd).await?;
-        let mut events = Vec::new();
-        for entry in reply.into_iter().flat_map(|r| r.keys).flat_map(|k| k.ids) {
-            let d: Delivery<v1::RunEvent> = decode(entry, 1);
-            let event = d
-                .message
-                .map_err(|e| QueueError::Corrupt(format!("event {}: {e}", d.id)))?;
-            events.push((EventCursor::from_backend(d.id), event));
+        let deadline = tokio::time::Instant::now() + block;
+        loop {
+            // BLOCK 0 would wait forever.
+            let wait = deadline
+                .saturating_duration_since(tokio::time::Instant::now())
+                .max(Duration::from_millis(1));
+            let mut cmd = redis::cmd("XREAD");
+            cmd.arg("COUNT")
+                .arg(max)
+                .arg("BLOCK")
+                .arg(wait.as_millis() as u64)
+                .arg("STREAMS")
+                .arg(self.keys.events())
+                .arg(&after);
+            let reply: Option<StreamReadReply> = self.blocking_query(&cmd).await?;
+            let mut events = Vec::new();
+            let mut read = 0;
+            for entry in reply.into_iter().flat_map(|r| r.keys).flat_map(|k| k.ids) {
+                read += 1;
+                let d: Delivery<v1::RunEvent> = decode(entry, 1);
+                after.clone_from(&d.id);
+                match d.message {
+                    Ok(event) => events.push((EventCursor::from_backend(d.id), event)),
+                    // Watchers replay the store, the truth, for whatever this entry said.
+                    Err(e) => {
+                        tracing::warn!(entry = %d.id, error = %e, "skipping an undecodable run event")
+                    }
+                }
+            }
+            // Only undecodable entries: read on past them rather than hand back nothing and be
+            // asked for them again.
+            if !events.is_empty() || read == 0 || tokio::time::Instant::now() >= deadline {
+                return Ok(events);
+            }
         }
-        Ok(events)
     }
 
     async fn tail(&self) -> Result<EventCursor, QueueError> {

@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use baton_proto::v1;
-use baton_queue::{BatchOutcome, EventCursor, WorkerHeartbeat};
+use baton_queue::{BatchOutcome, EventCursor, Queue, WorkerHeartbeat};
 use tokio_stream::StreamExt;
 
 use super::{Queues, fixtures::*};
@@ -237,4 +237,46 @@ pub async fn queues_of_other_deployments_share_nothing(q: Queues) {
     assert_eq!(messages(&take_jobs(o, "w1", 1).await), [job(9, "fetch", 1)]);
     assert_eq!(messages(&take_runner(o, "runner-1", 1).await), [start(9)]);
     assert_eq!(o.dead_letters(10).await.unwrap().len(), 1);
+}
+
+/// A run event the log holds but cannot decode (written by a broken or newer publisher) is
+/// skipped: readers get the events around it in order, and a read with only such entries after
+/// its cursor waits out its block instead of failing or spinning. `inject` appends one
+/// undecodable entry to the event log, the way only the backend itself can.
+pub async fn undecodable_events_are_skipped<F, Fut>(q: std::sync::Arc<dyn Queue>, inject: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let publish = |sequence| BatchOutcome {
+        events: vec![event(1, sequence)],
+        ..BatchOutcome::default()
+    };
+    q.complete_batch(publish(1)).await.unwrap();
+    inject().await;
+    q.complete_batch(publish(2)).await.unwrap();
+    let read = q
+        .read_events(&EventCursor::start(), 10, Duration::from_millis(10))
+        .await
+        .unwrap();
+    let sequences: Vec<i64> = read.iter().map(|(_, e)| e.sequence).collect();
+    assert_eq!(sequences, [1, 2], "the undecodable event is left out");
+
+    // Only an undecodable entry after the cursor: the read waits its block and returns nothing.
+    let cursor = read.last().unwrap().0.clone();
+    inject().await;
+    let block = Duration::from_millis(300);
+    let began = Instant::now();
+    let nothing = q.read_events(&cursor, 10, block).await.unwrap();
+    assert!(nothing.is_empty(), "{nothing:?}");
+    assert!(
+        began.elapsed() + Duration::from_millis(5) >= block,
+        "returned after {:?}, before its block",
+        began.elapsed()
+    );
+    // And the next event after it is read as usual.
+    q.complete_batch(publish(3)).await.unwrap();
+    let next = q.read_events(&cursor, 10, PATIENCE).await.unwrap();
+    let sequences: Vec<i64> = next.iter().map(|(_, e)| e.sequence).collect();
+    assert_eq!(sequences, [3]);
 }
