@@ -94,6 +94,29 @@ pub struct BatchOutcome {
     pub dead_letters: Vec<v1::DeadLetter>,
     /// Runner inbox entries to acknowledge.
     pub ack: Vec<String>,
+    /// Timers to remove unfired, exactly as [`RunnerInbox::dispatch`] set them: the deadline
+    /// wake-ups of runs that ended in the batch, which would only wake a finished run.
+    pub drop_timers: Vec<TimerEntry>,
+}
+
+/// Dead letters a backend keeps unless configured otherwise; beyond it the oldest go first, so
+/// a flood of poison cannot fill the queue's memory or file.
+pub const DEFAULT_DEAD_LETTERS_KEPT: u64 = 10_000;
+
+/// What [`QueueAdmin::replay_dead_letter`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Replay {
+    /// The letter's payload was appended to `stream` as entry `entry_id` and the letter
+    /// removed, in one step.
+    Replayed {
+        stream: StreamName,
+        entry_id: String,
+    },
+    /// No dead letter has that id: it never had one, or it was replayed or trimmed since.
+    NotFound,
+    /// The letter names no stream work can go back to (`stream`, as the letter has it); it is
+    /// left where it is.
+    Unreplayable { stream: String },
 }
 
 /// Length and pending count of one stream, for operators.
@@ -237,6 +260,26 @@ pub trait QueueAdmin: Send + Sync + 'static {
     async fn stats(&self, kinds: &[String]) -> Result<Vec<StreamStats>, QueueError>;
     /// Entries of the dead-letter stream, oldest first.
     async fn dead_letters(&self, max: usize) -> Result<Vec<v1::DeadLetter>, QueueError>;
+    /// Up to `max` dead letters after the one with id `after` (from the oldest when `None`),
+    /// oldest first, each with its id in the dead-letter stream: the id to page on, show and
+    /// replay with. An id this queue never gave comes before nothing: the page is empty. A
+    /// letter that cannot be decoded is listed with its raw bytes as payload, no stream, and why.
+    async fn list_dead_letters(
+        &self,
+        after: Option<&str>,
+        max: usize,
+    ) -> Result<Vec<(String, v1::DeadLetter)>, QueueError>;
+    /// The dead letter with id `id`, if the stream still holds it.
+    async fn get_dead_letter(&self, id: &str) -> Result<Option<v1::DeadLetter>, QueueError>;
+    /// Appends the letter's payload to the stream it came from (`letter.stream`: `runner` or
+    /// `jobs:<kind>`) as a new entry, delivered afresh, and removes the letter, atomically: of
+    /// two replays of one letter, one sends it and the other finds nothing.
+    async fn replay_dead_letter(&self, id: &str) -> Result<Replay, QueueError>;
+    /// Removes consumers idle for longer than `min_idle` that hold no pending entries (those of
+    /// replicas that are gone) from the runner inbox's group and every job stream's group;
+    /// returns them as `<stream>/<consumer>`. A consumer with pending entries is kept, since
+    /// removing it would drop them; they are reclaimed first.
+    async fn remove_idle_consumers(&self, min_idle: Duration) -> Result<Vec<String>, QueueError>;
     /// Workers whose last heartbeat is at most `max_age_ms` old; older entries are removed.
     async fn live_workers(
         &self,

@@ -423,3 +423,15 @@ async fn an_undecodable_event_is_skipped() {
     };
     conformance::undecodable_events_are_skipped(queue, inject).await;
 }
+
+#[tokio::test]
+async fn dead_letters_are_capped_oldest_first() {
+    let dir = TempDir::new();
+    let queue = open(&dir.file("baton.db"))
+        .await
+        .with_config(SqliteQueueConfig {
+            dead_letters_kept: conformance::CAPPED_DEAD_LETTERS,
+            ..SqliteQueueConfig::default()
+        });
+    conformance::dead_letters_are_capped_oldest_first(Arc::new(queue)).await;
+}

@@ -71,12 +71,7 @@ impl RunnerInbox for SqliteQueue {
             .collect();
         let wakes: Vec<_> = timers
             .iter()
-            .map(|t| {
-                let message = v1::RunnerMessage {
-                    message: Some(v1::runner_message::Message::WakeRun(t.wake.clone())),
-                };
-                (t.due_ms, message.encode_to_vec())
-            })
+            .map(|t| (t.due_ms, timer_payload(t)))
             .collect();
         let step = "dispatching jobs and timers";
         let mut tx = self.write(step).await?;
@@ -99,6 +94,7 @@ impl RunnerInbox for SqliteQueue {
         cancels = outcome.cancels.len(),
         dead_letters = outcome.dead_letters.len(),
         ack = outcome.ack.len(),
+        drop_timers = outcome.drop_timers.len(),
     ))]
     async fn complete_batch(&self, outcome: BatchOutcome) -> Result<(), QueueError> {
         let BatchOutcome {
@@ -106,10 +102,17 @@ impl RunnerInbox for SqliteQueue {
             cancels,
             dead_letters,
             ack,
+            drop_timers,
         } = outcome;
-        if events.is_empty() && cancels.is_empty() && dead_letters.is_empty() && ack.is_empty() {
+        if events.is_empty()
+            && cancels.is_empty()
+            && dead_letters.is_empty()
+            && ack.is_empty()
+            && drop_timers.is_empty()
+        {
             return Ok(());
         }
+        let drop_timers: Vec<_> = drop_timers.iter().map(timer_payload).collect();
         let ack = entry_ids(&ack)?;
         let events: Vec<_> = events.iter().map(Message::encode_to_vec).collect();
         let cancels: Vec<_> = cancels.iter().map(Message::encode_to_vec).collect();
@@ -142,6 +145,9 @@ impl RunnerInbox for SqliteQueue {
         sql::ack(&mut *tx, &StreamName::Runner.to_string(), &ack)
             .await
             .map_err(failed(step))?;
+        sql::drop_timers(&mut tx, &drop_timers)
+            .await
+            .map_err(failed(step))?;
         tx.commit().await.map_err(failed(step))?;
 
         if !events.is_empty() {
@@ -156,6 +162,14 @@ impl RunnerInbox for SqliteQueue {
     async fn dead_letter_runner(&self, letter: v1::DeadLetter) -> Result<(), QueueError> {
         self.dead_letter(&StreamName::Runner, letter).await
     }
+}
+
+/// A timer's row payload: the inbox message it turns into, which also identifies it.
+fn timer_payload(timer: &TimerEntry) -> Vec<u8> {
+    v1::RunnerMessage {
+        message: Some(v1::runner_message::Message::WakeRun(timer.wake.clone())),
+    }
+    .encode_to_vec()
 }
 
 #[async_trait]

@@ -10,7 +10,7 @@ use std::{
 
 use sqlx::{Sqlite, SqlitePool, Transaction, migrate::MigrateError};
 
-use crate::QueueError;
+use crate::{DEFAULT_DEAD_LETTERS_KEPT, QueueError};
 
 mod admin;
 mod events;
@@ -32,7 +32,8 @@ pub struct SqliteQueueConfig {
     /// Run events kept for live watchers (default 100 000, as the Redis events stream); older
     /// ones are trimmed as new ones arrive, and a watcher that fell behind replays the store.
     pub events_kept: u64,
-    /// Dead letters kept (default 10 000); the oldest go first.
+    /// Dead letters kept (default [`DEFAULT_DEAD_LETTERS_KEPT`], 10 000, the Redis stream's cap
+    /// too); the oldest go first.
     pub dead_letters_kept: u64,
     /// Cancel notices kept for subscribers still reading (default 10 000). Subscribers read them
     /// within a poll interval, so this only has to outlast a burst.
@@ -46,7 +47,7 @@ impl Default for SqliteQueueConfig {
     fn default() -> Self {
         Self {
             events_kept: 100_000,
-            dead_letters_kept: 10_000,
+            dead_letters_kept: DEFAULT_DEAD_LETTERS_KEPT,
             cancels_kept: 10_000,
             poll_interval: Duration::from_millis(100),
         }

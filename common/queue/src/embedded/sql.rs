@@ -286,6 +286,20 @@ pub(super) async fn fire_timers(
     Ok(usize::try_from(moved).unwrap_or(usize::MAX))
 }
 
+/// Removes the timers whose payloads are `payloads`, unfired; a payload not set is skipped.
+pub(super) async fn drop_timers(
+    conn: &mut SqliteConnection,
+    payloads: &[Vec<u8>],
+) -> Result<(), sqlx::Error> {
+    for payload in payloads {
+        sqlx::query("DELETE FROM queue_timers WHERE payload = ?1")
+            .bind(payload.as_slice())
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}
+
 /// When the earliest timer is due, if any is set.
 pub(super) async fn next_timer<'e>(
     db: impl SqliteExecutor<'e>,

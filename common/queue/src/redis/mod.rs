@@ -1,5 +1,6 @@
 //! The queue roles on Redis Streams. Work streams are trimmed as entries are acknowledged (XACK then
-//! XDEL), so a stream's length is its backlog; the events stream is capped instead.
+//! XDEL), so a stream's length is its backlog; the events and dead-letter streams are capped
+//! instead.
 
 use std::{collections::HashMap, time::Duration};
 
@@ -14,15 +15,17 @@ use redis::{
 use tokio::sync::Mutex;
 use tokio_stream::StreamExt;
 
+mod consumers;
+mod dead_letters;
 mod keys;
 
 pub use keys::RedisKeys;
 use keys::{RUNNER_GROUP, WORKER_GROUP};
 
 use crate::{
-    BatchOutcome, BoxStream, CancelNotices, Delivery, EventCursor, EventLog, FiredTimers,
-    JobStream, QueueAdmin, QueueError, RunnerInbox, StreamName, StreamStats, TimerEntry, Timers,
-    WorkerHeartbeat,
+    BatchOutcome, BoxStream, CancelNotices, DEFAULT_DEAD_LETTERS_KEPT, Delivery, EventCursor,
+    EventLog, FiredTimers, JobStream, QueueAdmin, QueueError, Replay, RunnerInbox, StreamName,
+    StreamStats, TimerEntry, Timers, WorkerHeartbeat,
 };
 
 impl From<RedisError> for QueueError {
@@ -71,6 +74,9 @@ pub struct RedisQueueConfig {
     pub prefix: String,
     /// Approximate cap on the events stream.
     pub events_max_len: usize,
+    /// Approximate cap on the dead-letter stream (default [`DEFAULT_DEAD_LETTERS_KEPT`], as the
+    /// embedded queue keeps): each append trims the oldest whole nodes beyond it.
+    pub dead_letters_max_len: u64,
 }
 
 impl RedisQueueConfig {
@@ -79,6 +85,7 @@ impl RedisQueueConfig {
             url: url.into(),
             prefix: prefix.into(),
             events_max_len: 100_000,
+            dead_letters_max_len: DEFAULT_DEAD_LETTERS_KEPT,
         }
     }
 }
@@ -94,6 +101,8 @@ pub struct RedisQueue {
     config: RedisQueueConfig,
     fire_timers: Script,
     touch_owned: Script,
+    replay_letter: Script,
+    remove_idle: Script,
 }
 
 impl RedisQueue {
@@ -112,6 +121,8 @@ impl RedisQueue {
             config,
             fire_timers: Script::new(FIRE_TIMERS),
             touch_owned: Script::new(TOUCH_OWNED),
+            replay_letter: dead_letters::replay_script(),
+            remove_idle: consumers::remove_idle_script(),
         })
     }
 
@@ -253,11 +264,34 @@ impl RedisQueue {
         let id = letter.entry_id.clone();
         let mut pipe = redis::pipe();
         pipe.atomic();
-        xadd(&mut pipe, &self.keys.dead(), letter.encode_to_vec());
+        self.xadd_dead(&mut pipe, &letter);
         ack_and_delete(&mut pipe, stream, group, &[id]);
         pipe.query_async::<()>(&mut self.conn.clone()).await?;
         Ok(())
     }
+}
+
+impl RedisQueue {
+    /// Appends a dead letter, trimming the stream to about its cap.
+    fn xadd_dead(&self, pipe: &mut redis::Pipeline, letter: &v1::DeadLetter) {
+        pipe.cmd("XADD")
+            .arg(self.keys.dead())
+            .arg("MAXLEN")
+            .arg("~")
+            .arg(self.config.dead_letters_max_len.max(1))
+            .arg("*")
+            .arg(FIELD)
+            .arg(letter.encode_to_vec())
+            .ignore();
+    }
+}
+
+/// A timer's member in the timers sorted set: the inbox message it turns into.
+fn timer_member(timer: &TimerEntry) -> Vec<u8> {
+    v1::RunnerMessage {
+        message: Some(v1::runner_message::Message::WakeRun(timer.wake.clone())),
+    }
+    .encode_to_vec()
 }
 
 fn is_nogroup(e: &RedisError) -> bool {
@@ -344,13 +378,10 @@ impl RunnerInbox for RedisQueue {
         }
         let timer_key = self.keys.timers();
         for t in timers {
-            let member = v1::RunnerMessage {
-                message: Some(v1::runner_message::Message::WakeRun(t.wake.clone())),
-            };
             pipe.cmd("ZADD")
                 .arg(&timer_key)
                 .arg(t.due_ms)
-                .arg(member.encode_to_vec())
+                .arg(timer_member(t))
                 .ignore();
         }
         pipe.query_async::<()>(&mut self.conn.clone()).await?;
@@ -378,9 +409,15 @@ impl RunnerInbox for RedisQueue {
                 .arg(c.encode_to_vec())
                 .ignore();
         }
-        let dead = self.keys.dead();
         for d in &outcome.dead_letters {
-            xadd(&mut pipe, &dead, d.encode_to_vec());
+            self.xadd_dead(&mut pipe, d);
+        }
+        if !outcome.drop_timers.is_empty() {
+            let members: Vec<Vec<u8>> = outcome.drop_timers.iter().map(timer_member).collect();
+            pipe.cmd("ZREM")
+                .arg(self.keys.timers())
+                .arg(members)
+                .ignore();
         }
         ack_and_delete(&mut pipe, &self.keys.runner(), RUNNER_GROUP, &outcome.ack);
         pipe.query_async::<()>(&mut self.conn.clone()).await?;
@@ -650,6 +687,26 @@ impl QueueAdmin for RedisQueue {
             .into_iter()
             .filter_map(|e| decode::<v1::DeadLetter>(e, 1).message.ok())
             .collect())
+    }
+
+    async fn list_dead_letters(
+        &self,
+        after: Option<&str>,
+        max: usize,
+    ) -> Result<Vec<(String, v1::DeadLetter)>, QueueError> {
+        self.list_dead(after, max).await
+    }
+
+    async fn get_dead_letter(&self, id: &str) -> Result<Option<v1::DeadLetter>, QueueError> {
+        self.get_dead(id).await
+    }
+
+    async fn replay_dead_letter(&self, id: &str) -> Result<Replay, QueueError> {
+        self.replay_dead(id).await
+    }
+
+    async fn remove_idle_consumers(&self, min_idle: Duration) -> Result<Vec<String>, QueueError> {
+        self.remove_idle(min_idle).await
     }
 
     async fn live_workers(

@@ -6,6 +6,7 @@
 pub mod fixtures;
 
 mod delivery;
+mod growth;
 mod publishing;
 mod timers;
 
@@ -14,6 +15,7 @@ use std::sync::Arc;
 use baton_queue::Queue;
 
 pub use delivery::*;
+pub use growth::*;
 pub use publishing::*;
 pub use timers::*;
 
@@ -46,6 +48,12 @@ macro_rules! queue_conformance {
             cancel_notices_reach_every_subscriber_in_order,
             worker_heartbeats_are_live_until_they_go_stale,
             queues_of_other_deployments_share_nothing,
+            dead_letters_are_listed_by_id_in_pages_and_read_one_by_one,
+            a_replayed_dead_letter_is_delivered_afresh_once,
+            concurrent_replays_of_one_letter_send_it_once,
+            a_letter_naming_no_work_stream_is_kept_unreplayed,
+            a_dropped_timer_never_fires,
+            removing_idle_consumers_never_drops_a_pending_entry,
         );
     };
     (@checks $harness:path; $($check:ident),* $(,)?) => {

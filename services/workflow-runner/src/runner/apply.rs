@@ -301,7 +301,26 @@ fn batch_outcome(by_run: &RunMessages, runs: &[RunState], effects: Effects) -> B
             .map(|result| exhausted_letter(runs, result))
             .collect(),
         ack: by_run.values().flatten().map(|e| e.id.clone()).collect(),
+        drop_timers: ended_deadlines(runs),
     }
+}
+
+/// The deadline timers of the runs that ended in this batch, exactly as [`timer_entry`] set
+/// them when the runs started, so they leave the queue now instead of waking a finished run.
+fn ended_deadlines(runs: &[RunState]) -> Vec<TimerEntry> {
+    runs.iter()
+        .filter(|run| {
+            run.status.is_terminal() && run.new_events.iter().any(|e| e.step_id.is_none())
+        })
+        .filter_map(|run| {
+            let due_at = run.deadline?;
+            Some(timer_entry(&Timer {
+                run_id: run.id,
+                due_at,
+                reason: v1::WakeReason::RunDeadline,
+            }))
+        })
+        .collect()
 }
 
 /// A dead letter for a job that failed on its last attempt, on its kind's stream, so operators
