@@ -19,6 +19,7 @@ mod error;
 mod model;
 mod page;
 mod pg;
+mod retention;
 mod sqlite;
 mod step_cache;
 
@@ -125,6 +126,16 @@ pub trait Store: Send + Sync + 'static {
 
     /// Runs and steps counted by status, for operators' raw signal.
     async fn status_counts(&self) -> Result<StatusCounts, StoreError>;
+
+    /// Deletes up to `limit` runs that ended (completed, failed, cancelled, timed out) before
+    /// `ended_before_micros`, oldest first, with everything that belongs to them (steps,
+    /// attempt history, events), in one short transaction; returns how many. A queued or running
+    /// run is never deleted. For retention, called in small batches.
+    async fn delete_finished_runs(
+        &self,
+        ended_before_micros: i64,
+        limit: i64,
+    ) -> Result<u64, StoreError>;
 
     /// Records worker processes and their hosts (once per worker; later facts replace earlier).
     async fn record_workers(&self, hosts: &[WorkerHost]) -> Result<(), StoreError>;

@@ -5,6 +5,7 @@
 
 mod batch;
 mod error;
+mod retention;
 mod rows;
 
 use std::collections::HashMap;
@@ -422,6 +423,14 @@ impl Store for PgStore {
             active_steps: pairs(active),
             retrying_by_kind: pairs(retrying),
         })
+    }
+
+    async fn delete_finished_runs(
+        &self,
+        ended_before_micros: i64,
+        limit: i64,
+    ) -> Result<u64, StoreError> {
+        self.delete_finished(ended_before_micros, limit).await
     }
 
     async fn record_workers(&self, hosts: &[WorkerHost]) -> Result<(), StoreError> {

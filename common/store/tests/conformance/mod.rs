@@ -7,6 +7,7 @@ pub mod fixtures;
 
 mod batches;
 mod events;
+mod retention;
 mod runs;
 mod signals;
 mod workflows;
@@ -17,6 +18,7 @@ use baton_store::Store;
 
 pub use batches::*;
 pub use events::*;
+pub use retention::*;
 pub use runs::*;
 pub use signals::*;
 pub use workflows::*;
@@ -61,6 +63,7 @@ macro_rules! store_conformance {
             overdue_runs_are_those_unstarted_past_the_grace_or_due,
             status_counts_count_runs_and_steps_by_status,
             run_detail_lists_every_finished_attempt_with_its_workers,
+            finished_runs_are_deleted_oldest_first_with_all_they_hold,
         );
     };
     (@checks $harness:path; $($check:ident),* $(,)?) => {
