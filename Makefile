@@ -18,7 +18,7 @@ ARGS ?=
 
 .PHONY: help deps client-deps build demo demo-services dev test lint fmt buf buf-lint buf-breaking \
 	generate-clients clean-generated check-generated client-example observability-check bench mutants \
-	soak ci clean
+	soak chaos ci clean
 
 help: ## List the targets
 	@echo "Usage: make <target>"
@@ -106,6 +106,12 @@ observability-check: ## promtool check/test the alert and recording rules; valid
 bench: deps ## Build and run baton-bench (release): both backends, production (Redis + PostgreSQL) and embedded (baton dev)
 	cargo build --release --bins
 	$(TEST_ENV) "$(CARGO_TARGET_DIR)/release/baton-bench" $(ARGS)
+
+# `make chaos ARGS='--scenario redis-restart-empty'`: the fault suite's full version (chaos/,
+# docs/chaos.md). It starts its own Redis and PostgreSQL; deps installs them.
+chaos: deps ## Fault suite: kills, Redis restarted empty, PostgreSQL down 30 s, pauses, duplicates, poison; audits the database
+	cargo build --bins -p baton-orchestrator -p baton-workflow-runner -p baton-chaos
+	"$(CARGO_TARGET_DIR)/debug/baton-chaos" $(ARGS)
 
 # `make soak RUNS=20`: the whole suite RUNS times in a row beside one busy process per core
 # (stress-ng when installed); stops at the first failure (scripts/soak.sh, logs in .dev/soak).

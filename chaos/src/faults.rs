@@ -1,0 +1,339 @@
+//! The faults, one function per scenario. Each runs while the load is under way, timed by how
+//! many StartRuns were acknowledged so that it lands mid-load whatever the machine's speed, and
+//! notes what it did; checks that only make sense for one fault are recorded as violations here,
+//! the rest is left to the audit.
+
+use std::{collections::HashSet, time::Duration};
+
+use baton_proto::v1;
+use tonic::Code;
+
+use crate::{
+    Profile,
+    audit::Violation,
+    load::{self, Ack, Expect, Load},
+    servers::Servers,
+    services::{MAX_INPUTS_BYTES, STEP_OUTPUT_LIMIT_VARIABLE, ServiceBinaries, Services},
+    streams::{KINDS, Streams},
+};
+
+/// How long the services get to report SERVING again after a dependency came back.
+const RECOVER_WITHIN: Duration = Duration::from_secs(30);
+/// How long the orchestrator stays down after each kill.
+const ORCHESTRATOR_DOWN: Duration = Duration::from_secs(1);
+
+/// What a fault works on, and what it found.
+pub struct Stage<'a> {
+    pub profile: &'a Profile,
+    pub servers: &'a mut Servers,
+    pub services: &'a mut Services,
+    pub binaries: &'a ServiceBinaries,
+    pub load: &'a Load,
+    pub streams: &'a Streams,
+    pub notes: Vec<String>,
+    pub violations: Vec<Violation>,
+}
+
+impl Stage<'_> {
+    fn note(&mut self, note: impl Into<String>) {
+        self.notes.push(note.into());
+    }
+
+    fn progress(&self) -> String {
+        format!("{} acknowledged", self.load.acknowledged())
+    }
+}
+
+/// `kill -9` of the runner replicas in turn, each started again at once.
+pub async fn runner_kill(stage: &mut Stage<'_>) -> anyhow::Result<()> {
+    let kills = stage.profile.runner_kills;
+    for k in 0..kills {
+        stage
+            .load
+            .reached((k + 1) as f64 / (kills + 1) as f64)
+            .await;
+        stage.services.kill_runner(k % 2).await?;
+    }
+    stage.note(format!("{kills} runner kills, replicas taken in turn"));
+    Ok(())
+}
+
+/// `kill -9` of the orchestrator, started again after a second; StartRuns meanwhile fail and are
+/// tried again with the same key.
+pub async fn orchestrator_kill(stage: &mut Stage<'_>) -> anyhow::Result<()> {
+    let kills = stage.profile.orchestrator_kills;
+    for k in 0..kills {
+        stage
+            .load
+            .reached((k + 1) as f64 / (kills + 1) as f64)
+            .await;
+        stage.services.kill_orchestrator(ORCHESTRATOR_DOWN).await?;
+    }
+    stage.note(format!(
+        "{kills} orchestrator kills, each down {ORCHESTRATOR_DOWN:?}"
+    ));
+    Ok(())
+}
+
+/// Redis killed mid-load and started again empty on the same port: every job, inbox message,
+/// timer and consumer group is gone, and only PostgreSQL knows what was in flight.
+pub async fn redis_restart_empty(stage: &mut Stage<'_>) -> anyhow::Result<()> {
+    stage.load.reached(0.5).await;
+    let at = stage.progress();
+    stage.servers.redis.restart_empty().await?;
+    stage.note(format!("Redis killed and restarted empty at {at}"));
+    if let Err(e) = stage.services.wait_serving(RECOVER_WITHIN).await {
+        stage.violations.push(Violation::general(
+            "health",
+            format!("after Redis came back empty: {e:#}"),
+        ));
+    }
+    Ok(())
+}
+
+/// PostgreSQL stopped hard mid-load and started again after the outage.
+pub async fn postgres_stop(stage: &mut Stage<'_>) -> anyhow::Result<()> {
+    stage.load.reached(0.3).await;
+    let at = stage.progress();
+    stage.servers.postgres.stop_immediate().await?;
+    tokio::time::sleep(stage.profile.postgres_outage).await;
+    stage.servers.postgres.start().await?;
+    stage.note(format!(
+        "PostgreSQL stopped (immediate) at {at} for {:?}",
+        stage.profile.postgres_outage
+    ));
+    if let Err(e) = stage.services.wait_serving(RECOVER_WITHIN).await {
+        stage.violations.push(Violation::general(
+            "health",
+            format!("after PostgreSQL came back: {e:#}"),
+        ));
+    }
+    Ok(())
+}
+
+/// SIGSTOP of a runner replica, its built-in workers with it, for longer than the visibility
+/// timeouts, then SIGCONT: its jobs and inbox messages are taken over meanwhile, and whatever it
+/// reports late must change nothing.
+pub async fn worker_pause(stage: &mut Stage<'_>) -> anyhow::Result<()> {
+    stage.load.reached(0.3).await;
+    let at = stage.progress();
+    stage.services.pause_runner(0, stage.profile.pause).await?;
+    stage.note(format!(
+        "runner-0 stopped (SIGSTOP) at {at} for {:?}, then continued",
+        stage.profile.pause
+    ));
+    Ok(())
+}
+
+/// Copies of runner-inbox and job entries appended again while the load runs: every message is
+/// delivered twice.
+pub async fn duplicates(stage: &mut Stage<'_>) -> anyhow::Result<()> {
+    stage.load.reached(0.1).await;
+    let mut seen = HashSet::new();
+    let (mut inbox, mut jobs) = (0usize, 0usize);
+    let runner = stage.streams.keys.runner();
+    let streams = stage.streams.work_streams();
+    while !stage.load.is_done() {
+        for stream in &streams {
+            for (id, pairs) in stage.streams.range(stream, 200).await? {
+                if seen.insert((stream.clone(), id)) {
+                    stage.streams.append(stream, &pairs).await?;
+                    if *stream == runner {
+                        inbox += 1;
+                    } else {
+                        jobs += 1;
+                    }
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    stage.note(format!(
+        "appended again: {inbox} runner-inbox entries, {jobs} job entries"
+    ));
+    if inbox == 0 || jobs == 0 {
+        stage.violations.push(Violation::general(
+            "suite",
+            format!("the suite found too little to duplicate ({inbox} inbox, {jobs} job entries)"),
+        ));
+    }
+    Ok(())
+}
+
+/// The poisoned workflows: a step whose rendered input and output hold a NUL (the template's
+/// string escape makes it: YAML turns `\\u0000` into `\u0000`, which minijinja turns into a NUL,
+/// so the definition itself holds none), and one whose output is megabytes long.
+const NUL_OUTPUT_REF: &str = "chaos/nul-output@1";
+const NUL_OUTPUT: &str = r#"
+owner: chaos
+name: nul-output
+version: 1
+steps:
+  - { id: say, kind: echo, input: { text: "{{ 'x\\u0000y' }}" } }
+  - { id: after, kind: noop, needs: [say] }
+"#;
+const BIG_OUTPUT_REF: &str = "chaos/big-output@1";
+const BIG_OUTPUT: &str = r#"
+owner: chaos
+name: big-output
+version: 1
+steps:
+  - { id: say, kind: echo, input: { text: "{{ 'x' * 2100000 }}" } }
+"#;
+/// Runs of each poisoned workflow.
+const POISONED_RUNS: usize = 3;
+
+/// Poison on every stream (undecodable bytes, an empty payload, an entry without Baton's field),
+/// StartRuns the API must refuse (a NUL in the inputs, inputs over the limit), and runs whose
+/// step input and output cannot be stored. Nothing of it may hold back the load.
+pub async fn poison(stage: &mut Stage<'_>) -> anyhow::Result<()> {
+    let api = stage.services.api();
+    load::register(api, NUL_OUTPUT).await?;
+    load::register(api, BIG_OUTPUT).await?;
+    stage.load.reached(0.2).await;
+
+    let mut undecodable = 0;
+    let events = stage.streams.keys.events();
+    for stream in stage.streams.work_streams().iter().chain([&events]) {
+        stage
+            .streams
+            .append_payload(stream, &[0xff, 0xff, 0xff])
+            .await?;
+        stage
+            .streams
+            .append_payload(stream, &[0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f])
+            .await?;
+        stage.streams.append_payload(stream, &[]).await?;
+        stage
+            .streams
+            .append(stream, &[(b"junk".to_vec(), b"1".to_vec())])
+            .await?;
+        if *stream != events {
+            undecodable += 3;
+        }
+    }
+    stage.note(format!(
+        "poison appended to {} streams (runner, jobs:{{{}}}, events): undecodable bytes, an empty payload, no payload field",
+        KINDS.len() + 2,
+        KINDS.join(",")
+    ));
+
+    refused_starts(stage).await;
+    poisoned_runs(stage).await?;
+
+    stage.load.reached(1.0).await;
+    let dead = stage.streams.dead_letters().await?;
+    if dead < undecodable {
+        stage.violations.push(Violation::general(
+            "dead-letters",
+            format!("{undecodable} undecodable entries were appended to work streams, but the dead-letter stream holds {dead}"),
+        ));
+    }
+    Ok(())
+}
+
+/// StartRuns that must be refused with INVALID_ARGUMENT naming what is wrong, and stored nowhere.
+async fn refused_starts(stage: &mut Stage<'_>) {
+    let mut client = load::runs_client(stage.services.api());
+    let oversized = "x".repeat(MAX_INPUTS_BYTES + 1);
+    let cases = [
+        (
+            "poison-nul-input",
+            serde_json::json!({ "v": "x\u{0}y" }).to_string(),
+            "NUL",
+        ),
+        (
+            "poison-oversized-input",
+            serde_json::json!({ "v": oversized }).to_string(),
+            "BATON_MAX_INPUTS_BYTES",
+        ),
+    ];
+    let ledger = stage.load.ledger();
+    for (key, inputs_json, named) in cases {
+        let answer = client
+            .start_run(v1::StartRunRequest {
+                workflow_ref: load::CHAIN_REF.into(),
+                inputs_json,
+                idempotency_key: key.into(),
+                tenant: String::new(),
+            })
+            .await;
+        let code = answer.as_ref().map_or_else(|s| s.code(), |_| Code::Ok);
+        {
+            let mut ledger = ledger.lock().unwrap_or_else(|e| e.into_inner());
+            ledger.answered(code);
+            ledger.must_not_exist.push(key.into());
+        }
+        match answer {
+            Err(status)
+                if status.code() == Code::InvalidArgument && status.message().contains(named) => {}
+            other => stage.violations.push(Violation::general(
+                "refuse",
+                format!(
+                    "StartRun {key} must be INVALID_ARGUMENT naming {named:?}; got {}",
+                    match other {
+                        Ok(_) => "OK".to_owned(),
+                        Err(status) => format!("{status}"),
+                    }
+                ),
+            )),
+        }
+    }
+    stage.note("StartRuns with a NUL in the inputs and with inputs over BATON_MAX_INPUTS_BYTES");
+}
+
+/// Runs of the poisoned workflows, in the ledger with how each must end.
+async fn poisoned_runs(stage: &mut Stage<'_>) -> anyhow::Result<()> {
+    let limits = stage.binaries.runner_limits_step_output();
+    let big = if limits {
+        Expect::FailNaming("limit".into())
+    } else {
+        Expect::End
+    };
+    let mut client = load::runs_client(stage.services.api());
+    let ledger = stage.load.ledger();
+    for n in 0..POISONED_RUNS {
+        for (workflow, expect) in [
+            (NUL_OUTPUT_REF, Expect::FailNaming("NUL character".into())),
+            (BIG_OUTPUT_REF, big.clone()),
+        ] {
+            let key = format!("poison-{}-{n}", workflow.replace(['/', '@'], "-"));
+            let run = client
+                .start_run(v1::StartRunRequest {
+                    workflow_ref: workflow.into(),
+                    inputs_json: "{}".into(),
+                    idempotency_key: key.clone(),
+                    tenant: String::new(),
+                })
+                .await;
+            let mut ledger = ledger.lock().unwrap_or_else(|e| e.into_inner());
+            match run {
+                Ok(response) => {
+                    ledger.answered(Code::Ok);
+                    if let Some(run) = response.into_inner().run {
+                        ledger.acks.push(Ack {
+                            key,
+                            run_id: run.id,
+                            expect: expect.clone(),
+                        });
+                    }
+                }
+                Err(status) => {
+                    ledger.answered(status.code());
+                    ledger.refused.push((key, status.to_string()));
+                }
+            }
+        }
+    }
+    stage.note(format!(
+        "{POISONED_RUNS} runs each of {NUL_OUTPUT_REF} (must fail naming the NUL) and {BIG_OUTPUT_REF} ({})",
+        if limits {
+            "must fail naming the limit".to_owned()
+        } else {
+            format!(
+                "the runner reads no {STEP_OUTPUT_LIMIT_VARIABLE}: no step output limit, so it only has to end"
+            )
+        }
+    ));
+    Ok(())
+}

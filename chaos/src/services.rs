@@ -1,0 +1,345 @@
+//! The service binaries under test: one orchestrator and two runner replicas (each with the
+//! built-in workers), started with [`ServiceProcess`] on the suite's own servers, and killed,
+//! restarted and paused by the faults. Every process keeps its ports across restarts, so clients
+//! and scrapes find it again.
+
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use anyhow::Context;
+use baton_testkit::{ServiceProcess, wait_until_serving};
+
+use crate::{counters::RepairCounters, process};
+
+/// Runner replicas the suite starts.
+pub const RUNNER_REPLICAS: usize = 2;
+
+/// How long a started or recovered service may take to report SERVING.
+const SERVING_WITHIN: Duration = Duration::from_secs(30);
+/// How long a service gets to stop after SIGTERM at the end.
+const STOP_WITHIN: Duration = Duration::from_secs(15);
+/// How long a killed service stays down before it is started again.
+const RESTART_AFTER: Duration = Duration::from_millis(500);
+
+/// Short timings, so that lost work is noticed and repaired within seconds rather than minutes.
+/// `BATON_LEASE_TTL` and `BATON_RECONCILE_INTERVAL` belong to the store-lease reconciler; a
+/// runner without it ignores them.
+const RUNNER_TIMINGS: &[(&str, &str)] = &[
+    ("BATON_INBOX_VISIBILITY", "2s"),
+    ("BATON_VISIBILITY_TIMEOUT", "3s"),
+    ("BATON_SWEEP_INTERVAL", "1s"),
+    ("BATON_SWEEP_GRACE", "2s"),
+    ("BATON_LEASE_TTL", "5s"),
+    ("BATON_RECONCILE_INTERVAL", "1s"),
+];
+
+/// The largest `inputs_json` the suite's orchestrator accepts (`BATON_MAX_INPUTS_BYTES`).
+pub const MAX_INPUTS_BYTES: usize = 64 * 1024;
+/// The step output limit the suite sets (`BATON_MAX_STEP_OUTPUT_BYTES`) for runners that have one.
+pub const MAX_STEP_OUTPUT_BYTES: usize = 64 * 1024;
+/// The variable of the step output limit, looked for in the runner binary.
+pub const STEP_OUTPUT_LIMIT_VARIABLE: &str = "BATON_MAX_STEP_OUTPUT_BYTES";
+
+/// Where the service binaries are.
+#[derive(Clone, Debug)]
+pub struct ServiceBinaries {
+    pub orchestrator: PathBuf,
+    pub runner: PathBuf,
+}
+
+impl ServiceBinaries {
+    pub fn in_dir(dir: &Path) -> anyhow::Result<Self> {
+        let find = |name: &str| {
+            let path = dir.join(name);
+            anyhow::ensure!(
+                path.is_file(),
+                "{} not found; build the services first (`cargo build --bins`) or pass --bin-dir",
+                path.display()
+            );
+            Ok(path)
+        };
+        Ok(Self {
+            orchestrator: find("baton-orchestrator")?,
+            runner: find("baton-workflow-runner")?,
+        })
+    }
+
+    /// Whether the runner reads a step output limit: its variable's name is in the binary.
+    pub fn runner_limits_step_output(&self) -> bool {
+        std::fs::read(&self.runner).is_ok_and(|bytes| {
+            bytes
+                .windows(STEP_OUTPUT_LIMIT_VARIABLE.len())
+                .any(|w| w == STEP_OUTPUT_LIMIT_VARIABLE.as_bytes())
+        })
+    }
+}
+
+/// What the services connect to.
+#[derive(Clone, Debug)]
+pub struct Backend {
+    pub database_url: String,
+    pub redis_url: String,
+    pub prefix: String,
+}
+
+/// How many times each service was killed.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Kills {
+    pub runner: usize,
+    pub orchestrator: usize,
+}
+
+impl Kills {
+    pub fn total(&self) -> usize {
+        self.runner + self.orchestrator
+    }
+}
+
+/// The running services.
+pub struct Services {
+    orchestrator: Slot,
+    runners: Vec<Slot>,
+    pub kills: Kills,
+    /// Counters read from runner processes that were killed since.
+    repair: RepairCounters,
+}
+
+impl Services {
+    /// Starts the orchestrator (which migrates the database) and then the runner replicas, and
+    /// waits until each reports SERVING.
+    pub async fn start(
+        binaries: &ServiceBinaries,
+        backend: &Backend,
+        logs: &Path,
+    ) -> anyhow::Result<Self> {
+        let suite = uuid::Uuid::new_v4().simple().to_string();
+        let common = |name: &str, grpc_port: u16| -> anyhow::Result<Vec<(String, String)>> {
+            let pairs = [
+                ("DATABASE_URL", backend.database_url.clone()),
+                ("DATABASE_MAX_CONNECTIONS", "8".to_owned()),
+                ("REDIS_URL", backend.redis_url.clone()),
+                ("BATON_REDIS_PREFIX", backend.prefix.clone()),
+                ("GRPC_PORT", grpc_port.to_string()),
+                ("HTTP_PORT", "0".to_owned()),
+                ("ENABLE_METRICS", "true".to_owned()),
+                ("METRICS_PORT", process::free_port()?.to_string()),
+                ("ENABLE_PPROF", "false".to_owned()),
+                ("LOG_LEVEL", "info".to_owned()),
+                ("BATON_CHAOS_PROCESS", format!("{suite}/{name}")),
+            ];
+            Ok(pairs.map(|(k, v)| (k.to_owned(), v)).into())
+        };
+        let mut env = common("orchestrator", process::free_port()?)?;
+        env.push((
+            "BATON_MAX_INPUTS_BYTES".into(),
+            MAX_INPUTS_BYTES.to_string(),
+        ));
+        let mut orchestrator = Slot::new("orchestrator", &binaries.orchestrator, env, "", logs);
+        orchestrator.start().await?;
+        let mut runners = Vec::new();
+        for i in 0..RUNNER_REPLICAS {
+            let name = format!("runner-{i}");
+            let mut env = common(&name, 0)?;
+            env.extend(
+                RUNNER_TIMINGS
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+            );
+            env.push(("BATON_BUILTIN_WORKERS".into(), "true".into()));
+            env.push((
+                STEP_OUTPUT_LIMIT_VARIABLE.into(),
+                MAX_STEP_OUTPUT_BYTES.to_string(),
+            ));
+            let mut runner = Slot::new(
+                &name,
+                &binaries.runner,
+                env,
+                baton_workflow_runner::HEALTH_SERVICE,
+                logs,
+            );
+            runner.start().await?;
+            runners.push(runner);
+        }
+        Ok(Self {
+            orchestrator,
+            runners,
+            kills: Kills::default(),
+            repair: RepairCounters::default(),
+        })
+    }
+
+    /// The orchestrator's gRPC API; the same address across restarts.
+    pub fn api(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.orchestrator.port("GRPC_PORT")))
+    }
+
+    /// `kill -9` of runner replica `i`, read just before; started again after a moment.
+    pub async fn kill_runner(&mut self, i: usize) -> anyhow::Result<()> {
+        let runner = &mut self.runners[i];
+        if let Ok(read) = RepairCounters::scrape(runner.metrics()).await {
+            self.repair.add(read);
+        }
+        runner.kill().await?;
+        self.kills.runner += 1;
+        tokio::time::sleep(RESTART_AFTER).await;
+        runner.start().await
+    }
+
+    /// `kill -9` of the orchestrator; started again after `down`.
+    pub async fn kill_orchestrator(&mut self, down: Duration) -> anyhow::Result<()> {
+        self.orchestrator.kill().await?;
+        self.kills.orchestrator += 1;
+        tokio::time::sleep(down).await;
+        self.orchestrator.start().await
+    }
+
+    /// SIGSTOP of runner replica `i` (its built-in workers with it) for `pause`, then SIGCONT.
+    pub async fn pause_runner(&mut self, i: usize, pause: Duration) -> anyhow::Result<()> {
+        let runner = &self.runners[i];
+        let pid = process::child_pid_with(&runner.marker)
+            .with_context(|| format!("cannot find the pid of {}", runner.name))?
+            .to_string();
+        anyhow::ensure!(process::signal(&pid, "STOP"), "kill -STOP {pid} failed");
+        tokio::time::sleep(pause).await;
+        anyhow::ensure!(process::signal(&pid, "CONT"), "kill -CONT {pid} failed");
+        Ok(())
+    }
+
+    /// Waits until every service reports SERVING again; `Err` names the first that does not.
+    pub async fn wait_serving(&self, within: Duration) -> anyhow::Result<()> {
+        self.orchestrator.wait_serving(within).await?;
+        for runner in &self.runners {
+            runner.wait_serving(within).await?;
+        }
+        Ok(())
+    }
+
+    /// The repair counters: those of killed replicas plus a read of the live ones.
+    pub async fn repair_counters(&self) -> RepairCounters {
+        let mut total = self.repair;
+        for runner in &self.runners {
+            if let Ok(read) = RepairCounters::scrape(runner.metrics()).await {
+                total.add(read);
+            }
+        }
+        total
+    }
+
+    /// Stops every service with SIGTERM and writes each one's output to the logs directory.
+    pub async fn stop(mut self) {
+        for runner in &mut self.runners {
+            runner.stop().await;
+        }
+        self.orchestrator.stop().await;
+    }
+}
+
+/// One service and its successive processes.
+struct Slot {
+    name: String,
+    binary: PathBuf,
+    env: Vec<(String, String)>,
+    /// `BATON_CHAOS_PROCESS=<suite>/<name>`, to find the process's pid.
+    marker: String,
+    /// The gRPC health service that says it is ready (`""`: the whole server).
+    health: &'static str,
+    logs: PathBuf,
+    process: Option<ServiceProcess>,
+    incarnation: u32,
+}
+
+impl Slot {
+    fn new(
+        name: &str,
+        binary: &Path,
+        env: Vec<(String, String)>,
+        health: &'static str,
+        logs: &Path,
+    ) -> Self {
+        let marker = env
+            .iter()
+            .find(|(k, _)| k == "BATON_CHAOS_PROCESS")
+            .map(|(k, v)| format!("{k}={v}"))
+            .unwrap_or_default();
+        Self {
+            name: name.to_owned(),
+            binary: binary.to_owned(),
+            env,
+            marker,
+            health,
+            logs: logs.to_owned(),
+            process: None,
+            incarnation: 0,
+        }
+    }
+
+    /// The configured port of `variable`, or the one the process logged when it was 0.
+    fn port(&self, variable: &str) -> u16 {
+        let configured = self
+            .env
+            .iter()
+            .find(|(k, _)| k == variable)
+            .and_then(|(_, v)| v.parse().ok())
+            .unwrap_or(0);
+        match (configured, &self.process) {
+            (0, Some(process)) => process.addr(variable).port(),
+            (port, _) => port,
+        }
+    }
+
+    fn metrics(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port("METRICS_PORT")))
+    }
+
+    async fn start(&mut self) -> anyhow::Result<()> {
+        self.incarnation += 1;
+        let binary = self.binary.to_string_lossy().into_owned();
+        let env = self.env.clone();
+        let process = ServiceProcess::start(
+            &binary,
+            || Ok(env.clone()),
+            &["GRPC_PORT", "HTTP_PORT", "METRICS_PORT"],
+        )
+        .await
+        .with_context(|| format!("{} did not start", self.name))?;
+        self.process = Some(process);
+        self.wait_serving(SERVING_WITHIN).await
+    }
+
+    async fn wait_serving(&self, within: Duration) -> anyhow::Result<()> {
+        let addr = SocketAddr::from(([127, 0, 0, 1], self.port("GRPC_PORT")));
+        wait_until_serving(addr, self.health, within)
+            .await
+            .with_context(|| format!("{} is not SERVING", self.name))
+    }
+
+    async fn kill(&mut self) -> anyhow::Result<()> {
+        let process = self
+            .process
+            .take()
+            .with_context(|| format!("{} is not running", self.name))?;
+        let output = process.kill().await?;
+        self.write_log(&output);
+        Ok(())
+    }
+
+    async fn stop(&mut self) {
+        if let Some(process) = self.process.take() {
+            let output = match process.terminate(STOP_WITHIN).await {
+                Ok((_, output)) => output,
+                Err(e) => format!("{e:#}"),
+            };
+            self.write_log(&output);
+        }
+    }
+
+    fn write_log(&self, output: &str) {
+        let path = self
+            .logs
+            .join(format!("{}.{}.log", self.name, self.incarnation));
+        let _ = std::fs::write(path, output);
+    }
+}
