@@ -5,8 +5,14 @@ use std::{env, path::PathBuf};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = PathBuf::from(env::var("CARGO_MANIFEST_DIR")?).join("../../proto");
-    let files = ["workflow.proto", "run.proto", "info.proto", "queue.proto"]
-        .map(|f| root.join("baton/v1").join(f));
+    let files = [
+        "workflow.proto",
+        "run.proto",
+        "info.proto",
+        "admin.proto",
+        "queue.proto",
+    ]
+    .map(|f| root.join("baton/v1").join(f));
     let out = PathBuf::from(env::var("OUT_DIR")?);
     let mut config = tonic_prost_build::Config::new();
     config.protoc_executable(protoc_bin_vendored::protoc_bin_path()?);

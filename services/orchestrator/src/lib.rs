@@ -1,5 +1,5 @@
-//! The orchestrator: Baton's public gRPC API (workflows, runs, info), with gRPC health and server
-//! reflection on the same port. `main.rs` only reads configuration and calls [`serve`].
+//! The orchestrator: Baton's public gRPC API (workflows, runs, info, admin), with gRPC health and
+//! server reflection on the same port. `main.rs` only reads configuration and calls [`serve`].
 
 mod api;
 mod config;
@@ -14,8 +14,8 @@ use std::{
 
 use baton_metrics::{GrpcMetricsLayer, GrpcType, Metrics};
 use baton_proto::v1::{
-    info_service_server::InfoServiceServer, run_service_server::RunServiceServer,
-    workflow_service_server::WorkflowServiceServer,
+    admin_service_server::AdminServiceServer, info_service_server::InfoServiceServer,
+    run_service_server::RunServiceServer, workflow_service_server::WorkflowServiceServer,
 };
 use baton_queue::{Queue, QueueAdmin, QueueError};
 use baton_store::Store;
@@ -27,10 +27,11 @@ pub use config::{AllowedOrigins, OrchestratorConfig};
 pub use error::ApiError;
 
 /// The gRPC services the orchestrator serves, as health service names.
-pub const SERVICES: [&str; 3] = [
+pub const SERVICES: [&str; 4] = [
     "baton.v1.WorkflowService",
     "baton.v1.RunService",
     "baton.v1.InfoService",
+    "baton.v1.AdminService",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -149,6 +150,7 @@ pub async fn serve(
         .add_service(reflection)
         .add_service(WorkflowServiceServer::from_arc(api.clone()))
         .add_service(RunServiceServer::from_arc(api.clone()))
+        .add_service(AdminServiceServer::from_arc(api.clone()))
         .add_service(InfoServiceServer::from_arc(api))
         .serve_with_incoming_shutdown(incoming, drained)
         .await?;

@@ -1,6 +1,7 @@
 //! The public gRPC API. Handlers validate, call the store and queue, and map errors once, through
 //! [`crate::error::ApiError`].
 
+mod admin;
 mod info;
 mod runs;
 mod text;
