@@ -110,7 +110,7 @@ bench: deps ## Build and run baton-bench (release): both backends, production (R
 # `make chaos ARGS='--scenario redis-restart-empty'`: the fault suite's full version (chaos/,
 # docs/chaos.md). It starts its own Redis and PostgreSQL; deps installs them.
 chaos: deps ## Fault suite: kills, Redis restarted empty, PostgreSQL down 30 s, pauses, duplicates, poison; audits the database
-	cargo build --bins -p baton-orchestrator -p baton-workflow-runner -p baton-chaos
+	cargo build --workspace --bins
 	"$(CARGO_TARGET_DIR)/debug/baton-chaos" $(ARGS)
 
 # `make soak RUNS=20`: the whole suite RUNS times in a row beside one busy process per core

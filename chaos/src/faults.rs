@@ -30,6 +30,8 @@ pub struct Stage<'a> {
     pub binaries: &'a ServiceBinaries,
     pub load: &'a Load,
     pub streams: &'a Streams,
+    /// The scenario's database, to say what a fault hit.
+    pub pool: &'a sqlx::PgPool,
     pub notes: Vec<String>,
     pub violations: Vec<Violation>,
 }
@@ -41,6 +43,20 @@ impl Stage<'_> {
 
     fn progress(&self) -> String {
         format!("{} acknowledged", self.load.acknowledged())
+    }
+
+    /// Steps queued or running right now, and the runs they belong to: the work a fault can hit.
+    async fn in_flight(&self) -> String {
+        let counted: Result<(i64, i64), _> = sqlx::query_as(
+            "SELECT count(*), count(DISTINCT run_id) FROM step_runs \
+             WHERE status IN ('queued', 'running')",
+        )
+        .fetch_one(self.pool)
+        .await;
+        match counted {
+            Ok((steps, runs)) => format!("{steps} steps of {runs} runs queued or running"),
+            Err(e) => format!("steps in flight unknown: {e}"),
+        }
     }
 }
 
@@ -78,15 +94,23 @@ pub async fn orchestrator_kill(stage: &mut Stage<'_>) -> anyhow::Result<()> {
 /// Redis killed mid-load and started again empty on the same port: every job, inbox message,
 /// timer and consumer group is gone, and only PostgreSQL knows what was in flight.
 pub async fn redis_restart_empty(stage: &mut Stage<'_>) -> anyhow::Result<()> {
-    stage.load.reached(0.5).await;
-    let at = stage.progress();
-    stage.servers.redis.restart_empty().await?;
-    stage.note(format!("Redis killed and restarted empty at {at}"));
-    if let Err(e) = stage.services.wait_serving(RECOVER_WITHIN).await {
-        stage.violations.push(Violation::general(
-            "health",
-            format!("after Redis came back empty: {e:#}"),
+    let restarts = stage.profile.redis_restarts;
+    for r in 0..restarts {
+        stage
+            .load
+            .reached((r + 1) as f64 / (restarts + 1) as f64)
+            .await;
+        let (at, hit) = (stage.progress(), stage.in_flight().await);
+        stage.servers.redis.restart_empty().await?;
+        stage.note(format!(
+            "Redis killed and restarted empty at {at}, with {hit}"
         ));
+        if let Err(e) = stage.services.wait_serving(RECOVER_WITHIN).await {
+            stage.violations.push(Violation::general(
+                "health",
+                format!("after Redis came back empty: {e:#}"),
+            ));
+        }
     }
     Ok(())
 }
@@ -94,12 +118,12 @@ pub async fn redis_restart_empty(stage: &mut Stage<'_>) -> anyhow::Result<()> {
 /// PostgreSQL stopped hard mid-load and started again after the outage.
 pub async fn postgres_stop(stage: &mut Stage<'_>) -> anyhow::Result<()> {
     stage.load.reached(0.3).await;
-    let at = stage.progress();
+    let (at, hit) = (stage.progress(), stage.in_flight().await);
     stage.servers.postgres.stop_immediate().await?;
     tokio::time::sleep(stage.profile.postgres_outage).await;
     stage.servers.postgres.start().await?;
     stage.note(format!(
-        "PostgreSQL stopped (immediate) at {at} for {:?}",
+        "PostgreSQL stopped (immediate) at {at}, with {hit}, for {:?}",
         stage.profile.postgres_outage
     ));
     if let Err(e) = stage.services.wait_serving(RECOVER_WITHIN).await {
@@ -116,10 +140,10 @@ pub async fn postgres_stop(stage: &mut Stage<'_>) -> anyhow::Result<()> {
 /// reports late must change nothing.
 pub async fn worker_pause(stage: &mut Stage<'_>) -> anyhow::Result<()> {
     stage.load.reached(0.3).await;
-    let at = stage.progress();
+    let (at, hit) = (stage.progress(), stage.in_flight().await);
     stage.services.pause_runner(0, stage.profile.pause).await?;
     stage.note(format!(
-        "runner-0 stopped (SIGSTOP) at {at} for {:?}, then continued",
+        "runner-0 stopped (SIGSTOP) at {at}, with {hit}, for {:?}, then continued",
         stage.profile.pause
     ));
     Ok(())
@@ -222,7 +246,12 @@ pub async fn poison(stage: &mut Stage<'_>) -> anyhow::Result<()> {
     poisoned_runs(stage).await?;
 
     stage.load.reached(1.0).await;
-    let dead = stage.streams.dead_letters().await?;
+    let deadline = tokio::time::Instant::now() + stage.profile.settle;
+    let mut dead = stage.streams.dead_letters().await?;
+    while dead < undecodable && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        dead = stage.streams.dead_letters().await?;
+    }
     if dead < undecodable {
         stage.violations.push(Violation::general(
             "dead-letters",

@@ -95,6 +95,8 @@ pub struct Profile {
     pub concurrency: usize,
     pub runner_kills: usize,
     pub orchestrator_kills: usize,
+    /// Times Redis is killed and started again empty.
+    pub redis_restarts: usize,
     pub postgres_outage: Duration,
     /// How long a runner replica stays stopped (SIGSTOP): past every visibility timeout.
     pub pause: Duration,
@@ -113,6 +115,7 @@ impl Profile {
             concurrency: 8,
             runner_kills: 10,
             orchestrator_kills: 10,
+            redis_restarts: 3,
             postgres_outage: Duration::from_secs(30),
             pause: Duration::from_secs(10),
             settle: Duration::from_secs(60),
@@ -128,6 +131,7 @@ impl Profile {
             concurrency: 8,
             runner_kills: 2,
             orchestrator_kills: 1,
+            redis_restarts: 1,
             postgres_outage: Duration::from_secs(5),
             pause: Duration::from_secs(8),
             settle: Duration::from_secs(30),
@@ -157,6 +161,8 @@ pub struct ScenarioReport {
     pub violations: Vec<Violation>,
     /// The services' output.
     pub logs: PathBuf,
+    /// Stopped by SIGINT or SIGTERM before it ended.
+    pub interrupted: bool,
 }
 
 impl ScenarioReport {
@@ -177,17 +183,48 @@ pub async fn run_scenario(
     let began = Instant::now();
     let binaries = binaries.clone();
     let dir = logs.clone();
-    let run =
+    let mut run =
         tokio::spawn(
             async move { run_on_fresh_platform(scenario, profile, &binaries, &dir).await },
         );
-    let mut report = match run.await {
-        Ok(Ok(report)) => report,
-        Ok(Err(e)) => failed(scenario, &logs, format!("{e:#}")),
-        Err(e) => failed(scenario, &logs, format!("the scenario panicked: {e}")),
+    let joined = tokio::select! {
+        joined = &mut run => Some(joined),
+        signal = interrupted() => {
+            // Dropping the scenario's future stops its servers and services.
+            run.abort();
+            let _ = (&mut run).await;
+            eprintln!("baton-chaos: {signal}: stopped {}'s servers and services", scenario.name());
+            None
+        }
+    };
+    let mut report = match joined {
+        Some(Ok(Ok(report))) => report,
+        Some(Ok(Err(e))) => failed(scenario, &logs, format!("{e:#}")),
+        Some(Err(e)) => failed(scenario, &logs, format!("the scenario panicked: {e}")),
+        None => {
+            let mut report = failed(scenario, &logs, "interrupted".into());
+            report.interrupted = true;
+            report
+        }
     };
     report.took = began.elapsed();
     report
+}
+
+/// Resolves on SIGINT or SIGTERM, naming it. The servers run in process groups of their own, so
+/// a Ctrl-C does not reach them: the suite stops them itself.
+async fn interrupted() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = int.recv() => "SIGINT",
+        _ = term.recv() => "SIGTERM",
+    }
 }
 
 fn failed(scenario: Scenario, logs: &Path, why: String) -> ScenarioReport {
@@ -205,6 +242,7 @@ fn failed(scenario: Scenario, logs: &Path, why: String) -> ScenarioReport {
         notes: Vec::new(),
         violations: vec![Violation::general("scenario", why)],
         logs: logs.to_owned(),
+        interrupted: false,
     }
 }
 
@@ -225,6 +263,11 @@ async fn run_on_fresh_platform(
     let mut services = Services::start(binaries, &backend, logs).await?;
     let api = services.api();
     load::register(api, load::CHAIN).await?;
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(2)
+        .connect(&backend.database_url)
+        .await
+        .context("cannot connect to the scenario's database")?;
     let load = Load::start(
         api,
         scenario.name(),
@@ -242,6 +285,7 @@ async fn run_on_fresh_platform(
         binaries,
         load: &load,
         streams: &streams,
+        pool: &pool,
         notes: Vec::new(),
         violations: Vec::new(),
     };
@@ -253,11 +297,6 @@ async fn run_on_fresh_platform(
     let (mut notes, mut violations) = (stage.notes, stage.violations);
     let ledger = load.finish().await;
 
-    let pool = sqlx::postgres::PgPoolOptions::new()
-        .max_connections(2)
-        .connect(&backend.database_url)
-        .await
-        .context("cannot connect to the scenario's database")?;
     let settled = audit::settle(&pool, &streams, profile.settle).await;
     if settled.is_none() {
         notes.push(format!(
@@ -312,6 +351,7 @@ async fn run_on_fresh_platform(
         notes,
         violations,
         logs: logs.to_owned(),
+        interrupted: false,
     })
 }
 
@@ -347,7 +387,11 @@ pub async fn run_suite(
                 report::violations_file(&report),
             );
         }
+        let interrupted = report.interrupted;
         reports.push(report);
+        if interrupted {
+            break;
+        }
     }
     if !keep_logs && reports.iter().all(ScenarioReport::passed) {
         let _ = std::fs::remove_dir(logs);

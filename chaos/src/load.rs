@@ -28,7 +28,7 @@ execution: { concurrency: { maxParallel: 3 } }
 steps:
   - { id: start, kind: noop }
   - { id: first, kind: echo, needs: [start], input: { i: "{{ inputs.i }}" } }
-  - { id: left, kind: sleep, needs: [first], input: { duration: 50ms } }
+  - { id: left, kind: sleep, needs: [first], input: { duration: 300ms } }
   - { id: middle, kind: echo, needs: [first], input: { i: "{{ steps.first.output.i }}" } }
   - { id: right, kind: noop, needs: [first] }
   - { id: join, kind: echo, needs: [left, middle, right], input: { i: "{{ steps.middle.output.i }}" } }

@@ -11,36 +11,21 @@ use baton_chaos::{Profile, Scenario, services::ServiceBinaries};
 /// One scenario at a time within this binary (`cargo test` runs tests on parallel threads).
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
-/// The directory this test binary was built in (`target/<profile>`), where the service binaries
-/// are built too.
-fn build_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("the test's path");
-    let deps = exe.parent().expect("deps/");
-    deps.parent().expect("the profile directory").to_owned()
-}
-
-/// Builds the service binaries (a no-op when they are fresh), so the suite never runs stale ones.
+/// The service binaries, from the directory this test binary was built in (`target/<profile>`).
+/// A workspace test run (`make test`) builds them with the services' own tests; a run of this
+/// package alone needs them built first: `cargo build --workspace --bins`.
 fn service_binaries() -> ServiceBinaries {
-    static BUILT: Mutex<Option<ServiceBinaries>> = Mutex::new(None);
-    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(binaries) = built.as_ref() {
-        return binaries.clone();
-    }
-    let dir = build_dir();
-    let target = dir.parent().expect("the target directory");
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = std::process::Command::new(cargo)
-        .args(["build", "--quiet", "--bins"])
-        .args(["-p", "baton-orchestrator", "-p", "baton-workflow-runner"])
-        .arg("--target-dir")
-        .arg(target)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .status()
-        .expect("cargo runs");
-    assert!(status.success(), "cannot build the service binaries");
-    let binaries = ServiceBinaries::in_dir(&dir).expect("the service binaries");
-    *built = Some(binaries.clone());
-    binaries
+    let exe = std::env::current_exe().expect("the test's path");
+    let dir: PathBuf = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target/<profile>/deps")
+        .to_owned();
+    ServiceBinaries::in_dir(&dir).unwrap_or_else(|e| {
+        panic!(
+            "{e:#}\n(a test run of this package alone needs `cargo build --workspace --bins` first)"
+        )
+    })
 }
 
 fn short(scenario: Scenario) {
