@@ -44,11 +44,45 @@ pub enum Command {
     /// Start, inspect, cancel and follow runs.
     #[command(subcommand)]
     Run(RunCommand),
+    /// List, inspect and replay dead letters: messages set aside because they failed on their
+    /// own content.
+    #[command(subcommand, name = "dead-letters")]
+    DeadLetters(DeadLettersCommand),
     /// Show which build of the orchestrator answers.
     Info,
     /// Run all of Baton in this process on one SQLite file (nothing else to install), until
     /// Ctrl-C: the same gRPC API, health, metrics and pprof as the separate services.
     Dev(DevArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DeadLettersCommand {
+    /// List dead letters, oldest first.
+    List(DeadLettersListArgs),
+    /// Show one dead letter with its payload decoded.
+    Show(DeadLetterIdArgs),
+    /// Send a dead letter back to the stream it came from, once, and remove it.
+    Replay(DeadLetterIdArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DeadLettersListArgs {
+    /// Show at most this many letters; 0 shows them all.
+    #[arg(long, default_value_t = 100)]
+    pub limit: usize,
+    /// Print JSON (the same as `--output json`).
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DeadLetterIdArgs {
+    /// The dead letter's id, as `baton dead-letters list` shows it.
+    #[arg(value_name = "ID")]
+    pub id: String,
+    /// Print JSON (the same as `--output json`).
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -265,6 +299,22 @@ mod tests {
         .unwrap();
         assert_eq!(cli.output, OutputFormat::Json);
         assert_eq!(cli.addr, "http://x:1");
+    }
+
+    #[test]
+    fn parses_dead_letters() {
+        let cli = Cli::try_parse_from(["baton", "dead-letters", "list", "--limit", "5", "--json"])
+            .unwrap();
+        let Command::DeadLetters(DeadLettersCommand::List(args)) = cli.command else {
+            panic!("wrong command")
+        };
+        assert_eq!((args.limit, args.json), (5, true));
+        let cli = Cli::try_parse_from(["baton", "dead-letters", "replay", "17-0"]).unwrap();
+        let Command::DeadLetters(DeadLettersCommand::Replay(args)) = cli.command else {
+            panic!("wrong command")
+        };
+        assert_eq!((args.id.as_str(), args.json), ("17-0", false));
+        assert!(Cli::try_parse_from(["baton", "dead-letters", "show"]).is_err());
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The commands behind `baton …`, one module per noun. [`Ctx`] carries what every command needs:
 //! the orchestrator connection and the chosen output format.
 
+mod dead_letters;
 mod dev;
 mod follow;
 mod info;
@@ -16,7 +17,7 @@ use baton_proto::v1::{
 };
 use tonic::transport::Channel;
 
-use crate::args::{Cli, Command, OutputFormat, RunCommand, WorkflowCommand};
+use crate::args::{Cli, Command, DeadLettersCommand, OutputFormat, RunCommand, WorkflowCommand};
 use crate::client;
 
 /// What every command needs.
@@ -68,6 +69,15 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Run(RunCommand::Cancel(args)) => run::cancel(&ctx, args).await,
         Command::Run(RunCommand::Watch(args)) => {
             follow::follow_run(&ctx, &args.run_id, args.after_sequence).await
+        }
+        Command::DeadLetters(DeadLettersCommand::List(args)) => {
+            dead_letters::list(&ctx, args).await
+        }
+        Command::DeadLetters(DeadLettersCommand::Show(args)) => {
+            dead_letters::show(&ctx, args).await
+        }
+        Command::DeadLetters(DeadLettersCommand::Replay(args)) => {
+            dead_letters::replay(&ctx, args).await
         }
         Command::Info => info::info(&ctx).await,
         Command::Dev(_) => unreachable!("handled before connecting"),
