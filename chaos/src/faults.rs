@@ -13,7 +13,7 @@ use crate::{
     audit::Violation,
     load::{self, Ack, Expect, Load},
     servers::Servers,
-    services::{MAX_INPUTS_BYTES, STEP_OUTPUT_LIMIT_VARIABLE, ServiceBinaries, Services},
+    services::{MAX_INPUTS_BYTES, ServiceBinaries, Services},
     streams::{KINDS, Streams},
 };
 
@@ -184,36 +184,88 @@ pub async fn duplicates(stage: &mut Stage<'_>) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The poisoned workflows: a step whose rendered input and output hold a NUL (the template's
-/// string escape makes it: YAML turns `\\u0000` into `\u0000`, which minijinja turns into a NUL,
-/// so the definition itself holds none), and one whose output is megabytes long.
-const NUL_OUTPUT_REF: &str = "chaos/nul-output@1";
-const NUL_OUTPUT: &str = r#"
-owner: chaos
-name: nul-output
-version: 1
-steps:
-  - { id: say, kind: echo, input: { text: "{{ 'x\\u0000y' }}" } }
-  - { id: after, kind: noop, needs: [say] }
-"#;
-const BIG_OUTPUT_REF: &str = "chaos/big-output@1";
-const BIG_OUTPUT: &str = r#"
-owner: chaos
-name: big-output
-version: 1
-steps:
-  - { id: say, kind: echo, input: { text: "{{ 'x' * 2100000 }}" } }
-"#;
 /// Runs of each poisoned workflow.
-const POISONED_RUNS: usize = 3;
+const POISONED_RUNS: usize = 2;
+
+/// A workflow whose one `echo` step cannot run or be stored, and how its runs must fail.
+struct Poisoned {
+    name: &'static str,
+    /// The step's input, in YAML flow style.
+    input: &'static str,
+    /// What the run's error must name.
+    naming: &'static str,
+    /// The runner variable of the limit it crosses; a runner that does not read it need only
+    /// end the run.
+    limit: Option<&'static str>,
+}
+
+/// The NUL comes from the template's string escape: YAML turns `\\u0000` into `\u0000`, which
+/// minijinja turns into a NUL, so the definition itself holds none. The sizes cross the
+/// [`crate::services::RUNNER_LIMITS`]: 200 kB of one template over its 128 KiB; three of
+/// 100 kB over the 256 KiB step input; an input of 100 kB, echoed, over the 64 KiB step
+/// output; a million loop turns (over the characters of a string: templates may name no
+/// function) over the fuel of 100,000.
+const POISONED: &[Poisoned] = &[
+    Poisoned {
+        name: "nul-output",
+        input: r#"{ text: "{{ 'x\\u0000y' }}" }"#,
+        naming: "NUL character",
+        limit: None,
+    },
+    Poisoned {
+        name: "template-output",
+        input: r#"{ text: "{{ 'x' * 200000 }}" }"#,
+        naming: "BATON_MAX_TEMPLATE_OUTPUT_BYTES",
+        limit: Some("BATON_MAX_TEMPLATE_OUTPUT_BYTES"),
+    },
+    Poisoned {
+        name: "step-input",
+        input: r#"{ a: "{{ 'x' * 100000 }}", b: "{{ 'y' * 100000 }}", c: "{{ 'z' * 100000 }}" }"#,
+        naming: "BATON_MAX_STEP_INPUT_BYTES",
+        limit: Some("BATON_MAX_STEP_INPUT_BYTES"),
+    },
+    Poisoned {
+        name: "step-output",
+        input: r#"{ text: "{{ 'x' * 100000 }}" }"#,
+        naming: "BATON_MAX_STEP_OUTPUT_BYTES",
+        limit: Some("BATON_MAX_STEP_OUTPUT_BYTES"),
+    },
+    Poisoned {
+        name: "template-fuel",
+        input: r#"{ text: "{% for a in 'x' * 1000 %}{% for b in 'x' * 1000 %}{% endfor %}{% endfor %}" }"#,
+        naming: "BATON_TEMPLATE_FUEL",
+        limit: Some("BATON_TEMPLATE_FUEL"),
+    },
+];
+
+impl Poisoned {
+    fn workflow_ref(&self) -> String {
+        format!("chaos/{}@1", self.name)
+    }
+
+    fn definition(&self) -> String {
+        format!(
+            "owner: chaos\nname: {}\nversion: 1\nsteps:\n  - {{ id: say, kind: echo, input: {} }}\n  - {{ id: after, kind: noop, needs: [say] }}\n",
+            self.name, self.input
+        )
+    }
+
+    fn expect(&self, binaries: &ServiceBinaries) -> Expect {
+        match self.limit {
+            Some(variable) if !binaries.runner_mentions(variable) => Expect::End,
+            _ => Expect::FailNaming(self.naming.to_owned()),
+        }
+    }
+}
 
 /// Poison on every stream (undecodable bytes, an empty payload, an entry without Baton's field),
 /// StartRuns the API must refuse (a NUL in the inputs, inputs over the limit), and runs whose
 /// step input and output cannot be stored. Nothing of it may hold back the load.
 pub async fn poison(stage: &mut Stage<'_>) -> anyhow::Result<()> {
     let api = stage.services.api();
-    load::register(api, NUL_OUTPUT).await?;
-    load::register(api, BIG_OUTPUT).await?;
+    for poisoned in POISONED {
+        load::register(api, &poisoned.definition()).await?;
+    }
     stage.load.reached(0.2).await;
 
     let mut undecodable = 0;
@@ -313,23 +365,19 @@ async fn refused_starts(stage: &mut Stage<'_>) {
 
 /// Runs of the poisoned workflows, in the ledger with how each must end.
 async fn poisoned_runs(stage: &mut Stage<'_>) -> anyhow::Result<()> {
-    let limits = stage.binaries.runner_limits_step_output();
-    let big = if limits {
-        Expect::FailNaming("limit".into())
-    } else {
-        Expect::End
-    };
     let mut client = load::runs_client(stage.services.api());
     let ledger = stage.load.ledger();
-    for n in 0..POISONED_RUNS {
-        for (workflow, expect) in [
-            (NUL_OUTPUT_REF, Expect::FailNaming("NUL character".into())),
-            (BIG_OUTPUT_REF, big.clone()),
-        ] {
-            let key = format!("poison-{}-{n}", workflow.replace(['/', '@'], "-"));
+    let mut unlimited = Vec::new();
+    for poisoned in POISONED {
+        let expect = poisoned.expect(stage.binaries);
+        if expect == Expect::End {
+            unlimited.extend(poisoned.limit);
+        }
+        for n in 0..POISONED_RUNS {
+            let key = format!("poison-{}-{n}", poisoned.name);
             let run = client
                 .start_run(v1::StartRunRequest {
-                    workflow_ref: workflow.into(),
+                    workflow_ref: poisoned.workflow_ref(),
                     inputs_json: "{}".into(),
                     idempotency_key: key.clone(),
                     tenant: String::new(),
@@ -354,15 +402,16 @@ async fn poisoned_runs(stage: &mut Stage<'_>) -> anyhow::Result<()> {
             }
         }
     }
+    let names: Vec<&str> = POISONED.iter().map(|p| p.name).collect();
     stage.note(format!(
-        "{POISONED_RUNS} runs each of {NUL_OUTPUT_REF} (must fail naming the NUL) and {BIG_OUTPUT_REF} ({})",
-        if limits {
-            "must fail naming the limit".to_owned()
-        } else {
-            format!(
-                "the runner reads no {STEP_OUTPUT_LIMIT_VARIABLE}: no step output limit, so it only has to end"
-            )
-        }
+        "{POISONED_RUNS} runs each of chaos/{{{}}}, each failing naming the NUL or its limit",
+        names.join(",")
     ));
+    if !unlimited.is_empty() {
+        stage.note(format!(
+            "the runner reads no {}: those runs only have to end",
+            unlimited.join(", ")
+        ));
+    }
     Ok(())
 }

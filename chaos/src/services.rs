@@ -38,10 +38,15 @@ const RUNNER_TIMINGS: &[(&str, &str)] = &[
 
 /// The largest `inputs_json` the suite's orchestrator accepts (`BATON_MAX_INPUTS_BYTES`).
 pub const MAX_INPUTS_BYTES: usize = 64 * 1024;
-/// The step output limit the suite sets (`BATON_MAX_STEP_OUTPUT_BYTES`) for runners that have one.
-pub const MAX_STEP_OUTPUT_BYTES: usize = 64 * 1024;
-/// The variable of the step output limit, looked for in the runner binary.
-pub const STEP_OUTPUT_LIMIT_VARIABLE: &str = "BATON_MAX_STEP_OUTPUT_BYTES";
+/// The step and template limits the suite sets on the runners, small enough for the poison
+/// scenario to cross each with a step of a few hundred kilobytes. A runner without a limit
+/// ignores its variable; the poison scenario looks for each name in the binary.
+pub const RUNNER_LIMITS: &[(&str, usize)] = &[
+    ("BATON_MAX_STEP_INPUT_BYTES", 256 * 1024),
+    ("BATON_MAX_STEP_OUTPUT_BYTES", 64 * 1024),
+    ("BATON_MAX_TEMPLATE_OUTPUT_BYTES", 128 * 1024),
+    ("BATON_TEMPLATE_FUEL", 100_000),
+];
 
 /// Where the service binaries are.
 #[derive(Clone, Debug)]
@@ -67,13 +72,10 @@ impl ServiceBinaries {
         })
     }
 
-    /// Whether the runner reads a step output limit: its variable's name is in the binary.
-    pub fn runner_limits_step_output(&self) -> bool {
-        std::fs::read(&self.runner).is_ok_and(|bytes| {
-            bytes
-                .windows(STEP_OUTPUT_LIMIT_VARIABLE.len())
-                .any(|w| w == STEP_OUTPUT_LIMIT_VARIABLE.as_bytes())
-        })
+    /// Whether the runner binary holds `text`: how the suite tells whether it reads a variable.
+    pub fn runner_mentions(&self, text: &str) -> bool {
+        std::fs::read(&self.runner)
+            .is_ok_and(|bytes| bytes.windows(text.len()).any(|w| w == text.as_bytes()))
     }
 }
 
@@ -149,10 +151,11 @@ impl Services {
                     .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
             );
             env.push(("BATON_BUILTIN_WORKERS".into(), "true".into()));
-            env.push((
-                STEP_OUTPUT_LIMIT_VARIABLE.into(),
-                MAX_STEP_OUTPUT_BYTES.to_string(),
-            ));
+            env.extend(
+                RUNNER_LIMITS
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), v.to_string())),
+            );
             let mut runner = Slot::new(
                 &name,
                 &binaries.runner,
