@@ -42,6 +42,7 @@ mod http;
 mod infra;
 mod orchestration;
 mod registry;
+mod retention;
 
 pub use config::{ENABLE_METRICS_VAR, METRICS_PORT_VAR, MetricsConfig};
 pub use error::MetricsError;
@@ -59,3 +60,4 @@ pub use orchestration::{
     ORCHESTRATION_STEP_DURATION_SECONDS, ORCHESTRATION_STEP_QUEUE_SECONDS, RunOutcome,
 };
 pub use registry::Metrics;
+pub use retention::{BATON_CONSUMERS_REMOVED_TOTAL, BATON_RUNS_DELETED_TOTAL};

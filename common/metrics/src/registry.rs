@@ -7,6 +7,7 @@ use crate::MetricsError;
 use crate::grpc::GrpcServerMetrics;
 use crate::infra::InfraMetrics;
 use crate::orchestration::{OrchestrationMetrics, RunOutcome};
+use crate::retention::RetentionMetrics;
 
 /// Every Baton metric, registered in a private [`Registry`].
 ///
@@ -17,6 +18,7 @@ pub struct Metrics {
     registry: Registry,
     orchestration: OrchestrationMetrics,
     infra: InfraMetrics,
+    retention: RetentionMetrics,
     pub(crate) grpc: GrpcServerMetrics,
 }
 
@@ -33,6 +35,7 @@ impl Metrics {
         let registry = Registry::new();
         let orchestration = OrchestrationMetrics::register(&registry)?;
         let infra = InfraMetrics::register(&registry)?;
+        let retention = RetentionMetrics::register(&registry)?;
         let grpc = GrpcServerMetrics::register(&registry)?;
         #[cfg(target_os = "linux")]
         registry.register(Box::new(
@@ -42,6 +45,7 @@ impl Metrics {
             registry,
             orchestration,
             infra,
+            retention,
             grpc,
         })
     }
@@ -87,6 +91,16 @@ impl Metrics {
     /// Observes the latency of one Redis operation (e.g. `xadd`).
     pub fn observe_redis(&self, op: &str, secs: f64) {
         self.infra.observe_redis(op, secs);
+    }
+
+    /// Counts finished runs deleted by retention.
+    pub fn runs_deleted(&self, n: u64) {
+        self.retention.runs_deleted(n);
+    }
+
+    /// Counts idle consumers removed from the queue's groups.
+    pub fn consumers_removed(&self, n: u64) {
+        self.retention.consumers_removed(n);
     }
 
     /// Renders every metric in the Prometheus text format 0.0.4.

@@ -40,6 +40,21 @@ pub struct RunnerConfig {
     pub sweep_interval: Duration,
     /// `BATON_SWEEP_GRACE` (default 10s): how overdue a run must be before the sweeper wakes it.
     pub sweep_grace: Duration,
+    /// `BATON_RETENTION` (default 30d): finished runs (completed, failed, cancelled, timed out)
+    /// that ended longer ago are deleted with their steps and events, so the store does not grow
+    /// without bound. `0` or `off` keeps every run for good.
+    pub retention: Option<Duration>,
+    /// `BATON_RETENTION_INTERVAL` (default 60s): how often this replica deletes expired runs and
+    /// idle consumers. Every replica does; they never delete the same run twice.
+    pub retention_interval: Duration,
+    /// `BATON_RETENTION_BATCH` (default 500): most runs deleted in one transaction. Batches
+    /// follow each other with a pause at least as long as the batch took, so retention never
+    /// takes more than half the database's time from the runs being applied.
+    pub retention_batch: i64,
+    /// `BATON_CONSUMER_IDLE_REMOVE` (default 1h): consumers idle this long that hold no pending
+    /// entry (those of replicas that are gone) leave the inbox's and job streams' groups.
+    /// Longer than any pause a live replica makes between reads; `0` or `off` keeps them.
+    pub consumer_idle_remove: Option<Duration>,
     /// `BATON_BUILTIN_WORKERS` (default true): run the built-in kinds' workers in this process.
     pub builtin_workers: bool,
     /// The built-in workers' settings, read as every worker service reads them
@@ -81,6 +96,16 @@ impl RunnerConfig {
             timer_poll: env.duration_or("BATON_TIMER_POLL", Duration::from_secs(1))?,
             sweep_interval: env.duration_or("BATON_SWEEP_INTERVAL", Duration::from_secs(5))?,
             sweep_grace: env.duration_or("BATON_SWEEP_GRACE", Duration::from_secs(10))?,
+            retention: duration_or_off(env, "BATON_RETENTION", Duration::from_secs(30 * 86_400))?,
+            retention_interval: env
+                .duration_or("BATON_RETENTION_INTERVAL", Duration::from_secs(60))?
+                .max(Duration::from_millis(10)),
+            retention_batch: env.parse_or("BATON_RETENTION_BATCH", 500_i64)?.max(1),
+            consumer_idle_remove: duration_or_off(
+                env,
+                "BATON_CONSUMER_IDLE_REMOVE",
+                Duration::from_secs(3_600),
+            )?,
             builtin_workers: env.bool_or("BATON_BUILTIN_WORKERS", true)?,
             worker: WorkerConfig::from_env_with_default_id(env, &format!("{consumer}-worker"))?,
             max_deliveries: env.parse_or("BATON_MAX_DELIVERIES", 5)?,
@@ -89,9 +114,60 @@ impl RunnerConfig {
     }
 }
 
+/// A duration like `30d` or `90s`, `default` when unset, or `None` for `0` or `off`.
+fn duration_or_off(
+    env: &Env,
+    name: &str,
+    default: Duration,
+) -> Result<Option<Duration>, ConfigError> {
+    if env
+        .var(name)
+        .is_some_and(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "0" | "off"))
+    {
+        return Ok(None);
+    }
+    Ok(Some(env.duration_or(name, default)?).filter(|d| !d.is_zero()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retention_defaults_and_off() {
+        let defaults = RunnerConfig::from_env(&Env::from_pairs([])).unwrap();
+        assert_eq!(defaults.retention, Some(Duration::from_secs(30 * 86_400)));
+        assert_eq!(defaults.retention_interval, Duration::from_secs(60));
+        assert_eq!(defaults.retention_batch, 500);
+        assert_eq!(
+            defaults.consumer_idle_remove,
+            Some(Duration::from_secs(3_600))
+        );
+        let set = Env::from_pairs([
+            ("BATON_RETENTION", "7d"),
+            ("BATON_RETENTION_BATCH", "50"),
+            ("BATON_CONSUMER_IDLE_REMOVE", "off"),
+        ]);
+        let set = RunnerConfig::from_env(&set).unwrap();
+        assert_eq!(set.retention, Some(Duration::from_secs(7 * 86_400)));
+        assert_eq!(set.retention_batch, 50);
+        assert_eq!(set.consumer_idle_remove, None);
+        for off in ["0", "off", "OFF", "0s"] {
+            let env = Env::from_pairs([("BATON_RETENTION", off)]);
+            assert_eq!(
+                RunnerConfig::from_env(&env).unwrap().retention,
+                None,
+                "{off}"
+            );
+        }
+        let bad = Env::from_pairs([("BATON_RETENTION", "a month")]);
+        assert!(
+            RunnerConfig::from_env(&bad)
+                .unwrap_err()
+                .to_string()
+                .contains("BATON_RETENTION")
+        );
+    }
 
     #[test]
     fn max_parallel_precedence() {

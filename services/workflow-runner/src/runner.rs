@@ -8,6 +8,7 @@ mod apply;
 mod inbox;
 mod metrics;
 mod recovery;
+mod retention;
 mod workflows;
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
