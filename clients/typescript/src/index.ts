@@ -6,5 +6,7 @@ export * from "./gen/baton/v1/run";
 export * from "./gen/baton/v1/run.client";
 export * from "./gen/baton/v1/info";
 export * from "./gen/baton/v1/info.client";
+export * from "./gen/baton/v1/admin";
+export * from "./gen/baton/v1/admin.client";
 export * from "./gen/grpc/health/v1/health";
 export * from "./gen/grpc/health/v1/health.client";
