@@ -18,15 +18,25 @@ use crate::{
 pub struct EngineConfig {
     /// `maxParallel` for definitions that do not set it.
     pub default_max_parallel: u32,
+    /// How long a dispatched step's lease lives in the store without news of its job
+    /// (microseconds); once it runs out, the reconciler looks for the job.
+    pub lease_ttl: i64,
+    /// How large a step's input and output may be, and what a template may do.
+    pub limits: crate::Limits,
 }
 
 impl Default for EngineConfig {
     fn default() -> Self {
         Self {
             default_max_parallel: 1,
+            lease_ttl: DEFAULT_LEASE_TTL,
+            limits: crate::Limits::default(),
         }
     }
 }
+
+/// [`EngineConfig::lease_ttl`] unless configured: 30 s.
+pub const DEFAULT_LEASE_TTL: i64 = 30_000_000;
 
 /// A wake-up the runner must schedule for a run.
 #[derive(Clone, Debug, PartialEq)]
@@ -45,6 +55,36 @@ pub struct Effects {
     pub cancelled_runs: Vec<(uuid::Uuid, String)>,
     /// Jobs that failed past their last attempt.
     pub exhausted: Vec<v1::JobResult>,
+    /// Reports that changed nothing because their lease was stale.
+    pub fenced: Fenced,
+    /// Steps dispatched again because their job was lost.
+    pub redispatched: u64,
+}
+
+/// Reports fenced off by their lease, by what they reported.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Fenced {
+    pub started: u64,
+    pub results: u64,
+}
+
+/// Whether a report about a step's job may change the step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Holder {
+    /// From the step's current dispatch, by its latest delivery or a newer one.
+    Current,
+    /// From an older dispatch, or from a delivery that a newer one took over from.
+    Stale,
+}
+
+/// Judges a report's `lease` and `delivery` against the step's current lease. Delivery 0 is a
+/// report that does not know its delivery; it is judged by the lease alone.
+fn holder(step: &StepState, lease: u64, delivery: u32) -> Holder {
+    if lease != step.lease || (delivery != 0 && delivery < step.lease_holder) {
+        Holder::Stale
+    } else {
+        Holder::Current
+    }
 }
 
 /// Begins a queued run: creates its steps and dispatches the ready ones.
@@ -85,15 +125,28 @@ pub fn start_run(
         });
     }
     run.push_event(Ev::RunStarted, None, now, None, None);
-    advance(run, wf, now, fx);
+    advance(run, wf, cfg, now, fx);
 }
 
-/// A worker began an attempt.
-pub fn apply_job_started(run: &mut RunState, msg: &v1::JobStarted, now: i64) {
+/// A worker began an attempt, or parked it. A later delivery of the same job (reclaimed from a
+/// worker that stopped answering) takes the attempt over, so the earlier worker's reports are
+/// fenced off from then on.
+pub fn apply_job_started(
+    run: &mut RunState,
+    cfg: &EngineConfig,
+    msg: &v1::JobStarted,
+    now: i64,
+    fx: &mut Effects,
+) {
     let Some(i) = find_attempt(run, &msg.step_id, msg.attempt) else {
         return;
     };
-    if run.steps[i].status != StepStatus::Queued {
+    let step = &run.steps[i];
+    if !step.status.is_in_flight() {
+        return;
+    }
+    if holder(step, msg.lease, msg.delivery) == Holder::Stale {
+        fx.fenced.started += 1;
         return;
     }
     let started = msg
@@ -101,16 +154,90 @@ pub fn apply_job_started(run: &mut RunState, msg: &v1::JobStarted, now: i64) {
         .as_ref()
         .map(baton_proto::timestamp_to_micros)
         .unwrap_or(now);
-    mark_running(run, i, started, &msg.worker_id);
+    let ttl = if msg.parked { 0 } else { cfg.lease_ttl };
+    if step.status == StepStatus::Queued {
+        mark_running(run, i, started, &msg.worker_id, msg.delivery, ttl);
+        return;
+    }
+    if msg.delivery > step.lease_holder || (msg.parked && step.lease_ttl != 0) {
+        let previous = step.worker_id.clone().unwrap_or_default();
+        let worker = without_nul(&msg.worker_id).into_owned();
+        let step = &mut run.steps[i];
+        step.lease_holder = step.lease_holder.max(msg.delivery);
+        step.lease_ttl = ttl;
+        step.dirty = true;
+        let message = if msg.parked {
+            "parked; its result arrives later".to_owned()
+        } else {
+            step.worker_id = (!worker.is_empty()).then(|| worker.clone());
+            format!("taken over by worker `{worker}` from `{previous}`, which stopped answering")
+        };
+        run.push_event(Ev::StepStarted, Some(i), now, Some(message), None);
+    }
 }
 
-fn mark_running(run: &mut RunState, i: usize, started: i64, worker_id: &str) {
+fn mark_running(
+    run: &mut RunState,
+    i: usize,
+    started: i64,
+    worker_id: &str,
+    delivery: u32,
+    lease_ttl: i64,
+) {
     let step = &mut run.steps[i];
     step.status = StepStatus::Running;
     step.started_at = Some(started);
     step.worker_id = (!worker_id.is_empty()).then(|| without_nul(worker_id).into_owned());
+    step.lease_holder = step.lease_holder.max(delivery);
+    step.lease_ttl = lease_ttl;
     step.dirty = true;
     run.push_event(Ev::StepStarted, Some(i), started, None, None);
+}
+
+/// The reconciler found the step's job gone: dispatch it again under a new lease, on the same
+/// attempt (losing a job is not the step's failure). Applies only while the step is still in
+/// flight on that attempt and lease, so a late or repeated command changes nothing.
+pub fn redispatch_step(
+    run: &mut RunState,
+    wf: &CompiledWorkflow,
+    cfg: &EngineConfig,
+    msg: &v1::RedispatchStepCommand,
+    now: i64,
+    fx: &mut Effects,
+) {
+    let Some(i) = find_attempt(run, &msg.step_id, msg.attempt) else {
+        return;
+    };
+    let step = &run.steps[i];
+    if !step.status.is_in_flight() || step.lease != msg.lease {
+        return;
+    }
+    let ctx = template_context(run, wf);
+    let def = &wf.steps()[i];
+    // It rendered when first dispatched, and the steps it reads have not changed since.
+    let input = match render_input(&def.input, &ctx, "input", &cfg.limits.template) {
+        Ok(input) => input,
+        Err(e) => {
+            fail_without_attempt(run, i, e.to_string(), now);
+            advance(run, wf, cfg, now, fx);
+            return;
+        }
+    };
+    let step = &mut run.steps[i];
+    step.status = StepStatus::Queued;
+    step.started_at = None;
+    step.worker_id = None;
+    step.dirty = true;
+    fx.redispatched += 1;
+    let job = new_job(run, wf, cfg, i, &input, now);
+    fx.jobs.push(job);
+    run.push_event(
+        Ev::StepQueued,
+        Some(i),
+        now,
+        Some("dispatched again: its job was lost".to_owned()),
+        None,
+    );
 }
 
 fn find_attempt(run: &RunState, step_id: &str, attempt: u32) -> Option<usize> {
@@ -127,6 +254,7 @@ fn find_attempt(run: &RunState, step_id: &str, attempt: u32) -> Option<usize> {
 pub fn apply_job_result(
     run: &mut RunState,
     wf: &CompiledWorkflow,
+    cfg: &EngineConfig,
     result: &v1::JobResult,
     now: i64,
     fx: &mut Effects,
@@ -135,6 +263,10 @@ pub fn apply_job_result(
         return;
     };
     if !run.steps[i].status.is_in_flight() {
+        return;
+    }
+    if holder(&run.steps[i], result.lease, result.delivery) == Holder::Stale {
+        fx.fenced.results += 1;
         return;
     }
     let started = result
@@ -147,7 +279,14 @@ pub fn apply_job_result(
         .map(baton_proto::timestamp_to_micros)
         .unwrap_or(now);
     if run.steps[i].status == StepStatus::Queued {
-        mark_running(run, i, started.unwrap_or(finished), &result.worker_id);
+        mark_running(
+            run,
+            i,
+            started.unwrap_or(finished),
+            &result.worker_id,
+            result.delivery,
+            0,
+        );
     }
     let worker_id =
         (!result.worker_id.is_empty()).then(|| without_nul(&result.worker_id).into_owned());
@@ -162,7 +301,7 @@ pub fn apply_job_result(
     step.usage.clone_from(&result.usage);
     step.ended_at = Some(finished);
     let attempt_status;
-    match ending(result) {
+    match ending(result, &cfg.limits) {
         Ending::Output(output) => {
             step.status = StepStatus::Completed;
             step.error = None;
@@ -220,7 +359,7 @@ pub fn apply_job_result(
             usage: step.usage,
         });
     }
-    advance(run, wf, now, fx);
+    advance(run, wf, cfg, now, fx);
 }
 
 /// How an attempt ended, in the form the store can hold.
@@ -229,11 +368,19 @@ enum Ending {
     Failure { error: String, retryable: bool },
 }
 
-/// Reads a result's output or error. An output the store cannot hold fails the attempt for good,
-/// as running it again would only produce it again; an error loses its NULs instead.
-fn ending(result: &v1::JobResult) -> Ending {
+/// Reads a result's output or error. An output the store cannot hold or that is over the output
+/// limit fails the attempt for good, as running it again would only produce it again; an error
+/// loses its NULs instead, and is cut to the output limit.
+fn ending(result: &v1::JobResult, limits: &crate::Limits) -> Ending {
     let outcome = v1::JobOutcome::try_from(result.outcome).unwrap_or(v1::JobOutcome::Failed);
     if outcome == v1::JobOutcome::Succeeded {
+        // Measured before it is parsed, so a huge output costs no copy of itself.
+        if let Err(too_large) = limits.check_output(&result.output_json) {
+            return Ending::Failure {
+                error: too_large,
+                retryable: false,
+            };
+        }
         let output = match result.output_json.as_str() {
             "" => Json::Null,
             text => serde_json::from_str(text).unwrap_or_else(|_| Json::String(text.to_owned())),
@@ -249,7 +396,7 @@ fn ending(result: &v1::JobResult) -> Ending {
     let error = match (outcome, result.error.as_str()) {
         (v1::JobOutcome::TimedOut, "") => "attempt timed out".to_owned(),
         (_, "") => "attempt failed".to_owned(),
-        (_, e) => without_nul(e).into_owned(),
+        (_, e) => without_nul(&limits.bound_error(e)).into_owned(),
     };
     Ending::Failure {
         error,
@@ -258,7 +405,13 @@ fn ending(result: &v1::JobResult) -> Ending {
 }
 
 /// A timer fired: a retry came due, or the run's deadline passed.
-pub fn wake_run(run: &mut RunState, wf: &CompiledWorkflow, now: i64, fx: &mut Effects) {
+pub fn wake_run(
+    run: &mut RunState,
+    wf: &CompiledWorkflow,
+    cfg: &EngineConfig,
+    now: i64,
+    fx: &mut Effects,
+) {
     if run.status != RunStatus::Running {
         return;
     }
@@ -272,7 +425,7 @@ pub fn wake_run(run: &mut RunState, wf: &CompiledWorkflow, now: i64, fx: &mut Ef
         );
         return;
     }
-    advance(run, wf, now, fx);
+    advance(run, wf, cfg, now, fx);
 }
 
 /// Ends an active run as `cancelled`, `timed_out` or `failed`: every unfinished step is cancelled.
@@ -328,8 +481,14 @@ fn finish(run: &mut RunState, status: RunStatus, error: Option<String>, now: i64
 /// Settles what can be settled: skips, condition checks, dispatch up to `maxParallel`, and the
 /// run's end. A step that fails at dispatch (its input cannot render) settles its dependents in
 /// turn, so passes repeat until none does; each repeat fails a step for good, so they end.
-fn advance(run: &mut RunState, wf: &CompiledWorkflow, now: i64, fx: &mut Effects) {
-    while settle_and_dispatch(run, wf, now, fx) {}
+fn advance(
+    run: &mut RunState,
+    wf: &CompiledWorkflow,
+    cfg: &EngineConfig,
+    now: i64,
+    fx: &mut Effects,
+) {
+    while settle_and_dispatch(run, wf, cfg, now, fx) {}
     if run.steps.iter().all(|s| s.status.is_terminal()) {
         complete(run, wf, now);
     }
@@ -339,6 +498,7 @@ fn advance(run: &mut RunState, wf: &CompiledWorkflow, now: i64, fx: &mut Effects
 fn settle_and_dispatch(
     run: &mut RunState,
     wf: &CompiledWorkflow,
+    cfg: &EngineConfig,
     now: i64,
     fx: &mut Effects,
 ) -> bool {
@@ -359,7 +519,7 @@ fn settle_and_dispatch(
                 settled = true;
             } else if let Some(when) = &wf.steps()[i].when {
                 let ctx = ctx.get_or_insert_with(|| template_context(run, wf));
-                match eval_condition(when, ctx) {
+                match eval_condition(when, ctx, &cfg.limits.template) {
                     Ok(true) => {}
                     Ok(false) => {
                         skip(run, i, format!("condition `{when}` is false"), now);
@@ -392,7 +552,7 @@ fn settle_and_dispatch(
         };
         if ready {
             let ctx = ctx.get_or_insert_with(|| template_context(run, wf));
-            if dispatch(run, wf, i, ctx, now, fx) {
+            if dispatch(run, wf, cfg, i, ctx, now, fx) {
                 slots -= 1;
             } else {
                 failed = true;
@@ -444,19 +604,24 @@ fn fail_without_attempt(run: &mut RunState, i: usize, error: String, now: i64) {
 fn dispatch(
     run: &mut RunState,
     wf: &CompiledWorkflow,
+    cfg: &EngineConfig,
     i: usize,
     ctx: &TemplateContext,
     now: i64,
     fx: &mut Effects,
 ) -> bool {
     let def = &wf.steps()[i];
-    let input = match render_input(&def.input, ctx, "input") {
+    let input = match render_input(&def.input, ctx, "input", &cfg.limits.template) {
         Ok(input) => input,
         Err(e) => {
             fail_without_attempt(run, i, e.to_string(), now);
             return false;
         }
     };
+    if let Err(too_large) = cfg.limits.check_input(&input) {
+        fail_without_attempt(run, i, too_large, now);
+        return false;
+    }
     if let Some(at) = find_nul(&input, "input") {
         fail_without_attempt(run, i, format!("step input cannot be used: {at}"), now);
         return false;
@@ -470,7 +635,27 @@ fn dispatch(
     step.next_attempt_at = None;
     step.usage = None;
     step.dirty = true;
-    fx.jobs.push(v1::Job {
+    let job = new_job(run, wf, cfg, i, &input, now);
+    fx.jobs.push(job);
+    run.push_event(Ev::StepQueued, Some(i), now, None, None);
+    true
+}
+
+/// The job for step `i`'s current attempt, under a new lease that the step now holds.
+fn new_job(
+    run: &mut RunState,
+    wf: &CompiledWorkflow,
+    cfg: &EngineConfig,
+    i: usize,
+    input: &Json,
+    now: i64,
+) -> v1::Job {
+    let def = &wf.steps()[i];
+    let step = &mut run.steps[i];
+    step.lease += 1;
+    step.lease_holder = 0;
+    step.lease_ttl = cfg.lease_ttl;
+    v1::Job {
         run_id: run.id.to_string(),
         step_id: step.step_id.clone(),
         kind: def.kind.clone(),
@@ -486,9 +671,8 @@ fn dispatch(
         trace_context: Default::default(),
         workflow_ref: run.workflow_ref.clone(),
         tenant: run.tenant.clone(),
-    });
-    run.push_event(Ev::StepQueued, Some(i), now, None, None);
-    true
+        lease: step.lease,
+    }
 }
 
 fn template_context(run: &RunState, _wf: &CompiledWorkflow) -> TemplateContext {
@@ -543,5 +727,7 @@ fn complete(run: &mut RunState, wf: &CompiledWorkflow, now: i64) {
     }
 }
 
+#[cfg(test)]
+mod limits_tests;
 #[cfg(test)]
 mod tests;

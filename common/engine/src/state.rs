@@ -101,6 +101,15 @@ pub struct StepState {
     pub worker_id: Option<String>,
     /// What the current attempt cost, once it ended.
     pub usage: Option<v1::ResourceUsage>,
+    /// The fencing token of the step's current dispatch (0 before the first): only reports that
+    /// carry it back change the step.
+    pub lease: u64,
+    /// The latest delivery of the current dispatch's job that reported (0 before any): an older
+    /// one's reports are fenced off, a newer one takes the attempt over.
+    pub lease_holder: u32,
+    /// How long the store keeps the lease alive from this write, by the database's clock
+    /// (microseconds; 0 for none: a step not in flight, or parked). Not stored itself.
+    pub lease_ttl: i64,
     /// Changed since loaded: the store writes it back.
     pub dirty: bool,
 }
@@ -120,6 +129,9 @@ impl StepState {
             next_attempt_at: None,
             worker_id: None,
             usage: None,
+            lease: 0,
+            lease_holder: 0,
+            lease_ttl: 0,
             dirty: true,
         }
     }

@@ -41,6 +41,7 @@ mod grpc;
 mod http;
 mod infra;
 mod orchestration;
+mod recovery;
 mod registry;
 mod retention;
 
@@ -58,6 +59,9 @@ pub use infra::{
 pub use orchestration::{
     DURATION_BUCKETS, ORCHESTRATION_RUN_DURATION_SECONDS, ORCHESTRATION_RUNS_TOTAL,
     ORCHESTRATION_STEP_DURATION_SECONDS, ORCHESTRATION_STEP_QUEUE_SECONDS, RunOutcome,
+};
+pub use recovery::{
+    BATON_FENCED_REPORTS_TOTAL, BATON_LEASES_RENEWED_TOTAL, BATON_STEPS_REDISPATCHED_TOTAL,
 };
 pub use registry::Metrics;
 pub use retention::{BATON_CONSUMERS_REMOVED_TOTAL, BATON_RUNS_DELETED_TOTAL};

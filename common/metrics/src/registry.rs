@@ -7,6 +7,7 @@ use crate::MetricsError;
 use crate::grpc::GrpcServerMetrics;
 use crate::infra::InfraMetrics;
 use crate::orchestration::{OrchestrationMetrics, RunOutcome};
+use crate::recovery::RecoveryMetrics;
 use crate::retention::RetentionMetrics;
 
 /// Every Baton metric, registered in a private [`Registry`].
@@ -19,6 +20,7 @@ pub struct Metrics {
     orchestration: OrchestrationMetrics,
     infra: InfraMetrics,
     retention: RetentionMetrics,
+    recovery: RecoveryMetrics,
     pub(crate) grpc: GrpcServerMetrics,
 }
 
@@ -36,6 +38,7 @@ impl Metrics {
         let orchestration = OrchestrationMetrics::register(&registry)?;
         let infra = InfraMetrics::register(&registry)?;
         let retention = RetentionMetrics::register(&registry)?;
+        let recovery = RecoveryMetrics::register(&registry)?;
         let grpc = GrpcServerMetrics::register(&registry)?;
         #[cfg(target_os = "linux")]
         registry.register(Box::new(
@@ -46,6 +49,7 @@ impl Metrics {
             orchestration,
             infra,
             retention,
+            recovery,
             grpc,
         })
     }
@@ -91,6 +95,22 @@ impl Metrics {
     /// Observes the latency of one Redis operation (e.g. `xadd`).
     pub fn observe_redis(&self, op: &str, secs: f64) {
         self.infra.observe_redis(op, secs);
+    }
+
+    /// Counts steps dispatched again because their job was lost.
+    pub fn steps_redispatched(&self, n: u64) {
+        self.recovery.steps_redispatched(n);
+    }
+
+    /// Counts reports turned away for a stale lease; `report` is `started`, `result` or
+    /// `heartbeat`.
+    pub fn reports_fenced(&self, report: &str, n: u64) {
+        self.recovery.reports_fenced(report, n);
+    }
+
+    /// Counts expired leases extended because their job was still in the queue.
+    pub fn leases_renewed(&self, n: u64) {
+        self.recovery.leases_renewed(n);
     }
 
     /// Counts finished runs deleted by retention.

@@ -6,6 +6,7 @@
 
 mod embedded;
 mod names;
+mod presence;
 mod redis;
 
 use std::time::Duration;
@@ -15,6 +16,7 @@ use baton_proto::v1;
 
 pub use embedded::{SqliteQueue, SqliteQueueConfig};
 pub use names::StreamName;
+pub use presence::JobKey;
 pub use redis::{RedisKeys, RedisQueue, RedisQueueConfig};
 
 /// A message taken from a stream, to acknowledge once handled.
@@ -175,6 +177,11 @@ pub trait RunnerInbox: Send + Sync + 'static {
     async fn complete_batch(&self, outcome: BatchOutcome) -> Result<(), QueueError>;
     /// Moves an inbox entry (`letter.entry_id`) to the dead-letter stream and acknowledges it.
     async fn dead_letter_runner(&self, letter: v1::DeadLetter) -> Result<(), QueueError>;
+    /// Per job of `kind` in `jobs`, whether the queue still holds it: on its stream (waiting, or
+    /// taken by a worker and not acknowledged) or as a report about it in the runner inbox. Reads
+    /// the stream and the inbox through, so it is for the reconciler's rare questions, not the
+    /// hot path.
+    async fn jobs_present(&self, kind: &str, jobs: &[JobKey]) -> Result<Vec<bool>, QueueError>;
 }
 
 /// A worker's side: the job stream of each kind it serves, read in one consumer group per kind.
@@ -200,13 +207,14 @@ pub trait JobStream: Send + Sync + 'static {
         max: usize,
     ) -> Result<Vec<Delivery<v1::Job>>, QueueError>;
     /// Resets the idle time of jobs a worker is still running, so they are not reclaimed while
-    /// it works on them. Not a delivery.
+    /// it works on them. Not a delivery. Only jobs `consumer` still holds are touched: one
+    /// another worker reclaimed meanwhile stays with it. Returns how many were touched.
     async fn touch_jobs(
         &self,
         kind: &str,
         consumer: &str,
         ids: &[String],
-    ) -> Result<(), QueueError>;
+    ) -> Result<usize, QueueError>;
     /// Sends workers' reports to the runner inbox and acknowledges the jobs they finished, in one
     /// step, so a job is acknowledged only once its result is on the inbox.
     async fn report(

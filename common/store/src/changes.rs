@@ -12,6 +12,14 @@ pub(crate) enum StepWrite {
     Update,
 }
 
+/// Marks the runs as written: a step's `lease_ttl` counts from the write that used it, so it is
+/// spent once committed, and runs come back as the next batch would load them.
+pub(crate) fn committed(runs: &mut [RunState]) {
+    for step in runs.iter_mut().flat_map(|r| r.steps.iter_mut()) {
+        step.lease_ttl = 0;
+    }
+}
+
 /// The runs of a batch with anything to write.
 pub(crate) fn changed(runs: &[RunState]) -> Vec<&RunState> {
     runs.iter().filter(|r| r.is_changed()).collect()

@@ -4,7 +4,7 @@
 pub(crate) const RUN_COLUMNS: &str = "id, tenant, workflow_ref, status, inputs, output, error, idempotency_key, \
      max_parallel, deadline, created_at, started_at, ended_at, last_sequence, trace_context";
 pub(crate) const STEP_COLUMNS: &str = "run_id, position, step_id, kind, status, attempt, output, error, worker_id, \
-     queued_at, started_at, ended_at, next_attempt_at, usage";
+     queued_at, started_at, ended_at, next_attempt_at, usage, lease, lease_holder";
 pub(crate) const WORKFLOW_COLUMNS: &str = "owner, name, version, digest, definition, created_at";
 pub(crate) const EVENT_COLUMNS: &str =
     "run_id, sequence, event_type, step_id, attempt, message, output, time";

@@ -30,7 +30,7 @@ use uuid::Uuid;
 pub use error::StoreError;
 pub use model::{
     NewRun, NewWorkflow, Page, PageRequest, PutWorkflowOutcome, RunDetail, RunFilter, StatusCounts,
-    StoredEvent, StoredWorkflow, WakeCandidate, WorkerHost,
+    StepLease, StoredEvent, StoredWorkflow, WakeCandidate, WorkerHost,
 };
 pub use pg::PgStore;
 pub use sqlite::SqliteStore;
@@ -123,6 +123,16 @@ pub trait Store: Send + Sync + 'static {
         grace_micros: i64,
         limit: i64,
     ) -> Result<Vec<WakeCandidate>, StoreError>;
+
+    /// Steps in flight whose lease ran out by the database's clock, soonest expired first, at
+    /// most `limit`: their jobs may be lost. Only steps of running runs.
+    async fn expired_leases(&self, limit: i64) -> Result<Vec<StepLease>, StoreError>;
+
+    /// Extends by `ttl_micros` (from the database's clock) the leases that are still the steps'
+    /// current ones; a lease that moved on (the step was dispatched again or ended) is left as it
+    /// is. Returns how many were extended. Not a change of run state: no event, no step cache.
+    async fn renew_leases(&self, leases: &[StepLease], ttl_micros: i64)
+    -> Result<u64, StoreError>;
 
     /// Runs and steps counted by status, for operators' raw signal.
     async fn status_counts(&self) -> Result<StatusCounts, StoreError>;

@@ -148,6 +148,18 @@ pub enum WakeCandidate {
     Overdue(Uuid),
 }
 
+/// The lease of a step in flight: which dispatch of which attempt holds it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StepLease {
+    pub run_id: Uuid,
+    pub step_id: String,
+    /// The step's kind: the job stream its job is on.
+    pub kind: String,
+    pub attempt: u32,
+    /// The dispatch's fencing token.
+    pub lease: u64,
+}
+
 /// Counts by status (`queued`, `running`, `completed`, ...), as the store holds them.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct StatusCounts {

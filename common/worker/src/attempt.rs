@@ -1,5 +1,7 @@
 //! One attempt of a job: decode its input, run the executor under the step's timeout and the
-//! run's cancel, and turn a panic into a failure, so the kind's loop only reports what happened.
+//! run's cancel, and turn a panic or an output over the limit into a failure, so the kind's loop
+//! only reports what happened. A panic is retryable (the step's retry policy decides), as it may
+//! come from a passing condition; an output over the limit is not, as it would come again.
 
 use std::{panic::AssertUnwindSafe, time::Duration};
 
@@ -7,7 +9,7 @@ use baton_proto::v1;
 use futures::FutureExt as _;
 use tokio_util::sync::CancellationToken;
 
-use crate::{StepExecutor, StepFailure, StepOutput};
+use crate::{MAX_STEP_OUTPUT_BYTES_VAR, StepExecutor, StepFailure, StepOutput};
 
 /// How an attempt ended.
 #[derive(Debug, Clone, PartialEq)]
@@ -64,11 +66,13 @@ impl AttemptOutcome {
 }
 
 /// Runs one attempt of `job` in the calling task: the job's own task is its only one, and
-/// dropping the attempt (timeout, shutdown) drops the executor's future.
+/// dropping the attempt (timeout, shutdown) drops the executor's future. An output whose JSON is
+/// over `max_output_bytes` fails the attempt for good.
 pub(crate) async fn run(
     executor: &dyn StepExecutor,
     job: &v1::Job,
     cancel: CancellationToken,
+    max_output_bytes: usize,
 ) -> AttemptOutcome {
     let input = match job.input_json.as_str() {
         "" => serde_json::Value::Null,
@@ -82,8 +86,10 @@ pub(crate) async fn run(
             }
         },
     };
-    // A panicking executor fails its attempt, not the worker.
-    let execution = AssertUnwindSafe(executor.execute(job, input, cancel.clone())).catch_unwind();
+    // A panicking executor fails its attempt, not the worker: the call is inside the caught
+    // future, so a panic before the executor's own future exists is caught too.
+    let execution = AssertUnwindSafe(async { executor.execute(job, input, cancel.clone()).await })
+        .catch_unwind();
     let finished = match (job.timeout_ms > 0).then(|| Duration::from_millis(job.timeout_ms)) {
         Some(limit) => match tokio::time::timeout(limit, execution).await {
             Ok(finished) => finished,
@@ -92,7 +98,15 @@ pub(crate) async fn run(
         None => execution.await,
     };
     match finished {
-        Ok(Ok(StepOutput::Done(output))) => AttemptOutcome::Succeeded { output },
+        Ok(Ok(StepOutput::Done(output))) => match json_len(&output) {
+            len if len > max_output_bytes => AttemptOutcome::Failed {
+                error: format!(
+                    "step output exceeds {max_output_bytes} bytes ({MAX_STEP_OUTPUT_BYTES_VAR}): it is {len} bytes"
+                ),
+                retryable: false,
+            },
+            _ => AttemptOutcome::Succeeded { output },
+        },
         Ok(Ok(StepOutput::Parked { reason })) => AttemptOutcome::Parked { reason },
         Ok(Err(StepFailure { message, .. })) if cancel.is_cancelled() => {
             AttemptOutcome::Cancelled { error: message }
@@ -106,6 +120,24 @@ pub(crate) async fn run(
             retryable: true,
         },
     }
+}
+
+/// The length of `value`'s JSON text as the result carries it, counted without writing it.
+fn json_len(value: &serde_json::Value) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    // Writing to a counter cannot fail, and a `Value` always serializes.
+    let _ = serde_json::to_writer(&mut count, value);
+    count.0
 }
 
 fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
@@ -164,8 +196,11 @@ mod tests {
         }
     }
 
+    /// No output limit a test's output comes near.
+    const ROOMY: usize = 1 << 20;
+
     async fn attempt(input: &str) -> AttemptOutcome {
-        run(&Scripted, &job(input, 0), CancellationToken::new()).await
+        run(&Scripted, &job(input, 0), CancellationToken::new(), ROOMY).await
     }
 
     #[tokio::test]
@@ -209,9 +244,77 @@ mod tests {
         );
     }
 
+    /// Panics in `execute` itself, before making the future an `async fn` would return.
+    struct PanicsOnCall;
+
+    impl StepExecutor for PanicsOnCall {
+        fn execute<'a, 'b, 'f>(
+            &'a self,
+            _: &'b v1::Job,
+            _: Value,
+            _: CancellationToken,
+        ) -> std::pin::Pin<
+            Box<dyn std::future::Future<Output = Result<StepOutput, StepFailure>> + Send + 'f>,
+        >
+        where
+            'a: 'f,
+            'b: 'f,
+            Self: 'f,
+        {
+            panic!("{} broke on the call", String::from("the executor"))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_panic_on_the_call_itself_fails_the_attempt_too() {
+        let outcome = run(
+            &PanicsOnCall,
+            &job("{}", 0),
+            CancellationToken::new(),
+            ROOMY,
+        )
+        .await;
+        assert_eq!(
+            outcome,
+            AttemptOutcome::Failed {
+                error: "step executor panicked: the executor broke on the call".into(),
+                retryable: true
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn an_output_over_the_limit_fails_for_good_and_is_not_sent() {
+        // `{"echo":{"do":"done"}}` is 22 bytes of JSON.
+        let input = r#"{"do": "done"}"#;
+        let at_limit = run(&Scripted, &job(input, 0), CancellationToken::new(), 22).await;
+        assert_eq!(
+            at_limit,
+            AttemptOutcome::Succeeded {
+                output: json!({"echo": {"do": "done"}})
+            }
+        );
+        let over = run(&Scripted, &job(input, 0), CancellationToken::new(), 21).await;
+        assert_eq!(
+            over,
+            AttemptOutcome::Failed {
+                error: "step output exceeds 21 bytes (BATON_MAX_STEP_OUTPUT_BYTES): it is 22 bytes"
+                    .into(),
+                retryable: false
+            }
+        );
+        let mut result = v1::JobResult::default();
+        assert!(over.write_result(&mut result));
+        assert_eq!(result.output_json, "", "the output is not sent");
+        assert_eq!(result.outcome, v1::JobOutcome::Failed as i32);
+        assert!(!result.retryable);
+        let escaped = json!({"é": "a\"b\u{0}"});
+        assert_eq!(json_len(&escaped), escaped.to_string().len());
+    }
+
     #[tokio::test]
     async fn the_timeout_stops_the_executor() {
-        let outcome = run(&Scripted, &job("{}", 30), CancellationToken::new()).await;
+        let outcome = run(&Scripted, &job("{}", 30), CancellationToken::new(), ROOMY).await;
         assert_eq!(
             outcome,
             AttemptOutcome::TimedOut {
@@ -229,7 +332,7 @@ mod tests {
     async fn a_failure_after_the_cancel_is_cancelled_and_not_retried() {
         let cancel = CancellationToken::new();
         let job = job(r#"{"do": "wait"}"#, 0);
-        let attempt = run(&Scripted, &job, cancel.clone());
+        let attempt = run(&Scripted, &job, cancel.clone(), ROOMY);
         tokio::pin!(attempt);
         let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
         assert!(attempt.as_mut().poll(&mut cx).is_pending());

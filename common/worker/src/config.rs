@@ -17,6 +17,9 @@ pub const MAX_DELIVERIES_VAR: &str = "BATON_MAX_DELIVERIES";
 pub const POLL_VAR: &str = "BATON_WORKER_POLL";
 /// `BATON_WORKER_SHUTDOWN_GRACE`: how long shutdown waits for running jobs.
 pub const SHUTDOWN_GRACE_VAR: &str = "BATON_WORKER_SHUTDOWN_GRACE";
+/// `BATON_MAX_STEP_OUTPUT_BYTES`: the largest output a step may report. The runner reads the
+/// same variable and fails a larger output too, so a worker configured above it gains nothing.
+pub const MAX_STEP_OUTPUT_BYTES_VAR: &str = "BATON_MAX_STEP_OUTPUT_BYTES";
 
 /// 256 jobs of a kind at once: built-ins and HTTP calls mostly wait, so a process holds many.
 const DEFAULT_CONCURRENCY: usize = 256;
@@ -28,6 +31,8 @@ const DEFAULT_MAX_DELIVERIES: u32 = 5;
 const DEFAULT_POLL: Duration = Duration::from_secs(1);
 /// 10 s: under Kubernetes' default 30 s termination grace, with room for the reports to leave.
 const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// 1 MiB: the runner's default limit, so a larger output fails here instead of crossing Redis.
+const DEFAULT_MAX_STEP_OUTPUT_BYTES: usize = 1 << 20;
 
 #[derive(Clone, Debug)]
 pub struct WorkerConfig {
@@ -43,6 +48,9 @@ pub struct WorkerConfig {
     pub poll_block: Duration,
     /// How long shutdown waits for running jobs before leaving them to be reclaimed.
     pub shutdown_grace: Duration,
+    /// The most bytes of JSON a step's output may be: a larger one fails its attempt for good
+    /// here, and is never sent.
+    pub max_output_bytes: usize,
 }
 
 impl Default for WorkerConfig {
@@ -54,6 +62,7 @@ impl Default for WorkerConfig {
             max_deliveries: DEFAULT_MAX_DELIVERIES,
             poll_block: DEFAULT_POLL,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+            max_output_bytes: DEFAULT_MAX_STEP_OUTPUT_BYTES,
         }
     }
 }
@@ -71,6 +80,7 @@ impl WorkerConfig {
     /// | `BATON_MAX_DELIVERIES` | 5 | a job delivered more often is dead-lettered (at least 1) |
     /// | `BATON_WORKER_POLL` | 1s | longest wait of one read (above zero: zero blocks forever) |
     /// | `BATON_WORKER_SHUTDOWN_GRACE` | 10s | shutdown's wait for running jobs |
+    /// | `BATON_MAX_STEP_OUTPUT_BYTES` | 1048576 (1 MiB) | a larger output fails its step, unsent (at least 1) |
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
         let default_id = match env.var("HOSTNAME") {
             Some(host) => format!("worker-{}-{}", host.trim(), std::process::id()),
@@ -93,11 +103,17 @@ impl WorkerConfig {
             max_deliveries: at_least_one(env, MAX_DELIVERIES_VAR, DEFAULT_MAX_DELIVERIES)?,
             poll_block: above_zero(env, POLL_VAR, DEFAULT_POLL)?,
             shutdown_grace: env.duration_or(SHUTDOWN_GRACE_VAR, DEFAULT_SHUTDOWN_GRACE)?,
+            max_output_bytes: at_least_one(
+                env,
+                MAX_STEP_OUTPUT_BYTES_VAR,
+                DEFAULT_MAX_STEP_OUTPUT_BYTES,
+            )?,
         })
     }
 }
 
-/// A count where 0 would stop the worker (no slot to read into, every job dead-lettered).
+/// A count where 0 would stop the worker (no slot to read into, every job dead-lettered, every
+/// output refused).
 fn at_least_one<T>(env: &Env, name: &str, default: T) -> Result<T, ConfigError>
 where
     T: std::str::FromStr + PartialEq + From<u8>,
@@ -182,6 +198,7 @@ mod tests {
         assert_eq!(config.max_deliveries, 5);
         assert_eq!(config.poll_block, Duration::from_secs(1));
         assert_eq!(config.shutdown_grace, Duration::from_secs(10));
+        assert_eq!(config.max_output_bytes, 1_048_576);
         // The code default and the environment's defaults agree, but for the id's host.
         let code = WorkerConfig::default();
         assert_eq!(
@@ -190,14 +207,16 @@ mod tests {
                 code.visibility_timeout,
                 code.max_deliveries,
                 code.poll_block,
-                code.shutdown_grace
+                code.shutdown_grace,
+                code.max_output_bytes
             ),
             (
                 config.concurrency,
                 config.visibility_timeout,
                 config.max_deliveries,
                 config.poll_block,
-                config.shutdown_grace
+                config.shutdown_grace,
+                config.max_output_bytes
             )
         );
     }
@@ -211,6 +230,7 @@ mod tests {
             ("BATON_MAX_DELIVERIES", "3"),
             ("BATON_WORKER_POLL", "250ms"),
             ("BATON_WORKER_SHUTDOWN_GRACE", "0s"),
+            ("BATON_MAX_STEP_OUTPUT_BYTES", "4096"),
         ]);
         let config = WorkerConfig::from_env(&env).unwrap();
         assert_eq!(config.worker_id, "http-7");
@@ -219,6 +239,7 @@ mod tests {
         assert_eq!(config.max_deliveries, 3);
         assert_eq!(config.poll_block, Duration::from_millis(250));
         assert_eq!(config.shutdown_grace, Duration::ZERO);
+        assert_eq!(config.max_output_bytes, 4096);
     }
 
     #[test]
@@ -249,6 +270,8 @@ mod tests {
             ("BATON_WORKER_POLL", "0ms"),
             ("BATON_WORKER_POLL", "1 fortnight"),
             ("BATON_WORKER_SHUTDOWN_GRACE", "10"),
+            ("BATON_MAX_STEP_OUTPUT_BYTES", "0"),
+            ("BATON_MAX_STEP_OUTPUT_BYTES", "1MiB"),
         ] {
             let err = WorkerConfig::from_env(&Env::from_pairs([(name, value)])).unwrap_err();
             assert_eq!(err.name, name, "{value}: {err}");

@@ -7,6 +7,7 @@ use std::{
     time::Duration,
 };
 
+use baton_metrics::Metrics;
 use baton_queue::{JobStream, WorkerHeartbeat};
 use tokio_util::sync::CancellationToken;
 
@@ -44,6 +45,7 @@ pub(crate) async fn beat(
     kind: String,
     config: WorkerConfig,
     in_flight: InFlight,
+    metrics: Option<Arc<Metrics>>,
     stop: CancellationToken,
 ) {
     let every = (config.visibility_timeout / 3).clamp(Duration::from_millis(50), HEARTBEAT_EVERY);
@@ -69,8 +71,18 @@ pub(crate) async fn beat(
             _ = tokio::time::sleep(every) => {}
         }
         let ids = in_flight.ids();
-        if let Err(e) = queue.touch_jobs(&kind, &config.worker_id, &ids).await {
-            tracing::warn!(%kind, error = %e, "cannot extend running jobs");
+        match queue.touch_jobs(&kind, &config.worker_id, &ids).await {
+            Ok(touched) if touched < ids.len() => {
+                // Another worker reclaimed them while this one was paused or cut off: they are
+                // its now, and this worker's reports about them will be fenced off.
+                let lost = ids.len() - touched;
+                if let Some(metrics) = &metrics {
+                    metrics.reports_fenced("heartbeat", lost as u64);
+                }
+                tracing::warn!(%kind, jobs = lost, "jobs running here were taken over by another worker");
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(%kind, error = %e, "cannot extend running jobs"),
         }
     }
 }

@@ -45,21 +45,18 @@ pub(crate) struct KindWorker {
     pub(crate) sampler: ProcessSampler,
     /// This worker's host facts, until a report has carried them.
     pub(crate) host: Arc<std::sync::Mutex<Option<v1::WorkerHost>>>,
+    pub(crate) metrics: Option<Arc<baton_metrics::Metrics>>,
 }
 
-/// When an attempt started, and whether the runner was told already.
+/// When an attempt started.
 #[derive(Clone, Copy)]
 struct Start {
     at: Option<Timestamp>,
-    reported: bool,
 }
 
 impl Start {
     /// For a job answered without running it.
-    const NEVER: Self = Self {
-        at: None,
-        reported: false,
-    };
+    const NEVER: Self = Self { at: None };
 }
 
 fn now_ts() -> Timestamp {
@@ -84,6 +81,7 @@ impl KindWorker {
             this.kind.clone(),
             this.config.clone(),
             this.in_flight.clone(),
+            this.metrics.clone(),
             background.clone(),
         )));
         let _reclaimer = AbortOnDrop(tokio::spawn(reclaim::reclaim(
@@ -179,14 +177,21 @@ impl KindWorker {
                 error,
                 retryable: false,
             };
-            let _ = tx.send(self.report(&job, failed, Start::NEVER, None)).await;
+            let report = self.report(&job, delivery.deliveries, failed, Start::NEVER, None);
+            let _ = tx.send(report).await;
             return;
         }
         let Some(cancel) = self.cancels.register(&job.run_id, &delivery.id) else {
             let cancelled = AttemptOutcome::Cancelled {
                 error: "run cancelled".into(),
             };
-            let report = self.report(&job, cancelled, Start::NEVER, Some(delivery.id));
+            let report = self.report(
+                &job,
+                delivery.deliveries,
+                cancelled,
+                Start::NEVER,
+                Some(delivery.id),
+            );
             let _ = tx.send(report).await;
             return;
         };
@@ -194,19 +199,16 @@ impl KindWorker {
         self.in_flight.insert(&delivery.id);
         let started = now_ts();
         let (sample, clock) = (self.sampler.latest(), std::time::Instant::now());
-        let mut start = Start {
-            at: Some(started),
-            reported: false,
-        };
-        let attempt = attempt::run(self.executor.as_ref(), &job, cancel);
+        let start = Start { at: Some(started) };
+        let max_output = self.config.max_output_bytes;
+        let attempt = attempt::run(self.executor.as_ref(), &job, cancel, max_output);
         tokio::pin!(attempt);
         let outcome = tokio::select! {
             biased;
             outcome = &mut attempt => outcome,
             _ = tokio::time::sleep(STARTED_REPORT_DELAY) => {
-                let message = self.started(&job, started);
+                let message = self.started(&job, delivery.deliveries, started, false);
                 let _ = tx.send(Report { message: Some(message), ack: None }).await;
-                start.reported = true;
                 attempt.await
             }
         };
@@ -221,7 +223,7 @@ impl KindWorker {
             .to_proto(queue_ms, execution_ms);
         self.cancels.unregister(&job.run_id, &delivery.id);
         self.in_flight.remove(&delivery.id);
-        let mut report = self.report(&job, outcome, start, Some(delivery.id));
+        let mut report = self.report(&job, delivery.deliveries, outcome, start, Some(delivery.id));
         if let Some(v1::RunnerMessage {
             message: Some(Message::JobResult(result)),
         }) = &mut report.message
@@ -232,11 +234,12 @@ impl KindWorker {
     }
 
     /// What to send for an attempt's outcome, acknowledging `ack` with it: the result; or, for a
-    /// parked attempt, its start unless that left already, so the step shows running while no
-    /// worker holds it.
+    /// parked attempt, a start that says it is parked, so the step shows running while no worker
+    /// holds it and the runner does not look for its job.
     fn report(
         &self,
         job: &v1::Job,
+        delivery: u32,
         outcome: AttemptOutcome,
         start: Start,
         ack: Option<String>,
@@ -244,7 +247,7 @@ impl KindWorker {
         if let AttemptOutcome::Parked { reason } = &outcome {
             tracing::info!(kind = %self.kind, %reason, "step parked; its result arrives later");
             let started = start.at.unwrap_or_else(now_ts);
-            let message = (!start.reported).then(|| self.started(job, started));
+            let message = Some(self.started(job, delivery, started, true));
             return Report { message, ack };
         }
         let mut result = v1::JobResult {
@@ -255,6 +258,8 @@ impl KindWorker {
             started_at: start.at,
             finished_at: Some(now_ts()),
             host: self.host.lock().unwrap_or_else(|e| e.into_inner()).take(),
+            lease: job.lease,
+            delivery,
             ..Default::default()
         };
         outcome.write_result(&mut result);
@@ -272,7 +277,13 @@ impl KindWorker {
         }
     }
 
-    fn started(&self, job: &v1::Job, started_at: Timestamp) -> v1::RunnerMessage {
+    fn started(
+        &self,
+        job: &v1::Job,
+        delivery: u32,
+        started_at: Timestamp,
+        parked: bool,
+    ) -> v1::RunnerMessage {
         v1::RunnerMessage {
             message: Some(Message::JobStarted(v1::JobStarted {
                 run_id: job.run_id.clone(),
@@ -280,6 +291,9 @@ impl KindWorker {
                 attempt: job.attempt,
                 worker_id: self.config.worker_id.clone(),
                 started_at: Some(started_at),
+                lease: job.lease,
+                delivery,
+                parked,
             })),
         }
     }

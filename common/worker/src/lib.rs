@@ -40,8 +40,8 @@ mod task;
 mod usage;
 
 pub use config::{
-    CONCURRENCY_VAR, MAX_DELIVERIES_VAR, POLL_VAR, SHUTDOWN_GRACE_VAR, VISIBILITY_TIMEOUT_VAR,
-    WORKER_ID_VAR, WorkerConfig, WorkerServiceConfig,
+    CONCURRENCY_VAR, MAX_DELIVERIES_VAR, MAX_STEP_OUTPUT_BYTES_VAR, POLL_VAR, SHUTDOWN_GRACE_VAR,
+    VISIBILITY_TIMEOUT_VAR, WORKER_ID_VAR, WorkerConfig, WorkerServiceConfig,
 };
 pub use executor::{StepExecutor, StepFailure, StepOutput};
 pub use heartbeat::HEARTBEAT_EVERY;

@@ -3,6 +3,7 @@
 
 use std::sync::{Arc, Mutex};
 
+use baton_metrics::Metrics;
 use baton_queue::{QueueError, WorkerQueue};
 use tokio_util::sync::CancellationToken;
 
@@ -20,6 +21,7 @@ pub struct WorkerPool {
     queue: Arc<dyn WorkerQueue>,
     executors: Vec<(String, Arc<dyn StepExecutor>)>,
     config: WorkerConfig,
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl WorkerPool {
@@ -28,7 +30,14 @@ impl WorkerPool {
             queue,
             executors: Vec::new(),
             config,
+            metrics: None,
         }
+    }
+
+    /// Records the pool's figures (heartbeats of jobs taken over, ...) in `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// Serves `kind` with `executor`.
@@ -83,6 +92,7 @@ impl WorkerPool {
                 in_flight: Default::default(),
                 sampler: sampler.clone(),
                 host: host.clone(),
+                metrics: self.metrics.clone(),
             };
             kinds.spawn(worker.run(shutdown.clone()));
         }

@@ -140,6 +140,7 @@ async fn a_cancel_notice_stops_the_runs_running_job_and_skips_its_later_ones() {
             max_deliveries: 5,
             poll_block: Duration::from_millis(200),
             shutdown_grace: Duration::from_secs(1),
+            ..WorkerConfig::default()
         },
     )
     .with_executor(KIND, Arc::new(WaitForCancel { started }));

@@ -70,6 +70,7 @@ fn config(worker_id: &str) -> WorkerConfig {
         max_deliveries: 5,
         poll_block: Duration::from_millis(200),
         shutdown_grace: Duration::from_millis(100),
+        ..WorkerConfig::default()
     }
 }
 
@@ -114,6 +115,8 @@ async fn delete_keys(prefix: &str) {
 #[derive(Default, Debug)]
 struct Sent {
     started: HashMap<String, usize>,
+    /// Steps whose start said they are parked.
+    parked: HashMap<String, usize>,
     results: Vec<v1::JobResult>,
 }
 
@@ -121,7 +124,12 @@ impl Sent {
     async fn read(&mut self, queue: &RedisQueue, block: Duration) {
         for delivery in queue.read_runner("test", 64, block).await.unwrap() {
             match delivery.message.unwrap().message {
-                Some(Message::JobStarted(s)) => *self.started.entry(s.step_id).or_default() += 1,
+                Some(Message::JobStarted(s)) => {
+                    if s.parked {
+                        *self.parked.entry(s.step_id.clone()).or_default() += 1;
+                    }
+                    *self.started.entry(s.step_id).or_default() += 1;
+                }
                 Some(Message::JobResult(r)) => self.results.push(r),
                 other => panic!("the worker sent {other:?}"),
             }
@@ -130,7 +138,7 @@ impl Sent {
 }
 
 #[tokio::test]
-async fn a_parked_job_reports_its_start_once_is_acknowledged_and_sends_no_result() {
+async fn a_parked_job_says_so_once_is_acknowledged_and_sends_no_result() {
     let prefix = format!("baton-park-test-{}", uuid::Uuid::new_v4().simple());
     let queue = Arc::new(
         RedisQueue::connect(RedisQueueConfig::new(baton_testkit::redis_url(), &prefix))
@@ -144,9 +152,9 @@ async fn a_parked_job_reports_its_start_once_is_acknowledged_and_sends_no_result
     let stop = CancellationToken::new();
     let worker = tokio::spawn(pool.run(stop.clone()));
 
-    // `now` parks at once: its start leaves with the acknowledgement. `gated` parks only after
-    // it has run long enough to report its start on its own: then only the acknowledgement
-    // follows.
+    // `now` parks at once: its start, saying it is parked, leaves with the acknowledgement.
+    // `gated` parks only after it has run long enough to report its start on its own: then a
+    // second start says it is parked, so the runner stops looking for its job.
     let job = |step_id: &str, input: Value| v1::Job {
         run_id: "run".into(),
         step_id: step_id.into(),
@@ -167,7 +175,7 @@ async fn a_parked_job_reports_its_start_once_is_acknowledged_and_sends_no_result
         .unwrap();
     let mut sent = Sent::default();
     let deadline = tokio::time::Instant::now() + WAIT;
-    while sent.started.len() < 2 {
+    while sent.started.len() < 2 || sent.parked.is_empty() {
         assert!(
             tokio::time::Instant::now() < deadline,
             "both starts within {WAIT:?}: {sent:?}"
@@ -181,8 +189,13 @@ async fn a_parked_job_reports_its_start_once_is_acknowledged_and_sends_no_result
     sent.read(&queue, Duration::from_millis(200)).await;
     assert_eq!(
         sent.started,
+        HashMap::from([("now".to_owned(), 1), ("gated".to_owned(), 2)]),
+        "a start, and one saying it is parked unless the first did"
+    );
+    assert_eq!(
+        sent.parked,
         HashMap::from([("now".to_owned(), 1), ("gated".to_owned(), 1)]),
-        "one start per parked attempt"
+        "each parked attempt says so once"
     );
     assert!(
         sent.results.is_empty(),
@@ -268,6 +281,9 @@ async fn a_parked_step_completes_when_its_result_arrives_and_a_worker_restart_lo
             attempt,
             outcome: v1::JobOutcome::Succeeded as i32,
             output_json: json!({"decision": "yes"}).to_string(),
+            // The lease of the job that parked it: whoever answers for a parked step answers
+            // for that dispatch, so an answer to an older one is fenced off.
+            lease: 1,
             ..Default::default()
         })),
     };

@@ -1,10 +1,11 @@
 //! Workflow definitions: parsing YAML or JSON, validating them into a [`CompiledWorkflow`], and
-//! rendering step inputs and `when` conditions with templates. Pure code: no I/O, so the
+//! rendering step inputs and `when` conditions with templates within [`TemplateLimits`]. Pure code: no I/O, so the
 //! orchestrator, the runner and the CLI agree on what a definition means.
 
 mod definition;
 mod duration;
 mod error;
+mod limits;
 mod template;
 mod validate;
 
@@ -14,6 +15,7 @@ pub use definition::{
 };
 pub use duration::Duration;
 pub use error::{DefinitionError, TemplateError};
+pub use limits::{TEMPLATE_FUEL_VAR, TEMPLATE_OUTPUT_BYTES_VAR, TemplateLimits, json_size_within};
 pub use template::{TemplateContext, eval_condition, render_input};
 pub use validate::{
     BUILTIN_KINDS, CompiledWorkflow, MAX_DEFINITION_BYTES, MAX_STEPS, compile, compile_registered,

@@ -40,6 +40,13 @@ pub struct RunnerConfig {
     pub sweep_interval: Duration,
     /// `BATON_SWEEP_GRACE` (default 10s): how overdue a run must be before the sweeper wakes it.
     pub sweep_grace: Duration,
+    /// `BATON_LEASE_TTL` (default 30s): how long a dispatched step's lease lives in the store,
+    /// by the database's clock, before the reconciler asks the queue whether its job still
+    /// exists. It is renewed while the job waits or runs, so it bounds how long a lost job (Redis
+    /// restarted empty, a stream deleted) goes unnoticed, not how long a step may run.
+    pub lease_ttl: Duration,
+    /// `BATON_RECONCILE_INTERVAL` (default 5s): how often expired leases are looked for.
+    pub reconcile_interval: Duration,
     /// `BATON_RETENTION` (default 30d): finished runs (completed, failed, cancelled, timed out)
     /// that ended longer ago are deleted with their steps and events, so the store does not grow
     /// without bound. `0` or `off` keeps every run for good.
@@ -67,6 +74,10 @@ pub struct RunnerConfig {
     /// `SHUTDOWN_DRAIN_DELAY` (default 0s): after SIGTERM, how long the health port stays open
     /// reporting NOT_SERVING before it closes (set it above the readiness probe's period).
     pub shutdown_drain: Duration,
+    /// Step input and output sizes and template limits ([`baton_engine::Limits::from_env`]:
+    /// `BATON_MAX_STEP_INPUT_BYTES`, `BATON_MAX_STEP_OUTPUT_BYTES`, each 1 MiB,
+    /// `BATON_MAX_TEMPLATE_OUTPUT_BYTES` 1 MiB, `BATON_TEMPLATE_FUEL` 100000).
+    pub limits: baton_engine::Limits,
 }
 
 impl RunnerConfig {
@@ -96,6 +107,8 @@ impl RunnerConfig {
             timer_poll: env.duration_or("BATON_TIMER_POLL", Duration::from_secs(1))?,
             sweep_interval: env.duration_or("BATON_SWEEP_INTERVAL", Duration::from_secs(5))?,
             sweep_grace: env.duration_or("BATON_SWEEP_GRACE", Duration::from_secs(10))?,
+            lease_ttl: env.duration_or("BATON_LEASE_TTL", Duration::from_secs(30))?,
+            reconcile_interval: env.duration_or("BATON_RECONCILE_INTERVAL", Duration::from_secs(5))?,
             retention: duration_or_off(env, "BATON_RETENTION", Duration::from_secs(30 * 86_400))?,
             retention_interval: env
                 .duration_or("BATON_RETENTION_INTERVAL", Duration::from_secs(60))?
@@ -110,6 +123,7 @@ impl RunnerConfig {
             worker: WorkerConfig::from_env_with_default_id(env, &format!("{consumer}-worker"))?,
             max_deliveries: env.parse_or("BATON_MAX_DELIVERIES", 5)?,
             shutdown_drain: env.duration_or("SHUTDOWN_DRAIN_DELAY", Duration::ZERO)?,
+            limits: baton_engine::Limits::from_env(env)?,
         })
     }
 }

@@ -30,6 +30,18 @@ pub enum RunnerError {
     Config(#[from] baton_runtime::env::ConfigError),
 }
 
+impl RunnerError {
+    /// A dependency is down or busy (not the message's fault): wait and retry, never count it
+    /// against the message.
+    pub fn is_outage(&self) -> bool {
+        matches!(
+            self,
+            Self::Store(StoreError::Unavailable(_) | StoreError::Conflict(_))
+                | Self::Queue(QueueError::Unavailable(_))
+        )
+    }
+}
+
 /// The worker pool of the built-in kinds, with the runner's worker settings.
 pub fn builtin_pool(queue: Arc<dyn WorkerQueue>, config: &RunnerConfig) -> WorkerPool {
     builtins::with_builtins(WorkerPool::new(queue, config.worker.clone()))
@@ -103,7 +115,7 @@ pub async fn serve(
         });
     }
     if config.builtin_workers {
-        let pool = builtin_pool(queue.clone(), &config);
+        let pool = builtin_pool(queue.clone(), &config).with_metrics(metrics.clone());
         let token = shutdown.clone();
         tasks.spawn(async move {
             if let Err(e) = pool.run(token).await {
@@ -115,15 +127,20 @@ pub async fn serve(
         let (reporter, health) = tonic_health::server::health_reporter();
         let check_store = store.clone();
         let check_queue = queue.clone();
+        let check_runner = runner.clone();
+        // Three inbox reads' worth: the loop reads with a one-second block.
+        let moving_window = Duration::from_secs(10);
         baton_runtime::spawn_health_checks(
             reporter,
             vec![HEALTH_SERVICE.to_owned()],
             Arc::new(move || {
                 let store = check_store.clone();
                 let queue = check_queue.clone();
+                let runner = check_runner.clone();
                 Box::pin(async move {
                     store.ping().await.map_err(|e| e.to_string())?;
-                    queue.ping().await.map_err(|e| e.to_string())
+                    queue.ping().await.map_err(|e| e.to_string())?;
+                    runner.progress().check(moving_window)
                 })
             }),
             Duration::from_secs(2),

@@ -11,7 +11,14 @@ mod recovery;
 mod retention;
 mod workflows;
 
-use std::{collections::HashMap, sync::Arc, time::Duration};
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
 
 use baton_engine::{EngineConfig, now_micros};
 use baton_metrics::Metrics;
@@ -20,8 +27,8 @@ use baton_queue::{Delivery, RunnerQueue, StreamName};
 use baton_store::Store;
 use tokio_util::sync::CancellationToken;
 
-use crate::RunnerConfig;
-use inbox::{Rejected, RunMessages, SortedBatch};
+use crate::{RunnerConfig, RunnerError};
+use inbox::{InboxEntry, Rejected, RunMessages, SortedBatch};
 use workflows::WorkflowCache;
 
 /// One runner replica. Any number may share a store and a queue.
@@ -34,6 +41,57 @@ pub struct Runner {
     /// Signals the timer loop that this replica set a timer.
     timer_set: tokio::sync::Notify,
     metrics: Arc<Metrics>,
+    /// When the inbox loop last read, and applied what it read, without an outage.
+    progress: Progress,
+}
+
+/// Whether work moves: the inbox loop records each read and each batch that applied, so health
+/// says `SERVING` only while both the store and the queue carry work, not merely answer a ping.
+#[derive(Debug)]
+pub struct Progress {
+    began: Instant,
+    /// Milliseconds since `began` of the last read or apply that went through.
+    last_ok_ms: AtomicU64,
+    /// Whether the latest attempt met an outage.
+    stalled: AtomicBool,
+}
+
+impl Progress {
+    fn new() -> Self {
+        Self {
+            began: Instant::now(),
+            last_ok_ms: AtomicU64::new(0),
+            stalled: AtomicBool::new(false),
+        }
+    }
+
+    fn ok(&self) {
+        let ms = self.began.elapsed().as_millis() as u64;
+        self.last_ok_ms.store(ms, Ordering::Relaxed);
+        self.stalled.store(false, Ordering::Relaxed);
+    }
+
+    fn outage(&self) {
+        self.stalled.store(true, Ordering::Relaxed);
+    }
+
+    /// `Err` with the reason unless the inbox moved within `window`.
+    pub fn check(&self, window: Duration) -> Result<(), String> {
+        let since = self
+            .began
+            .elapsed()
+            .saturating_sub(Duration::from_millis(self.last_ok_ms.load(Ordering::Relaxed)));
+        if self.stalled.load(Ordering::Relaxed) && since > window.min(Duration::from_secs(2)) {
+            return Err("the runner cannot apply its inbox: a dependency is unavailable".into());
+        }
+        if since > window {
+            return Err(format!(
+                "the runner's inbox has not moved for {}s",
+                since.as_secs()
+            ));
+        }
+        Ok(())
+    }
 }
 
 impl Runner {
@@ -45,6 +103,8 @@ impl Runner {
     ) -> Self {
         let engine = EngineConfig {
             default_max_parallel: config.default_max_parallel,
+            lease_ttl: i64::try_from(config.lease_ttl.as_micros()).unwrap_or(i64::MAX),
+            limits: config.limits,
         };
         Self {
             store,
@@ -54,7 +114,13 @@ impl Runner {
             workflows: WorkflowCache::default(),
             timer_set: tokio::sync::Notify::new(),
             metrics,
+            progress: Progress::new(),
         }
+    }
+
+    /// Whether work moves through this replica (see [`Progress`]).
+    pub fn progress(&self) -> &Progress {
+        &self.progress
     }
 
     /// Takes and applies inbox batches until `shutdown`.
@@ -75,7 +141,7 @@ impl Runner {
                 r = self.queue.read_runner(&self.config.consumer, self.config.batch_size, Duration::from_secs(1)) => r,
             };
             match read {
-                Ok(batch) if batch.is_empty() => {}
+                Ok(batch) if batch.is_empty() => self.progress.ok(),
                 Ok(batch) => {
                     backoff = Duration::from_millis(50);
                     let this = self.clone();
@@ -86,6 +152,7 @@ impl Runner {
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot read the runner inbox");
+                    self.progress.outage();
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(5));
                 }
@@ -95,14 +162,73 @@ impl Runner {
         while in_flight.join_next().await.is_some() {}
     }
 
-    /// Applies a batch: entries that can never apply go to the dead-letter stream, the rest are
-    /// applied together (see [`Runner::apply_isolating_runs`]).
+    /// Applies a batch: entries that can never apply go to the dead-letter stream, entries
+    /// delivered too often are tried alone, the rest are applied together (see
+    /// [`Runner::apply_isolating_runs`]).
     pub async fn process(&self, batch: Vec<Delivery<v1::RunnerMessage>>) {
         let sorted = SortedBatch::sort(batch, self.config.max_deliveries);
         self.dead_letter(sorted.rejected).await;
+        for suspect in sorted.suspects {
+            self.apply_suspect(suspect).await;
+        }
         if !sorted.by_run.is_empty() {
             self.apply_isolating_runs(sorted.by_run).await;
         }
+    }
+
+    /// Applies `by_run`, waiting out an outage of the store or the queue in place (with backoff,
+    /// for up to half the inbox visibility timeout, so no other replica takes the messages over
+    /// meanwhile and counts another delivery). Other errors are returned at once.
+    async fn apply_waiting_out_outages(&self, by_run: &RunMessages) -> Result<(), RunnerError> {
+        let patience = self.config.inbox_visibility / 2;
+        let began = Instant::now();
+        let mut backoff = Duration::from_millis(50);
+        loop {
+            match self.apply(by_run).await {
+                Ok(()) => {
+                    self.progress.ok();
+                    return Ok(());
+                }
+                Err(e) if e.is_outage() => {
+                    self.progress.outage();
+                    if began.elapsed() + backoff > patience {
+                        return Err(e);
+                    }
+                    tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "cannot apply runner messages yet; waiting");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Applies one entry delivered more than `max_deliveries` times on its own: it goes to the
+    /// dead letters only if it fails on its own content, never for an outage.
+    async fn apply_suspect(&self, entry: InboxEntry) {
+        let run_id = entry.run_id;
+        let deliveries = entry.deliveries;
+        let single = HashMap::from([(run_id, vec![entry])]);
+        let Err(e) = self.apply_waiting_out_outages(&single).await else {
+            return;
+        };
+        if e.is_outage() {
+            tracing::warn!(run.id = %run_id, error = %e, deliveries, "cannot apply a runner message during an outage; it will be retried");
+            return;
+        }
+        let Some(entry) = single.into_values().flatten().next() else {
+            return;
+        };
+        let reason = format!(
+            "runner message failed {} times; last: {e}",
+            deliveries.saturating_sub(1).max(1)
+        );
+        self.dead_letter(vec![Rejected {
+            id: entry.id,
+            reason,
+            payload: entry.payload,
+        }])
+        .await;
     }
 
     async fn dead_letter(&self, rejected: Vec<Rejected>) {
@@ -122,17 +248,17 @@ impl Runner {
     /// cannot hold back the others. What still fails stays unacknowledged and is retried on
     /// reclaim.
     async fn apply_isolating_runs(&self, by_run: RunMessages) {
-        let Err(e) = self.apply(&by_run).await else {
+        let Err(e) = self.apply_waiting_out_outages(&by_run).await else {
             return;
         };
-        if by_run.len() == 1 {
+        if by_run.len() == 1 || e.is_outage() {
             tracing::error!(error = %e, "cannot apply runner messages; they will be retried");
             return;
         }
         tracing::warn!(error = %e, runs = by_run.len(), "batch failed; applying it run by run");
         for (id, entries) in by_run {
             let single = HashMap::from([(id, entries)]);
-            if let Err(e) = self.apply(&single).await {
+            if let Err(e) = self.apply_waiting_out_outages(&single).await {
                 tracing::error!(run.id = %id, error = %e, "cannot apply runner messages; they will be retried");
             }
         }

@@ -47,6 +47,7 @@ fn worker_config() -> WorkerConfig {
         max_deliveries: 5,
         poll_block: Duration::from_millis(200),
         shutdown_grace: Duration::from_millis(100),
+        ..WorkerConfig::default()
     }
 }
 

@@ -50,6 +50,7 @@ fn result(job: &v1::Job, outcome: v1::JobOutcome, output: Json) -> v1::JobResult
         },
         retryable: true,
         worker_id: "w".into(),
+        lease: job.lease,
         ..Default::default()
     }
 }
@@ -83,14 +84,27 @@ fn hello_runs_to_completion_with_one_retry() {
             result(&job, v1::JobOutcome::Succeeded, input)
         };
         let mut fx = Effects::default();
-        apply_job_result(&mut run, &wf, &res, now, &mut fx);
+        apply_job_result(&mut run, &wf, &EngineConfig::default(), &res, now, &mut fx);
         // A duplicate changes nothing.
         let events = run.new_events.len();
-        apply_job_result(&mut run, &wf, &res, now, &mut Effects::default());
+        apply_job_result(
+            &mut run,
+            &wf,
+            &EngineConfig::default(),
+            &res,
+            now,
+            &mut Effects::default(),
+        );
         assert_eq!(run.new_events.len(), events);
         for timer in &fx.timers {
             let mut wake = Effects::default();
-            wake_run(&mut run, &wf, timer.due_at, &mut wake);
+            wake_run(
+                &mut run,
+                &wf,
+                &EngineConfig::default(),
+                timer.due_at,
+                &mut wake,
+            );
             queue.extend(wake.jobs);
         }
         queue.extend(fx.jobs);
@@ -145,6 +159,7 @@ fn failure_skips_dependents_but_not_with_continue_on_failure() {
         apply_job_result(
             &mut run,
             &wf,
+            &EngineConfig::default(),
             &result(&job, v1::JobOutcome::Failed, Json::Null),
             1,
             &mut fx2,
@@ -157,6 +172,7 @@ fn failure_skips_dependents_but_not_with_continue_on_failure() {
     apply_job_result(
         &mut run,
         &wf,
+        &EngineConfig::default(),
         &result(&d, v1::JobOutcome::Succeeded, Json::Null),
         2,
         &mut Effects::default(),
@@ -207,9 +223,21 @@ fn deadline_times_the_run_out() {
     let mut fx = Effects::default();
     start_run(&mut run, &wf, &EngineConfig::default(), 0, &mut fx);
     assert_eq!(fx.timers[0].due_at, 1_000_000);
-    wake_run(&mut run, &wf, 500_000, &mut Effects::default());
+    wake_run(
+        &mut run,
+        &wf,
+        &EngineConfig::default(),
+        500_000,
+        &mut Effects::default(),
+    );
     assert_eq!(run.status, RunStatus::Running);
-    wake_run(&mut run, &wf, 1_000_000, &mut Effects::default());
+    wake_run(
+        &mut run,
+        &wf,
+        &EngineConfig::default(),
+        1_000_000,
+        &mut Effects::default(),
+    );
     assert_eq!(run.status, RunStatus::TimedOut);
 }
 
@@ -289,7 +317,7 @@ proptest! {
                 job
             } else if let Some(t) = timers.pop() {
                 let mut fx = Effects::default();
-                wake_run(&mut run, &wf, t.due_at.max(now), &mut fx);
+                wake_run(&mut run, &wf, &EngineConfig::default(), t.due_at.max(now), &mut fx);
                 queue.extend(fx.jobs);
                 timers.extend(fx.timers);
                 continue;
@@ -303,7 +331,7 @@ proptest! {
             *dispatched.entry(job.step_id.clone()).or_default() += 1;
             let outcome = if coin.next().unwrap() % 4 == 0 { v1::JobOutcome::Failed } else { v1::JobOutcome::Succeeded };
             let mut fx = Effects::default();
-            apply_job_result(&mut run, &wf, &result(&job, outcome, Json::Null), now, &mut fx);
+            apply_job_result(&mut run, &wf, &EngineConfig::default(), &result(&job, outcome, Json::Null), now, &mut fx);
             queue.extend(fx.jobs);
             timers.extend(fx.timers);
         }
@@ -361,6 +389,9 @@ fn started(job: &v1::Job, worker: &str, at: i64) -> v1::JobStarted {
         attempt: job.attempt,
         worker_id: worker.into(),
         started_at: Some(baton_proto::timestamp_from_micros(at)),
+        lease: job.lease,
+        delivery: 1,
+        parked: false,
     }
 }
 
@@ -377,7 +408,13 @@ fn a_run_tells_its_story_in_numbered_events() {
     let mut fx = Effects::default();
     start_run(&mut run, &wf, &EngineConfig::default(), 10, &mut fx);
     let a = fx.jobs.remove(0);
-    apply_job_started(&mut run, &started(&a, "w1", 20), 25);
+    apply_job_started(
+        &mut run,
+        &EngineConfig::default(),
+        &started(&a, "w1", 20),
+        25,
+        &mut Effects::default(),
+    );
     let done_a = v1::JobResult {
         output_json: r#"{"x":1}"#.into(),
         started_at: Some(baton_proto::timestamp_from_micros(20)),
@@ -385,7 +422,14 @@ fn a_run_tells_its_story_in_numbered_events() {
         ..result(&a, v1::JobOutcome::Succeeded, Json::Null)
     };
     let mut fx = Effects::default();
-    apply_job_result(&mut run, &wf, &done_a, 35, &mut fx);
+    apply_job_result(
+        &mut run,
+        &wf,
+        &EngineConfig::default(),
+        &done_a,
+        35,
+        &mut fx,
+    );
     // `b` reports its end without a JobStarted seen first: its start is recorded before its end.
     let b = fx.jobs.remove(0);
     let done_b = v1::JobResult {
@@ -393,7 +437,14 @@ fn a_run_tells_its_story_in_numbered_events() {
         finished_at: Some(baton_proto::timestamp_from_micros(40)),
         ..result(&b, v1::JobOutcome::Succeeded, Json::Null)
     };
-    apply_job_result(&mut run, &wf, &done_b, 45, &mut Effects::default());
+    apply_job_result(
+        &mut run,
+        &wf,
+        &EngineConfig::default(),
+        &done_b,
+        45,
+        &mut Effects::default(),
+    );
 
     assert_eq!(
         run.new_events,
@@ -440,10 +491,22 @@ fn a_job_started_marks_its_attempt_running_once() {
         attempt: 7,
         ..started(&a, "w1", 5)
     };
-    apply_job_started(&mut run, &stale, 6);
+    apply_job_started(
+        &mut run,
+        &EngineConfig::default(),
+        &stale,
+        6,
+        &mut Effects::default(),
+    );
     assert!(!run.is_changed(), "{:?}", run.new_events);
 
-    apply_job_started(&mut run, &started(&a, "w1", 5), 6);
+    apply_job_started(
+        &mut run,
+        &EngineConfig::default(),
+        &started(&a, "w1", 5),
+        6,
+        &mut Effects::default(),
+    );
     let s = step(&run, "a");
     assert_eq!(s.status, StepStatus::Running);
     assert_eq!(s.started_at, Some(5));
@@ -455,7 +518,13 @@ fn a_job_started_marks_its_attempt_running_once() {
     );
 
     loaded(&mut run);
-    apply_job_started(&mut run, &started(&a, "w2", 9), 10);
+    apply_job_started(
+        &mut run,
+        &EngineConfig::default(),
+        &started(&a, "w2", 9),
+        10,
+        &mut Effects::default(),
+    );
     assert!(
         !run.is_changed(),
         "a second JobStarted changed {:?}",
@@ -476,7 +545,13 @@ fn a_job_started_without_a_worker_or_a_time_records_none_and_now() {
         started_at: None,
         ..started(&a, "", 0)
     };
-    apply_job_started(&mut run, &msg, 42);
+    apply_job_started(
+        &mut run,
+        &EngineConfig::default(),
+        &msg,
+        42,
+        &mut Effects::default(),
+    );
     assert_eq!(step(&run, "a").worker_id, None);
     assert_eq!(step(&run, "a").started_at, Some(42));
 }
@@ -489,12 +564,25 @@ fn the_worker_that_finishes_an_attempt_is_the_one_recorded() {
         let mut fx = Effects::default();
         start_run(&mut run, &wf, &EngineConfig::default(), 0, &mut fx);
         let a = fx.jobs.remove(0);
-        apply_job_started(&mut run, &started(&a, "w1", 1), 1);
+        apply_job_started(
+            &mut run,
+            &EngineConfig::default(),
+            &started(&a, "w1", 1),
+            1,
+            &mut Effects::default(),
+        );
         let res = v1::JobResult {
             worker_id: finisher.into(),
             ..result(&a, v1::JobOutcome::Succeeded, Json::Null)
         };
-        apply_job_result(&mut run, &wf, &res, 2, &mut Effects::default());
+        apply_job_result(
+            &mut run,
+            &wf,
+            &EngineConfig::default(),
+            &res,
+            2,
+            &mut Effects::default(),
+        );
         assert_eq!(
             step(&run, "a").worker_id.as_deref(),
             Some(recorded),
@@ -520,6 +608,7 @@ fn retries_wait_longer_after_each_failure_and_keep_each_attempt() {
         apply_job_result(
             &mut run,
             &wf,
+            &EngineConfig::default(),
             &result(&job, v1::JobOutcome::Failed, Json::Null),
             failed_at,
             &mut fx,
@@ -560,20 +649,27 @@ fn retries_wait_longer_after_each_failure_and_keep_each_attempt() {
         assert_eq!(run.new_attempts.len(), attempt as usize);
 
         let mut early = Effects::default();
-        wake_run(&mut run, &wf, due - 1, &mut early);
+        wake_run(&mut run, &wf, &EngineConfig::default(), due - 1, &mut early);
         assert!(
             early.jobs.is_empty(),
             "attempt {} dispatched early",
             attempt + 1
         );
         let mut wake = Effects::default();
-        wake_run(&mut run, &wf, due, &mut wake);
+        wake_run(&mut run, &wf, &EngineConfig::default(), due, &mut wake);
         job = wake.jobs.remove(0);
     }
 
     let last = result(&job, v1::JobOutcome::Failed, Json::Null);
     let mut fx = Effects::default();
-    apply_job_result(&mut run, &wf, &last, 30 * S, &mut fx);
+    apply_job_result(
+        &mut run,
+        &wf,
+        &EngineConfig::default(),
+        &last,
+        30 * S,
+        &mut fx,
+    );
     assert_eq!(step(&run, "a").status, StepStatus::Failed);
     assert!(fx.timers.is_empty());
     assert_eq!(fx.exhausted, vec![last]);
@@ -598,6 +694,7 @@ fn a_retry_delay_too_long_to_count_is_never_due() {
     apply_job_result(
         &mut run,
         &wf,
+        &EngineConfig::default(),
         &result(&fx.jobs[0], v1::JobOutcome::Failed, Json::Null),
         1_000,
         &mut fx2,
@@ -606,7 +703,13 @@ fn a_retry_delay_too_long_to_count_is_never_due() {
     assert!(due > 1_000 + 1_000 * YEAR, "retry due at {due}");
     assert_eq!(fx2.timers[0].due_at, due);
     let mut wake = Effects::default();
-    wake_run(&mut run, &wf, 1_000 + YEAR, &mut wake);
+    wake_run(
+        &mut run,
+        &wf,
+        &EngineConfig::default(),
+        1_000 + YEAR,
+        &mut wake,
+    );
     assert!(wake.jobs.is_empty());
 }
 
@@ -621,7 +724,13 @@ fn a_run_timeout_too_long_to_count_never_comes_due() {
     let deadline = run.deadline.unwrap();
     assert!(deadline > 1_000 + 1_000 * YEAR, "deadline {deadline}");
     assert_eq!(fx.timers[0].due_at, deadline);
-    wake_run(&mut run, &wf, 1_000 + YEAR, &mut Effects::default());
+    wake_run(
+        &mut run,
+        &wf,
+        &EngineConfig::default(),
+        1_000 + YEAR,
+        &mut Effects::default(),
+    );
     assert_eq!(run.status, RunStatus::Running);
 }
 
@@ -637,15 +746,22 @@ fn a_timed_out_run_cancels_its_running_steps_and_says_so() {
     apply_job_result(
         &mut run,
         &wf,
+        &EngineConfig::default(),
         &result(&fx.jobs[0], v1::JobOutcome::Succeeded, Json::Null),
         100,
         &mut fx2,
     );
-    apply_job_started(&mut run, &started(&fx2.jobs[0], "w1", 200), 200);
+    apply_job_started(
+        &mut run,
+        &EngineConfig::default(),
+        &started(&fx2.jobs[0], "w1", 200),
+        200,
+        &mut Effects::default(),
+    );
     loaded(&mut run);
 
     let mut fx = Effects::default();
-    wake_run(&mut run, &wf, 1_000_000, &mut fx);
+    wake_run(&mut run, &wf, &EngineConfig::default(), 1_000_000, &mut fx);
     let reason = "run exceeded its timeout";
     assert_eq!(run.status, RunStatus::TimedOut);
     assert_eq!(run.error.as_deref(), Some(reason));
@@ -718,6 +834,7 @@ fn a_tolerated_failure_lets_the_run_complete() {
     apply_job_result(
         &mut run,
         &wf,
+        &EngineConfig::default(),
         &result(&fx.jobs[0], v1::JobOutcome::Failed, Json::Null),
         1,
         &mut fx2,
@@ -726,6 +843,7 @@ fn a_tolerated_failure_lets_the_run_complete() {
     apply_job_result(
         &mut run,
         &wf,
+        &EngineConfig::default(),
         &result(&fx2.jobs[0], v1::JobOutcome::Succeeded, json!({"ok": true})),
         2,
         &mut Effects::default(),
@@ -745,14 +863,33 @@ fn a_duplicate_message_leaves_nothing_to_write() {
     let a = fx.jobs.remove(0);
     let msg = started(&a, "w1", 1);
     let res = result(&a, v1::JobOutcome::Succeeded, Json::Null);
-    apply_job_started(&mut run, &msg, 1);
-    apply_job_result(&mut run, &wf, &res, 2, &mut Effects::default());
+    apply_job_started(
+        &mut run,
+        &EngineConfig::default(),
+        &msg,
+        1,
+        &mut Effects::default(),
+    );
+    apply_job_result(
+        &mut run,
+        &wf,
+        &EngineConfig::default(),
+        &res,
+        2,
+        &mut Effects::default(),
+    );
     loaded(&mut run);
     assert!(!run.is_changed());
 
     let mut fx = Effects::default();
-    apply_job_started(&mut run, &msg, 3);
-    apply_job_result(&mut run, &wf, &res, 3, &mut fx);
+    apply_job_started(
+        &mut run,
+        &EngineConfig::default(),
+        &msg,
+        3,
+        &mut Effects::default(),
+    );
+    apply_job_result(&mut run, &wf, &EngineConfig::default(), &res, 3, &mut fx);
     assert!(!run.is_changed(), "{:?}", run.new_events);
     assert!(fx.jobs.is_empty() && fx.timers.is_empty());
 }
@@ -796,6 +933,7 @@ fn a_run_outputs_what_its_completed_final_steps_output() {
     apply_job_result(
         &mut run,
         &wf,
+        &EngineConfig::default(),
         &result(&fx.jobs[0], v1::JobOutcome::Succeeded, json!("from a")),
         1,
         &mut fx2,
@@ -803,6 +941,7 @@ fn a_run_outputs_what_its_completed_final_steps_output() {
     apply_job_result(
         &mut run,
         &wf,
+        &EngineConfig::default(),
         &result(&fx2.jobs[0], v1::JobOutcome::Succeeded, json!("from b")),
         2,
         &mut Effects::default(),
@@ -842,7 +981,7 @@ fn an_output_holding_a_nul_fails_its_step_for_good() {
         };
         assert!(res.retryable);
         let mut fx = Effects::default();
-        apply_job_result(&mut run, &wf, &res, 5, &mut fx);
+        apply_job_result(&mut run, &wf, &EngineConfig::default(), &res, 5, &mut fx);
         let error = format!("step output cannot be stored: {path} holds a NUL character (U+0000)");
         let a = step(&run, "a");
         assert_eq!(a.status, StepStatus::Failed, "{output_json}");
@@ -887,7 +1026,14 @@ fn an_output_without_a_nul_completes_its_step() {
         output_json: r#"{"text":"a\\u0000b \ufffd"}"#.into(),
         ..result(&job, v1::JobOutcome::Succeeded, Json::Null)
     };
-    apply_job_result(&mut run, &wf, &res, 5, &mut Effects::default());
+    apply_job_result(
+        &mut run,
+        &wf,
+        &EngineConfig::default(),
+        &res,
+        5,
+        &mut Effects::default(),
+    );
     let a = step(&run, "a");
     assert_eq!(a.status, StepStatus::Completed);
     assert_eq!(a.output, Some(json!({"text": "a\\u0000b \u{FFFD}"})));
@@ -901,7 +1047,7 @@ fn an_error_holding_nuls_is_stored_with_replacement_characters() {
         ..result(&job, v1::JobOutcome::Failed, Json::Null)
     };
     let mut fx = Effects::default();
-    apply_job_result(&mut run, &wf, &res, 5, &mut fx);
+    apply_job_result(&mut run, &wf, &EngineConfig::default(), &res, 5, &mut fx);
     let a = step(&run, "a");
     assert_eq!(
         a.status,
@@ -926,7 +1072,7 @@ fn an_error_holding_nuls_is_stored_with_replacement_characters() {
     // The last attempt's error reaches the dead letter clean too.
     let mut wake = Effects::default();
     let due = a.next_attempt_at.unwrap();
-    wake_run(&mut run, &wf, due, &mut wake);
+    wake_run(&mut run, &wf, &EngineConfig::default(), due, &mut wake);
     let job = wake.jobs.remove(0);
     let last = v1::JobResult {
         error: "x\0".into(),
@@ -934,7 +1080,7 @@ fn an_error_holding_nuls_is_stored_with_replacement_characters() {
         ..result(&job, v1::JobOutcome::Failed, Json::Null)
     };
     let mut fx = Effects::default();
-    apply_job_result(&mut run, &wf, &last, 6, &mut fx);
+    apply_job_result(&mut run, &wf, &EngineConfig::default(), &last, 6, &mut fx);
     assert_eq!(step(&run, "a").status, StepStatus::Failed);
     assert_eq!(fx.exhausted[0].error, "x\u{FFFD}");
     assert_eq!(run.error.as_deref(), Some("step `a` failed: x\u{FFFD}"));
@@ -953,7 +1099,7 @@ fn an_attempt_without_an_error_says_how_it_ended() {
             ..result(&job, outcome, Json::Null)
         };
         let mut fx = Effects::default();
-        apply_job_result(&mut run, &wf, &res, 5, &mut fx);
+        apply_job_result(&mut run, &wf, &EngineConfig::default(), &res, 5, &mut fx);
         assert_eq!(step(&run, "a").error.as_deref(), Some(error));
         assert_eq!(fx.exhausted[0].error, error);
     }
@@ -981,13 +1127,26 @@ fn an_input_rendered_with_a_nul_fails_its_step_without_a_job() {
 #[test]
 fn worker_ids_and_cancel_reasons_are_stored_without_nuls() {
     let (wf, mut run, job) = started_run(RETRIED_ECHO, json!({}));
-    apply_job_started(&mut run, &started(&job, "w\u{0}1", 1), 1);
+    apply_job_started(
+        &mut run,
+        &EngineConfig::default(),
+        &started(&job, "w\u{0}1", 1),
+        1,
+        &mut Effects::default(),
+    );
     assert_eq!(step(&run, "a").worker_id.as_deref(), Some("w\u{FFFD}1"));
     let res = v1::JobResult {
         worker_id: "w\u{0}2".into(),
         ..result(&job, v1::JobOutcome::Failed, Json::Null)
     };
-    apply_job_result(&mut run, &wf, &res, 2, &mut Effects::default());
+    apply_job_result(
+        &mut run,
+        &wf,
+        &EngineConfig::default(),
+        &res,
+        2,
+        &mut Effects::default(),
+    );
     assert_eq!(step(&run, "a").worker_id.as_deref(), Some("w\u{FFFD}2"));
     assert_eq!(run.new_attempts[0].worker_id.as_deref(), Some("w\u{FFFD}2"));
 
@@ -1009,4 +1168,236 @@ fn worker_ids_and_cancel_reasons_are_stored_without_nuls() {
             .all(|m| !m.contains('\0'))
     );
     assert_eq!(fx.cancelled_runs, vec![(run.id, clean.to_owned())]);
+}
+
+// Leases: every dispatch carries a fencing token, and only reports that carry it back, from
+// the latest delivery of its job, change the step.
+
+const RETRYING: &str = "owner: t\nname: w\nversion: 1\nsteps:\n  - {id: a, kind: noop, retry: {max_attempts: 2, initial: 1ms}}\n";
+
+fn redispatch(job: &v1::Job) -> v1::RedispatchStepCommand {
+    v1::RedispatchStepCommand {
+        run_id: job.run_id.clone(),
+        step_id: job.step_id.clone(),
+        attempt: job.attempt,
+        lease: job.lease,
+    }
+}
+
+#[test]
+fn each_dispatch_holds_a_new_lease_that_its_job_carries() {
+    let wf = workflow(RETRYING);
+    let cfg = EngineConfig::default();
+    let mut run = new_run(json!({}));
+    let mut fx = Effects::default();
+    start_run(&mut run, &wf, &cfg, 0, &mut fx);
+    let first = fx.jobs.remove(0);
+    assert_eq!((first.attempt, first.lease), (1, 1));
+    assert_eq!(step(&run, "a").lease, 1);
+    assert_eq!(step(&run, "a").lease_ttl, cfg.lease_ttl);
+
+    let failed = result(&first, v1::JobOutcome::Failed, Json::Null);
+    apply_job_result(&mut run, &wf, &cfg, &failed, 10, &mut fx);
+    assert_eq!(step(&run, "a").status, StepStatus::Retrying);
+    let due = fx.timers.last().unwrap().due_at;
+    wake_run(&mut run, &wf, &cfg, due, &mut fx);
+    let second = fx.jobs.remove(0);
+    assert_eq!((second.attempt, second.lease), (2, 2));
+}
+
+#[test]
+fn a_report_of_a_stale_lease_changes_nothing_and_is_counted() {
+    let wf = workflow(CHAIN);
+    let cfg = EngineConfig::default();
+    let mut run = new_run(json!({}));
+    let mut fx = Effects::default();
+    start_run(&mut run, &wf, &cfg, 0, &mut fx);
+    let a = fx.jobs.remove(0);
+    loaded(&mut run);
+
+    let mut fx = Effects::default();
+    let old = v1::Job {
+        lease: 0,
+        ..a.clone()
+    };
+    apply_job_started(&mut run, &cfg, &started(&old, "w1", 5), 6, &mut fx);
+    apply_job_result(
+        &mut run,
+        &wf,
+        &cfg,
+        &result(&old, v1::JobOutcome::Succeeded, json!({})),
+        7,
+        &mut fx,
+    );
+    assert!(!run.is_changed(), "{:?}", run.new_events);
+    assert_eq!(
+        fx.fenced,
+        Fenced {
+            started: 1,
+            results: 1
+        }
+    );
+    assert!(fx.jobs.is_empty());
+
+    apply_job_result(
+        &mut run,
+        &wf,
+        &cfg,
+        &result(&a, v1::JobOutcome::Succeeded, json!({})),
+        8,
+        &mut fx,
+    );
+    assert_eq!(step(&run, "a").status, StepStatus::Completed);
+    assert_eq!(
+        fx.fenced,
+        Fenced {
+            started: 1,
+            results: 1
+        }
+    );
+}
+
+#[test]
+fn a_later_delivery_takes_the_attempt_over_and_fences_off_the_earlier_one() {
+    let wf = workflow(CHAIN);
+    let cfg = EngineConfig::default();
+    let mut run = new_run(json!({}));
+    let mut fx = Effects::default();
+    start_run(&mut run, &wf, &cfg, 0, &mut fx);
+    let a = fx.jobs.remove(0);
+    apply_job_started(&mut run, &cfg, &started(&a, "w1", 5), 5, &mut fx);
+    loaded(&mut run);
+
+    // w1 stopped answering; w2 reclaimed the job (its second delivery) and says so.
+    let reclaimed = v1::JobStarted {
+        delivery: 2,
+        ..started(&a, "w2", 40)
+    };
+    apply_job_started(&mut run, &cfg, &reclaimed, 41, &mut fx);
+    let s = step(&run, "a");
+    assert_eq!(s.status, StepStatus::Running);
+    assert_eq!((s.worker_id.as_deref(), s.lease_holder), (Some("w2"), 2));
+    assert_eq!(run.new_events.len(), 1);
+    assert_eq!(run.new_events[0].event_type, Ev::StepStarted);
+    assert!(
+        run.new_events[0]
+            .message
+            .as_deref()
+            .unwrap()
+            .contains("taken over by worker `w2` from `w1`"),
+        "{:?}",
+        run.new_events[0].message
+    );
+    loaded(&mut run);
+
+    // w1 wakes up and reports: fenced off, whatever it says.
+    let late = v1::JobResult {
+        delivery: 1,
+        worker_id: "w1".into(),
+        ..result(&a, v1::JobOutcome::Succeeded, json!({"from": "w1"}))
+    };
+    let mut fx = Effects::default();
+    apply_job_result(&mut run, &wf, &cfg, &late, 50, &mut fx);
+    assert!(!run.is_changed());
+    assert_eq!(fx.fenced.results, 1);
+
+    let current = v1::JobResult {
+        delivery: 2,
+        worker_id: "w2".into(),
+        ..result(&a, v1::JobOutcome::Succeeded, json!({"from": "w2"}))
+    };
+    apply_job_result(&mut run, &wf, &cfg, &current, 60, &mut fx);
+    let s = step(&run, "a");
+    assert_eq!(s.status, StepStatus::Completed);
+    assert_eq!(s.output, Some(json!({"from": "w2"})));
+}
+
+#[test]
+fn a_lost_job_is_dispatched_again_under_a_new_lease_once() {
+    let wf = workflow(CHAIN);
+    let cfg = EngineConfig::default();
+    let mut run = new_run(json!({}));
+    let mut fx = Effects::default();
+    start_run(&mut run, &wf, &cfg, 0, &mut fx);
+    let lost = fx.jobs.remove(0);
+    apply_job_started(&mut run, &cfg, &started(&lost, "w1", 5), 5, &mut fx);
+    loaded(&mut run);
+
+    let mut fx = Effects::default();
+    redispatch_step(&mut run, &wf, &cfg, &redispatch(&lost), 100, &mut fx);
+    assert_eq!(fx.redispatched, 1);
+    let again = fx.jobs.remove(0);
+    assert_eq!(
+        (again.attempt, again.lease),
+        (1, 2),
+        "same attempt, new lease"
+    );
+    assert_eq!(again.step_id, "a");
+    let s = step(&run, "a");
+    assert_eq!(
+        (s.status, s.lease, s.lease_holder),
+        (StepStatus::Queued, 2, 0)
+    );
+    assert_eq!(s.worker_id, None);
+    assert_eq!(run.new_events.len(), 1);
+    assert_eq!(run.new_events[0].event_type, Ev::StepQueued);
+    assert_eq!(
+        run.new_events[0].message.as_deref(),
+        Some("dispatched again: its job was lost")
+    );
+    loaded(&mut run);
+
+    // The same command again, or the lost job's late result: nothing changes.
+    let mut fx = Effects::default();
+    redispatch_step(&mut run, &wf, &cfg, &redispatch(&lost), 110, &mut fx);
+    let late = result(&lost, v1::JobOutcome::Succeeded, json!({}));
+    apply_job_result(&mut run, &wf, &cfg, &late, 120, &mut fx);
+    assert!(!run.is_changed(), "{:?}", run.new_events);
+    assert_eq!((fx.redispatched, fx.fenced.results), (0, 1));
+    assert!(fx.jobs.is_empty());
+
+    // The new job's result ends the step; a command for it afterwards changes nothing.
+    let done = result(&again, v1::JobOutcome::Succeeded, json!({}));
+    apply_job_result(&mut run, &wf, &cfg, &done, 130, &mut fx);
+    assert_eq!(step(&run, "a").status, StepStatus::Completed);
+    loaded(&mut run);
+    redispatch_step(&mut run, &wf, &cfg, &redispatch(&again), 140, &mut fx);
+    assert!(!run.is_changed());
+}
+
+#[test]
+fn a_parked_step_gives_up_its_lease_so_nobody_looks_for_its_job() {
+    let wf = workflow(CHAIN);
+    let cfg = EngineConfig::default();
+    let mut run = new_run(json!({}));
+    let mut fx = Effects::default();
+    start_run(&mut run, &wf, &cfg, 0, &mut fx);
+    let a = fx.jobs.remove(0);
+    apply_job_started(&mut run, &cfg, &started(&a, "w1", 5), 5, &mut fx);
+    assert_eq!(step(&run, "a").lease_ttl, cfg.lease_ttl);
+    loaded(&mut run);
+
+    let parked = v1::JobStarted {
+        parked: true,
+        ..started(&a, "w1", 5)
+    };
+    apply_job_started(&mut run, &cfg, &parked, 6, &mut fx);
+    let s = step(&run, "a");
+    assert_eq!((s.status, s.lease_ttl), (StepStatus::Running, 0));
+    assert!(s.dirty, "the lease's end must be written");
+    assert_eq!(run.new_events.len(), 1, "each step change is an event");
+    loaded(&mut run);
+    apply_job_started(&mut run, &cfg, &parked, 7, &mut fx);
+    assert!(!run.is_changed(), "parked twice is parked once");
+
+    // Its result, carrying the lease, still lands.
+    apply_job_result(
+        &mut run,
+        &wf,
+        &cfg,
+        &result(&a, v1::JobOutcome::Succeeded, json!({})),
+        9,
+        &mut fx,
+    );
+    assert_eq!(step(&run, "a").status, StepStatus::Completed);
 }

@@ -159,8 +159,11 @@ impl Backend {
             attempt: 1,
             worker_id: "w1".to_owned(),
             started_at: Some(baton_proto::timestamp_from_micros(now_micros())),
+            lease: 1,
+            delivery: 1,
+            parked: false,
         };
-        self.change(id, true, |r, _| apply_job_started(r, &msg, now_micros()))
+        self.change(id, true, |r, fx| apply_job_started(r, &EngineConfig::default(), &msg, now_micros(), fx))
             .await
     }
 
@@ -181,9 +184,10 @@ impl Backend {
             worker_id: "w1".to_owned(),
             started_at: Some(baton_proto::timestamp_from_micros(now - 1_000)),
             finished_at: Some(baton_proto::timestamp_from_micros(now)),
+            lease: 1,
             ..Default::default()
         };
-        self.change(id, true, |r, fx| apply_job_result(r, wf, &result, now, fx))
+        self.change(id, true, |r, fx| apply_job_result(r, wf, &EngineConfig::default(), &result, now, fx))
             .await
     }
 

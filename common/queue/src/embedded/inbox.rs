@@ -162,6 +162,14 @@ impl RunnerInbox for SqliteQueue {
     async fn dead_letter_runner(&self, letter: v1::DeadLetter) -> Result<(), QueueError> {
         self.dead_letter(&StreamName::Runner, letter).await
     }
+
+    async fn jobs_present(
+        &self,
+        kind: &str,
+        jobs: &[crate::JobKey],
+    ) -> Result<Vec<bool>, QueueError> {
+        self.find_jobs(kind, jobs).await
+    }
 }
 
 /// A timer's row payload: the inbox message it turns into, which also identifies it.

@@ -43,12 +43,12 @@ impl JobStream for SqliteQueue {
         kind: &str,
         consumer: &str,
         ids: &[String],
-    ) -> Result<(), QueueError> {
+    ) -> Result<usize, QueueError> {
         if ids.is_empty() {
-            return Ok(());
+            return Ok(0);
         }
         let ids = entry_ids(ids)?;
-        sqlx::query(
+        let touched = sqlx::query(
             "UPDATE queue_entries SET delivered_at_us = ?1 \
              WHERE stream = ?2 AND delivered_to = ?3 AND id IN (SELECT value FROM json_each(?4))",
         )
@@ -59,7 +59,7 @@ impl JobStream for SqliteQueue {
         .execute(&self.pool)
         .await
         .map_err(failed("touching running jobs"))?;
-        Ok(())
+        Ok(touched.rows_affected() as usize)
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(kind, messages = messages.len(), ack = ack.len()))]

@@ -16,6 +16,7 @@ mod admin;
 mod events;
 mod inbox;
 mod jobs;
+mod presence;
 mod sql;
 mod streams;
 mod wake;

@@ -18,6 +18,7 @@ use tokio_stream::StreamExt;
 mod consumers;
 mod dead_letters;
 mod keys;
+mod presence;
 
 pub use keys::RedisKeys;
 use keys::{RUNNER_GROUP, WORKER_GROUP};
@@ -428,6 +429,14 @@ impl RunnerInbox for RedisQueue {
         self.dead_letter(&self.keys.runner(), RUNNER_GROUP, letter)
             .await
     }
+
+    async fn jobs_present(
+        &self,
+        kind: &str,
+        jobs: &[crate::JobKey],
+    ) -> Result<Vec<bool>, QueueError> {
+        self.find_jobs(kind, jobs).await
+    }
 }
 
 #[async_trait]
@@ -467,11 +476,11 @@ impl JobStream for RedisQueue {
         kind: &str,
         consumer: &str,
         ids: &[String],
-    ) -> Result<(), QueueError> {
+    ) -> Result<usize, QueueError> {
         if ids.is_empty() {
-            return Ok(());
+            return Ok(0);
         }
-        let _touched: usize = self
+        let touched: usize = self
             .touch_owned
             .key(self.keys.jobs(kind))
             .arg(WORKER_GROUP)
@@ -479,7 +488,7 @@ impl JobStream for RedisQueue {
             .arg(ids)
             .invoke_async(&mut self.conn.clone())
             .await?;
-        Ok(())
+        Ok(touched)
     }
 
     async fn report(

@@ -47,6 +47,7 @@ pub fn result(job: &v1::Job) -> v1::RunnerMessage {
             outcome: v1::JobOutcome::Succeeded as i32,
             output_json: "{}".into(),
             worker_id: "w1".into(),
+            lease: job.lease,
             ..Default::default()
         })),
     }

@@ -7,6 +7,7 @@ pub mod fixtures;
 
 mod delivery;
 mod growth;
+mod presence;
 mod publishing;
 mod timers;
 
@@ -16,6 +17,7 @@ use baton_queue::Queue;
 
 pub use delivery::*;
 pub use growth::*;
+pub use presence::*;
 pub use publishing::*;
 pub use timers::*;
 
@@ -54,6 +56,8 @@ macro_rules! queue_conformance {
             a_letter_naming_no_work_stream_is_kept_unreplayed,
             a_dropped_timer_never_fires,
             removing_idle_consumers_never_drops_a_pending_entry,
+            a_job_is_present_until_its_report_is_applied,
+            a_job_behind_a_long_backlog_is_found,
         );
     };
     (@checks $harness:path; $($check:ident),* $(,)?) => {

@@ -39,6 +39,9 @@ struct StepColumns {
     ended: Vec<Option<DateTime<Utc>>>,
     next: Vec<Option<DateTime<Utc>>>,
     usage: Vec<Option<String>>,
+    leases: Vec<i64>,
+    holders: Vec<i32>,
+    lease_ttls: Vec<i64>,
 }
 
 impl StepColumns {
@@ -58,6 +61,11 @@ impl StepColumns {
         self.next.push(ts(s.next_attempt_at));
         self.usage
             .push(s.usage.as_ref().map(|u| usage_to_json(u).to_string()));
+        self.leases.push(i64::try_from(s.lease).unwrap_or(i64::MAX));
+        self.holders.push(i32::try_from(s.lease_holder).unwrap_or(i32::MAX));
+        // A lease lives only while the step is in flight.
+        self.lease_ttls
+            .push(if s.status.is_in_flight() { s.lease_ttl } else { 0 });
     }
 
     fn bind<'q>(
@@ -78,10 +86,16 @@ impl StepColumns {
             .bind(&self.ended)
             .bind(&self.next)
             .bind(&self.usage)
+            .bind(&self.leases)
+            .bind(&self.holders)
+            .bind(&self.lease_ttls)
     }
 }
 
-/// `UNNEST` of the 14 step columns bound from parameter `$first` on.
+/// How many parameters [`step_unnest`] binds.
+const STEP_PARAMS: usize = 17;
+
+/// `UNNEST` of the 17 step columns bound from parameter `$first` on.
 fn step_unnest(first: usize) -> String {
     let types = [
         "uuid",
@@ -98,6 +112,9 @@ fn step_unnest(first: usize) -> String {
         "timestamptz",
         "timestamptz",
         "text",
+        "int8",
+        "int4",
+        "int8",
     ];
     let params: Vec<String> = types
         .iter()
@@ -106,14 +123,21 @@ fn step_unnest(first: usize) -> String {
         .collect();
     format!(
         "UNNEST({}) AS u(run_id, position, step_id, kind, status, attempt, output, error, worker_id, \
-         queued_at, started_at, ended_at, next_attempt_at, usage)",
+         queued_at, started_at, ended_at, next_attempt_at, usage, lease, lease_holder, lease_ttl)",
         params.join(", ")
     )
 }
 
 /// Every write of a batch in one statement (one round trip): data-modifying CTEs for runs, new
 /// steps, changed steps, attempts and events. Empty arrays write nothing.
+/// A step's lease runs out `lease_ttl` microseconds after the write, by the database's clock,
+/// so replicas' clocks never judge it.
 static PERSIST_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let inserts_at = 10;
+    let updates_at = inserts_at + STEP_PARAMS;
+    let a = updates_at + STEP_PARAMS;
+    let e = a + 10;
+    let p = |i: usize| format!("${i}");
     format!(
         "WITH r AS (\
            UPDATE runs SET status = u.status, output = u.output::jsonb, error = u.error, \
@@ -124,32 +148,53 @@ static PERSIST_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
              AS u(id, status, output, error, max_parallel, deadline, started_at, ended_at, seq) \
            WHERE runs.id = u.id RETURNING 1), \
          si AS (\
-           INSERT INTO step_runs ({STEP_COLUMNS}) SELECT run_id, position, step_id, kind, status, attempt, \
-             output::jsonb, error, worker_id, queued_at, started_at, ended_at, next_attempt_at, usage::jsonb \
+           INSERT INTO step_runs ({STEP_COLUMNS}, lease_expires_at) SELECT run_id, position, step_id, kind, \
+             status, attempt, output::jsonb, error, worker_id, queued_at, started_at, ended_at, next_attempt_at, \
+             usage::jsonb, lease, lease_holder, {expiry} \
              FROM {inserts} \
            RETURNING 1), \
          su AS (\
            UPDATE step_runs s SET status = u.status, attempt = u.attempt, output = u.output::jsonb, \
              error = u.error, worker_id = u.worker_id, queued_at = u.queued_at, started_at = u.started_at, \
-             ended_at = u.ended_at, next_attempt_at = u.next_attempt_at, usage = u.usage::jsonb \
+             ended_at = u.ended_at, next_attempt_at = u.next_attempt_at, usage = u.usage::jsonb, \
+             lease = u.lease, lease_holder = u.lease_holder, lease_expires_at = {expiry} \
            FROM {updates} WHERE s.run_id = u.run_id AND s.position = u.position RETURNING 1), \
          a AS (\
            INSERT INTO step_attempts (run_id, step_id, attempt, status, error, worker_id, queued_at, started_at, ended_at, usage) \
            SELECT run_id, step_id, attempt, status, error, worker_id, queued_at, started_at, ended_at, usage::jsonb \
-           FROM UNNEST($38::uuid[], $39::text[], $40::int4[], $41::text[], $42::text[], $43::text[], \
-             $44::timestamptz[], $45::timestamptz[], $46::timestamptz[], $47::text[]) \
+           FROM UNNEST({a0}::uuid[], {a1}::text[], {a2}::int4[], {a3}::text[], {a4}::text[], {a5}::text[], \
+             {a6}::timestamptz[], {a7}::timestamptz[], {a8}::timestamptz[], {a9}::text[]) \
              AS u(run_id, step_id, attempt, status, error, worker_id, queued_at, started_at, ended_at, usage) \
            ON CONFLICT DO NOTHING RETURNING 1), \
          e AS (\
            INSERT INTO run_events (run_id, sequence, event_type, step_id, attempt, message, output, time) \
            SELECT run_id, seq, t, step_id, attempt, message, output::jsonb, time \
-           FROM UNNEST($48::uuid[], $49::int8[], $50::text[], $51::text[], $52::int4[], $53::text[], $54::text[], \
-             $55::timestamptz[]) AS u(run_id, seq, t, step_id, attempt, message, output, time) \
+           FROM UNNEST({e0}::uuid[], {e1}::int8[], {e2}::text[], {e3}::text[], {e4}::int4[], {e5}::text[], \
+             {e6}::text[], {e7}::timestamptz[]) AS u(run_id, seq, t, step_id, attempt, message, output, time) \
            RETURNING 1) \
          SELECT (SELECT count(*) FROM r) + (SELECT count(*) FROM si) + (SELECT count(*) FROM su) \
            + (SELECT count(*) FROM a) + (SELECT count(*) FROM e)",
-        inserts = step_unnest(10),
-        updates = step_unnest(24),
+        inserts = step_unnest(inserts_at),
+        updates = step_unnest(updates_at),
+        expiry = "CASE WHEN u.lease_ttl > 0 THEN clock_timestamp() + u.lease_ttl * interval '1 microsecond' END",
+        a0 = p(a),
+        a1 = p(a + 1),
+        a2 = p(a + 2),
+        a3 = p(a + 3),
+        a4 = p(a + 4),
+        a5 = p(a + 5),
+        a6 = p(a + 6),
+        a7 = p(a + 7),
+        a8 = p(a + 8),
+        a9 = p(a + 9),
+        e0 = p(e),
+        e1 = p(e + 1),
+        e2 = p(e + 2),
+        e3 = p(e + 3),
+        e4 = p(e + 4),
+        e5 = p(e + 5),
+        e6 = p(e + 6),
+        e7 = p(e + 7),
     )
 });
 
@@ -336,6 +381,7 @@ impl RunBatch for PgRunBatch {
     async fn commit(mut self: Box<Self>) -> Result<Vec<RunState>, StoreError> {
         self.write().await?;
         self.tx.commit().await.map_err(pg_error)?;
+        crate::changes::committed(&mut self.runs);
         self.cache.remember(&self.runs);
         Ok(self.runs)
     }

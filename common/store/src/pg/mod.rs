@@ -5,6 +5,7 @@
 
 mod batch;
 mod error;
+mod leases;
 mod retention;
 mod rows;
 
@@ -24,8 +25,8 @@ use self::{
 };
 use crate::{
     CreatedRun, NewRun, NewWorkflow, Page, PageRequest, PutWorkflowOutcome, RunBatch, RunDetail,
-    RunFilter, StatusCounts, Store, StoreError, StoredEvent, StoredWorkflow, WakeCandidate,
-    WorkerHost,
+    RunFilter, StatusCounts, StepLease, Store, StoreError, StoredEvent, StoredWorkflow,
+    WakeCandidate, WorkerHost,
     attempts::{with_final_attempts, worker_ids},
     codec::{host_from_json, host_to_json},
     columns::{RUN_COLUMNS, STEP_COLUMNS, WORKFLOW_COLUMNS, trusted},
@@ -390,6 +391,18 @@ impl Store for PgStore {
             .map(WakeCandidate::NotStarted)
             .chain(overdue.into_iter().map(WakeCandidate::Overdue))
             .collect())
+    }
+
+    async fn expired_leases(&self, limit: i64) -> Result<Vec<StepLease>, StoreError> {
+        leases::expired(&self.pool, limit).await
+    }
+
+    async fn renew_leases(
+        &self,
+        leases: &[StepLease],
+        ttl_micros: i64,
+    ) -> Result<u64, StoreError> {
+        leases::renew(&self.pool, leases, ttl_micros).await
     }
 
     async fn status_counts(&self) -> Result<StatusCounts, StoreError> {

@@ -78,6 +78,9 @@ pub(super) fn step_from_row(row: &PgRow) -> Result<StepState, StoreError> {
         usage: get::<Option<serde_json::Value>>(row, "usage")?
             .as_ref()
             .map(usage_from_json),
+        lease: u64::try_from(get::<i64>(row, "lease")?).unwrap_or(0),
+        lease_holder: u32::try_from(get::<i32>(row, "lease_holder")?).unwrap_or(0),
+        lease_ttl: 0,
         dirty: false,
     })
 }

@@ -55,16 +55,18 @@ const UPDATE_RUNS: &str = "UPDATE runs SET status = u.status, output = u.output,
 /// New and changed steps, in [`STEP_COLUMNS`] order: inserted when new, updated when not.
 static UPSERT_STEPS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     format!(
-        "INSERT INTO step_runs ({STEP_COLUMNS}) \
+        "INSERT INTO step_runs ({STEP_COLUMNS}, lease_expires_at) \
          SELECT unhex(value ->> 0), value ->> 1, value ->> 2, value ->> 3, value ->> 4, \
            value ->> 5, value ->> 6, value ->> 7, value ->> 8, value ->> 9, value ->> 10, \
-           value ->> 11, value ->> 12, value ->> 13 \
+           value ->> 11, value ->> 12, value ->> 13, value ->> 14, value ->> 15, value ->> 16 \
          FROM json_each(?1) WHERE true \
          ON CONFLICT (run_id, position) DO UPDATE SET status = excluded.status, \
            attempt = excluded.attempt, output = excluded.output, error = excluded.error, \
            worker_id = excluded.worker_id, queued_at = excluded.queued_at, \
            started_at = excluded.started_at, ended_at = excluded.ended_at, \
-           next_attempt_at = excluded.next_attempt_at, usage = excluded.usage"
+           next_attempt_at = excluded.next_attempt_at, usage = excluded.usage, \
+           lease = excluded.lease, lease_holder = excluded.lease_holder, \
+           lease_expires_at = excluded.lease_expires_at"
     )
 });
 
@@ -97,7 +99,9 @@ type RunRow<'a> = (
     Option<i64>,
     i64,
 );
-type StepRow<'a> = (
+/// A step row in [`UPSERT_STEPS`] order, sent as a JSON array.
+#[derive(serde::Serialize)]
+struct StepRow<'a>(
     String,
     usize,
     &'a str,
@@ -112,6 +116,11 @@ type StepRow<'a> = (
     Option<i64>,
     Option<i64>,
     Option<String>,
+    i64,
+    u32,
+    /// When the lease runs out: one file on one machine, so this process's clock is the
+    /// database's.
+    Option<i64>,
 );
 type AttemptRow<'a> = (
     String,
@@ -194,7 +203,7 @@ fn prepare(
             run.last_sequence,
         ));
         for (position, s, _) in step_writes(run) {
-            step_rows.push((
+            step_rows.push(StepRow(
                 id.clone(),
                 position,
                 &s.step_id,
@@ -209,6 +218,10 @@ fn prepare(
                 s.ended_at,
                 s.next_attempt_at,
                 s.usage.as_ref().map(|u| usage_to_json(u).to_string()),
+                i64::try_from(s.lease).unwrap_or(i64::MAX),
+                s.lease_holder,
+                (s.status.is_in_flight() && s.lease_ttl > 0)
+                    .then(|| baton_engine::now_micros().saturating_add(s.lease_ttl)),
             ));
         }
         for a in &run.new_attempts {
@@ -395,7 +408,7 @@ impl RunBatch for SqliteRunBatch {
     async fn commit(mut self: Box<Self>) -> Result<Vec<RunState>, StoreError> {
         self.write().await?;
         let Self {
-            runs,
+            mut runs,
             prepared,
             pool,
             writer,
@@ -409,6 +422,7 @@ impl RunBatch for SqliteRunBatch {
             persist(&mut write.tx, prepared).await?;
             write.commit().await?;
         }
+        crate::changes::committed(&mut runs);
         // Remembered before the runs are let go, so the next batch of this handle finds them.
         cache.remember(&runs);
         drop(held);

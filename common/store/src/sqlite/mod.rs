@@ -4,6 +4,7 @@
 
 mod batch;
 mod error;
+mod leases;
 mod retention;
 mod rows;
 mod run_locks;
@@ -455,6 +456,18 @@ impl Store for SqliteStore {
             .map(WakeCandidate::NotStarted)
             .chain(overdue.into_iter().map(WakeCandidate::Overdue))
             .collect())
+    }
+
+    async fn expired_leases(&self, limit: i64) -> Result<Vec<crate::StepLease>, StoreError> {
+        leases::expired(&self.pool, limit).await
+    }
+
+    async fn renew_leases(
+        &self,
+        leases: &[crate::StepLease],
+        ttl_micros: i64,
+    ) -> Result<u64, StoreError> {
+        leases::renew(&self.pool, &self.writer, leases, ttl_micros).await
     }
 
     async fn status_counts(&self) -> Result<StatusCounts, StoreError> {

@@ -85,6 +85,9 @@ pub(super) fn step_from_row(row: &SqliteRow) -> Result<StepState, StoreError> {
         next_attempt_at: get(row, "next_attempt_at")?,
         worker_id: get(row, "worker_id")?,
         usage: usage(row)?,
+        lease: u64::try_from(get::<i64>(row, "lease")?).unwrap_or(0),
+        lease_holder: small(row, "lease_holder")?.unwrap_or(0),
+        lease_ttl: 0,
         dirty: false,
     })
 }

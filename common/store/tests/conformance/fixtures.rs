@@ -147,6 +147,10 @@ pub fn started(run: Uuid, step: &str, attempt: u32, worker: &str, at: i64) -> v1
         attempt,
         worker_id: worker.to_owned(),
         started_at: Some(baton_proto::timestamp_from_micros(at)),
+        // One dispatch per attempt: the lease numbers them alike.
+        lease: u64::from(attempt),
+        delivery: 1,
+        parked: false,
     }
 }
 
@@ -178,6 +182,7 @@ pub fn succeeded(
             cpu_percent: 42.5,
             thread_count: 7,
         }),
+        lease: u64::from(attempt),
         ..Default::default()
     }
 }
@@ -201,6 +206,7 @@ pub fn failed(
         worker_id: worker.to_owned(),
         started_at: Some(baton_proto::timestamp_from_micros(finished - 1_000)),
         finished_at: Some(baton_proto::timestamp_from_micros(finished)),
+        lease: u64::from(attempt),
         ..Default::default()
     }
 }
@@ -241,10 +247,10 @@ impl Move {
                     .started_at
                     .as_ref()
                     .map_or(0, baton_proto::timestamp_to_micros);
-                apply_job_started(run, m, now);
+                apply_job_started(run, &EngineConfig::default(), m, now, fx);
             }
-            Self::Result { result, now } => apply_job_result(run, wf, result, *now, fx),
-            Self::Wake { now } => wake_run(run, wf, *now, fx),
+            Self::Result { result, now } => apply_job_result(run, wf, &EngineConfig::default(), result, *now, fx),
+            Self::Wake { now } => wake_run(run, wf, &EngineConfig::default(), *now, fx),
             Self::Abort { status, now } => {
                 abort_run(run, *status, "stopped by its owner", *now, fx);
             }

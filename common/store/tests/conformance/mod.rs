@@ -7,6 +7,7 @@ pub mod fixtures;
 
 mod batches;
 mod events;
+mod leases;
 mod retention;
 mod runs;
 mod signals;
@@ -18,6 +19,7 @@ use baton_store::Store;
 
 pub use batches::*;
 pub use events::*;
+pub use leases::*;
 pub use retention::*;
 pub use runs::*;
 pub use signals::*;
@@ -64,6 +66,7 @@ macro_rules! store_conformance {
             status_counts_count_runs_and_steps_by_status,
             run_detail_lists_every_finished_attempt_with_its_workers,
             finished_runs_are_deleted_oldest_first_with_all_they_hold,
+            expired_leases_are_listed_renewed_and_fenced_by_token,
         );
     };
     (@checks $harness:path; $($check:ident),* $(,)?) => {

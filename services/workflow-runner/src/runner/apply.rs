@@ -10,7 +10,7 @@ use std::{
 
 use baton_engine::{
     Effects, EngineConfig, RunState, RunStatus, Timer, abort_run, apply_job_result,
-    apply_job_started, now_micros, start_run, wake_run,
+    apply_job_started, now_micros, redispatch_step, start_run, wake_run,
 };
 use baton_metrics::Metrics;
 use baton_proto::v1::{self, runner_message::Message};
@@ -77,6 +77,7 @@ impl Runner {
         times.committed = times.began.elapsed();
         times.observe(&self.metrics);
         record_metrics(&self.metrics, &runs);
+        record_recovery(&self.metrics, &decided.effects);
         log_ended_runs(&runs);
         self.record_workers(by_run).await;
         self.publish(batch_outcome(by_run, &runs, decided.effects))
@@ -191,10 +192,11 @@ fn decide_run(
     for entry in entries {
         match &entry.message {
             Message::StartRun(_) => start_run(run, wf, engine, now, fx),
-            Message::JobStarted(m) => apply_job_started(run, m, now),
-            Message::JobResult(m) => apply_job_result(run, wf, m, now, fx),
-            Message::WakeRun(_) => wake_run(run, wf, now, fx),
+            Message::JobStarted(m) => apply_job_started(run, engine, m, now, fx),
+            Message::JobResult(m) => apply_job_result(run, wf, engine, m, now, fx),
+            Message::WakeRun(_) => wake_run(run, wf, engine, now, fx),
             Message::CancelRun(m) => cancel(run, m, now, fx),
+            Message::RedispatchStep(m) => redispatch_step(run, wf, engine, m, now, fx),
         }
     }
     if run.status.is_terminal() {
@@ -269,6 +271,22 @@ fn timer_entry(timer: &Timer) -> TimerEntry {
             reason: timer.reason as i32,
             due_at: Some(baton_proto::timestamp_from_micros(timer.due_at)),
         },
+    }
+}
+
+/// Counts the batch's stale reports and re-dispatched steps.
+fn record_recovery(metrics: &Metrics, effects: &Effects) {
+    let fenced = effects.fenced;
+    if fenced.started > 0 {
+        metrics.reports_fenced("started", fenced.started);
+    }
+    if fenced.results > 0 {
+        metrics.reports_fenced("result", fenced.results);
+        tracing::info!(results = fenced.results, "ignored late results of stale leases");
+    }
+    if effects.redispatched > 0 {
+        metrics.steps_redispatched(effects.redispatched);
+        tracing::info!(steps = effects.redispatched, "dispatched steps again whose job was lost");
     }
 }
 

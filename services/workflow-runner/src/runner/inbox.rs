@@ -1,6 +1,7 @@
-//! Sorting an inbox batch into the messages to apply, grouped by run, and the entries no state of
-//! any run could make apply (empty, undecodable, naming no run, delivered too often), which go to
-//! the dead-letter stream instead of holding the inbox back.
+//! Sorting an inbox batch into the messages to apply, grouped by run; the entries delivered so
+//! often that they must prove themselves alone; and the entries no state of any run could make
+//! apply (empty, undecodable, naming no run), which go to the dead-letter stream instead of
+//! holding the inbox back.
 
 use std::collections::HashMap;
 
@@ -14,6 +15,10 @@ pub(super) struct InboxEntry {
     pub(super) id: String,
     pub(super) run_id: Uuid,
     pub(super) message: Message,
+    /// How many times the inbox delivered it, this time included.
+    pub(super) deliveries: u32,
+    /// The raw payload, should it go to the dead letters.
+    pub(super) payload: Vec<u8>,
 }
 
 /// The entries to apply by run, each run's in the order they were read.
@@ -35,19 +40,25 @@ impl Rejected {
 /// An inbox batch, sorted.
 pub(super) struct SortedBatch {
     pub(super) by_run: RunMessages,
+    /// Delivered more than `max_deliveries` times: each is applied alone, and goes to the dead
+    /// letters only if it fails on its own content. An outage redelivers every message it holds
+    /// up, so a count alone cannot tell poison from bad luck.
+    pub(super) suspects: Vec<InboxEntry>,
     pub(super) rejected: Vec<Rejected>,
 }
 
 impl SortedBatch {
-    /// Sorts `batch`. An entry delivered more than `max_deliveries` times is rejected, so one that
-    /// keeps failing its batch is set aside after a few tries.
+    /// Sorts `batch`. An entry delivered more than `max_deliveries` times is a suspect, so one
+    /// that keeps failing its batch is tried alone after a few tries.
     pub(super) fn sort(batch: Vec<Delivery<v1::RunnerMessage>>, max_deliveries: u32) -> Self {
         let mut sorted = Self {
             by_run: HashMap::new(),
+            suspects: Vec::new(),
             rejected: Vec::new(),
         };
         for delivery in batch {
-            match accept(delivery, max_deliveries) {
+            match accept(delivery) {
+                Ok(entry) if entry.deliveries > max_deliveries => sorted.suspects.push(entry),
                 Ok(entry) => sorted.by_run.entry(entry.run_id).or_default().push(entry),
                 Err(rejected) => sorted.rejected.push(rejected),
             }
@@ -56,10 +67,7 @@ impl SortedBatch {
     }
 }
 
-fn accept(
-    delivery: Delivery<v1::RunnerMessage>,
-    max_deliveries: u32,
-) -> Result<InboxEntry, Rejected> {
+fn accept(delivery: Delivery<v1::RunnerMessage>) -> Result<InboxEntry, Rejected> {
     let Delivery {
         id,
         message,
@@ -69,7 +77,7 @@ fn accept(
     let reason = match message {
         Ok(v1::RunnerMessage {
             message: Some(message),
-        }) if deliveries <= max_deliveries => {
+        }) => {
             let named = run_id_of(&message);
             match named.parse() {
                 Ok(run_id) => {
@@ -77,13 +85,12 @@ fn accept(
                         id,
                         run_id,
                         message,
+                        deliveries,
+                        payload,
                     });
                 }
                 Err(_) => format!("`{named}` is not a run id"),
             }
-        }
-        Ok(v1::RunnerMessage { message: Some(_) }) => {
-            format!("runner message failed {} times", deliveries - 1)
         }
         Ok(v1::RunnerMessage { message: None }) => "runner message is empty".to_owned(),
         Err(reason) => reason,
@@ -102,5 +109,6 @@ fn run_id_of(message: &Message) -> &str {
         Message::JobResult(m) => &m.run_id,
         Message::WakeRun(m) => &m.run_id,
         Message::CancelRun(m) => &m.run_id,
+        Message::RedispatchStep(m) => &m.run_id,
     }
 }
