@@ -153,16 +153,31 @@ impl RedisServer {
         Ok(())
     }
 
-    /// Kills the server and starts a new, empty one on the same port; checks it holds no key.
+    /// Kills the server and starts a new one on the same port. It is empty: it starts in a
+    /// fresh directory with persistence off (its key count proves nothing, since the services
+    /// write again as soon as it answers), and its `run_id` shows it is another process.
     pub async fn restart_empty(&mut self) -> anyhow::Result<()> {
+        let before = self.run_id().await?;
         self.kill().await?;
         self.start().await?;
+        let after = self.run_id().await?;
+        anyhow::ensure!(before != after, "Redis was not replaced (run_id {after})");
+        Ok(())
+    }
+
+    /// The server's `run_id`, which is new for every start.
+    async fn run_id(&self) -> anyhow::Result<String> {
         let mut conn = redis::Client::open(self.url())?
             .get_multiplexed_async_connection()
             .await?;
-        let keys: u64 = redis::cmd("DBSIZE").query_async(&mut conn).await?;
-        anyhow::ensure!(keys == 0, "the restarted Redis holds {keys} keys");
-        Ok(())
+        let info: String = redis::cmd("INFO")
+            .arg("server")
+            .query_async(&mut conn)
+            .await?;
+        info.lines()
+            .find_map(|l| l.strip_prefix("run_id:"))
+            .map(|id| id.trim().to_owned())
+            .context("INFO server has no run_id")
     }
 
     fn shutdown(&mut self) {
