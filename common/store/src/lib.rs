@@ -131,8 +131,7 @@ pub trait Store: Send + Sync + 'static {
     /// Extends by `ttl_micros` (from the database's clock) the leases that are still the steps'
     /// current ones; a lease that moved on (the step was dispatched again or ended) is left as it
     /// is. Returns how many were extended. Not a change of run state: no event, no step cache.
-    async fn renew_leases(&self, leases: &[StepLease], ttl_micros: i64)
-    -> Result<u64, StoreError>;
+    async fn renew_leases(&self, leases: &[StepLease], ttl_micros: i64) -> Result<u64, StoreError>;
 
     /// Runs and steps counted by status, for operators' raw signal.
     async fn status_counts(&self) -> Result<StatusCounts, StoreError>;

@@ -107,8 +107,12 @@ impl RunnerConfig {
             timer_poll: env.duration_or("BATON_TIMER_POLL", Duration::from_secs(1))?,
             sweep_interval: env.duration_or("BATON_SWEEP_INTERVAL", Duration::from_secs(5))?,
             sweep_grace: env.duration_or("BATON_SWEEP_GRACE", Duration::from_secs(10))?,
-            lease_ttl: env.duration_or("BATON_LEASE_TTL", Duration::from_secs(30))?,
-            reconcile_interval: env.duration_or("BATON_RECONCILE_INTERVAL", Duration::from_secs(5))?,
+            lease_ttl: above_zero(env, "BATON_LEASE_TTL", Duration::from_secs(30))?,
+            reconcile_interval: above_zero(
+                env,
+                "BATON_RECONCILE_INTERVAL",
+                Duration::from_secs(5),
+            )?,
             retention: duration_or_off(env, "BATON_RETENTION", Duration::from_secs(30 * 86_400))?,
             retention_interval: env
                 .duration_or("BATON_RETENTION_INTERVAL", Duration::from_secs(60))?
@@ -126,6 +130,20 @@ impl RunnerConfig {
             limits: baton_engine::Limits::from_env(env)?,
         })
     }
+}
+
+/// A duration that must be more than zero: leases and the reconciler cannot be turned off, or a
+/// job Redis lost would never be found.
+fn above_zero(env: &Env, name: &str, default: Duration) -> Result<Duration, ConfigError> {
+    let value = env.duration_or(name, default)?;
+    if value.is_zero() {
+        return Err(ConfigError {
+            name: name.to_owned(),
+            value: env.var(name).unwrap_or_default(),
+            reason: "must be more than zero".to_owned(),
+        });
+    }
+    Ok(value)
 }
 
 /// A duration like `30d` or `90s`, `default` when unset, or `None` for `0` or `off`.
@@ -205,6 +223,12 @@ mod tests {
                 .unwrap()
                 .default_max_parallel,
             1
+        );
+        let no_lease = Env::from_pairs([("BATON_LEASE_TTL", "0s")]);
+        let error = RunnerConfig::from_env(&no_lease).unwrap_err().to_string();
+        assert!(
+            error.contains("BATON_LEASE_TTL") && error.contains("more than zero"),
+            "{error}"
         );
         let bad = Env::from_pairs([("ORCHESTRATION_MAX_CONCURRENCY", "many")]);
         assert!(

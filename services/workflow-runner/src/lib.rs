@@ -84,7 +84,11 @@ pub async fn serve(
     tasks.spawn(runner.clone().run_inbox(shutdown.clone()));
     tasks.spawn(runner.clone().run_timers(shutdown.clone()));
     tasks.spawn(runner.clone().run_recovery(shutdown.clone()));
-    tasks.spawn(runner.clone().run_retention(queue.clone(), shutdown.clone()));
+    tasks.spawn(
+        runner
+            .clone()
+            .run_retention(queue.clone(), shutdown.clone()),
+    );
     if let Some(listener) = http_listener {
         let sources = baton_signal::SignalSources {
             service: "workflow-runner",

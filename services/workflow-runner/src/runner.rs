@@ -77,10 +77,9 @@ impl Progress {
 
     /// `Err` with the reason unless the inbox moved within `window`.
     pub fn check(&self, window: Duration) -> Result<(), String> {
-        let since = self
-            .began
-            .elapsed()
-            .saturating_sub(Duration::from_millis(self.last_ok_ms.load(Ordering::Relaxed)));
+        let since = self.began.elapsed().saturating_sub(Duration::from_millis(
+            self.last_ok_ms.load(Ordering::Relaxed),
+        ));
         if self.stalled.load(Ordering::Relaxed) && since > window.min(Duration::from_secs(2)) {
             return Err("the runner cannot apply its inbox: a dependency is unavailable".into());
         }

@@ -163,8 +163,10 @@ impl Backend {
             delivery: 1,
             parked: false,
         };
-        self.change(id, true, |r, fx| apply_job_started(r, &EngineConfig::default(), &msg, now_micros(), fx))
-            .await
+        self.change(id, true, |r, fx| {
+            apply_job_started(r, &EngineConfig::default(), &msg, now_micros(), fx)
+        })
+        .await
     }
 
     /// Step `step`'s first attempt succeeds, published; the last one also ends the run.
@@ -187,8 +189,10 @@ impl Backend {
             lease: 1,
             ..Default::default()
         };
-        self.change(id, true, |r, fx| apply_job_result(r, wf, &EngineConfig::default(), &result, now, fx))
-            .await
+        self.change(id, true, |r, fx| {
+            apply_job_result(r, wf, &EngineConfig::default(), &result, now, fx)
+        })
+        .await
     }
 
     /// Cancels the run; publishes its end only when `publish`.

@@ -2,7 +2,10 @@
 //! chunk at a time, that stops once every job asked about was seen.
 
 use super::{SqliteQueue, failed};
-use crate::{JobKey, QueueError, StreamName, presence::{Entries, Presence}};
+use crate::{
+    JobKey, QueueError, StreamName,
+    presence::{Entries, Presence},
+};
 
 /// Entries read per query while scanning a stream.
 const SCAN_CHUNK: i64 = 1_000;

@@ -4,7 +4,10 @@
 use redis::Value;
 
 use super::{FIELD, RedisQueue};
-use crate::{JobKey, QueueError, presence::{Entries, Presence}};
+use crate::{
+    JobKey, QueueError,
+    presence::{Entries, Presence},
+};
 
 /// Entries read per `XRANGE` while scanning a stream.
 const SCAN_CHUNK: usize = 1_000;

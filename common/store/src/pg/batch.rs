@@ -62,10 +62,14 @@ impl StepColumns {
         self.usage
             .push(s.usage.as_ref().map(|u| usage_to_json(u).to_string()));
         self.leases.push(i64::try_from(s.lease).unwrap_or(i64::MAX));
-        self.holders.push(i32::try_from(s.lease_holder).unwrap_or(i32::MAX));
+        self.holders
+            .push(i32::try_from(s.lease_holder).unwrap_or(i32::MAX));
         // A lease lives only while the step is in flight.
-        self.lease_ttls
-            .push(if s.status.is_in_flight() { s.lease_ttl } else { 0 });
+        self.lease_ttls.push(if s.status.is_in_flight() {
+            s.lease_ttl
+        } else {
+            0
+        });
     }
 
     fn bind<'q>(

@@ -397,11 +397,7 @@ impl Store for PgStore {
         leases::expired(&self.pool, limit).await
     }
 
-    async fn renew_leases(
-        &self,
-        leases: &[StepLease],
-        ttl_micros: i64,
-    ) -> Result<u64, StoreError> {
+    async fn renew_leases(&self, leases: &[StepLease], ttl_micros: i64) -> Result<u64, StoreError> {
         leases::renew(&self.pool, leases, ttl_micros).await
     }
 

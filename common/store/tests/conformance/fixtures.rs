@@ -249,7 +249,9 @@ impl Move {
                     .map_or(0, baton_proto::timestamp_to_micros);
                 apply_job_started(run, &EngineConfig::default(), m, now, fx);
             }
-            Self::Result { result, now } => apply_job_result(run, wf, &EngineConfig::default(), result, *now, fx),
+            Self::Result { result, now } => {
+                apply_job_result(run, wf, &EngineConfig::default(), result, *now, fx)
+            }
             Self::Wake { now } => wake_run(run, wf, &EngineConfig::default(), *now, fx),
             Self::Abort { status, now } => {
                 abort_run(run, *status, "stopped by its owner", *now, fx);

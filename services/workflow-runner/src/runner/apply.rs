@@ -282,11 +282,17 @@ fn record_recovery(metrics: &Metrics, effects: &Effects) {
     }
     if fenced.results > 0 {
         metrics.reports_fenced("result", fenced.results);
-        tracing::info!(results = fenced.results, "ignored late results of stale leases");
+        tracing::info!(
+            results = fenced.results,
+            "ignored late results of stale leases"
+        );
     }
     if effects.redispatched > 0 {
         metrics.steps_redispatched(effects.redispatched);
-        tracing::info!(steps = effects.redispatched, "dispatched steps again whose job was lost");
+        tracing::info!(
+            steps = effects.redispatched,
+            "dispatched steps again whose job was lost"
+        );
     }
 }
 
