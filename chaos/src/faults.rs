@@ -120,12 +120,15 @@ pub async fn postgres_stop(stage: &mut Stage<'_>) -> anyhow::Result<()> {
     stage.load.reached(0.3).await;
     let (at, hit) = (stage.progress(), stage.in_flight().await);
     stage.servers.postgres.stop_immediate().await?;
-    tokio::time::sleep(stage.profile.postgres_outage).await;
+    let outage = stage.profile.postgres_outage;
+    let stopped = tokio::time::Instant::now();
+    let probe = outage_probe(stage, outage).await;
+    tokio::time::sleep_until(stopped + outage).await;
     stage.servers.postgres.start().await?;
     stage.note(format!(
-        "PostgreSQL stopped (immediate) at {at}, with {hit}, for {:?}",
-        stage.profile.postgres_outage
+        "PostgreSQL stopped (immediate) at {at}, with {hit}, for {outage:?}"
     ));
+    stage.note(probe);
     if let Err(e) = stage.services.wait_serving(RECOVER_WITHIN).await {
         stage.violations.push(Violation::general(
             "health",
@@ -133,6 +136,51 @@ pub async fn postgres_stop(stage: &mut Stage<'_>) -> anyhow::Result<()> {
         ));
     }
     Ok(())
+}
+
+/// How a StartRun fares while PostgreSQL is down: one call a second into the outage, given
+/// until two seconds before its end to answer, and how long its answer took. An acknowledged
+/// probe joins the ledger like any run.
+async fn outage_probe(stage: &Stage<'_>, outage: Duration) -> String {
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let budget = outage
+        .saturating_sub(Duration::from_secs(3))
+        .max(Duration::from_secs(1));
+    let mut call = tonic::Request::new(v1::StartRunRequest {
+        workflow_ref: load::CHAIN_REF.into(),
+        inputs_json: serde_json::json!({ "i": -1 }).to_string(),
+        idempotency_key: "outage-probe".into(),
+        tenant: String::new(),
+    });
+    call.set_timeout(budget);
+    let began = tokio::time::Instant::now();
+    let answer = load::runs_client(stage.services.api())
+        .start_run(call)
+        .await;
+    let took = began.elapsed();
+    let ledger = stage.load.ledger();
+    let mut ledger = ledger.lock().unwrap_or_else(|e| e.into_inner());
+    let said = match answer {
+        Ok(response) => {
+            ledger.answered(Code::Ok);
+            if let Some(run) = response.into_inner().run {
+                ledger.acks.push(Ack {
+                    key: "outage-probe".into(),
+                    run_id: run.id,
+                    expect: Expect::Complete,
+                });
+            }
+            "OK".to_owned()
+        }
+        Err(status) => {
+            ledger.answered(status.code());
+            format!("{} ({})", load::code_name(status.code()), status.message())
+        }
+    };
+    format!(
+        "a StartRun 1 s into the outage answered {said} after {:.1}s (it was given {budget:?})",
+        took.as_secs_f64()
+    )
 }
 
 /// SIGSTOP of a runner replica, its built-in workers with it, for longer than the visibility
