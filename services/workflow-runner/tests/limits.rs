@@ -134,6 +134,18 @@ async fn a_huge_template_fails_its_step_quickly_while_a_neighbour_completes() {
     assert!(huge_took < Duration::from_secs(5), "took {huge_took:?}");
     assert_eq!(status(&clean), RunStatus::Completed, "{clean:?}");
     assert_eq!(step(&clean, "greet").output_json, r#"{"text":"hello Ada"}"#);
+    // The same run alone, for comparison.
+    let alone = Instant::now();
+    let run = stack
+        .start_run("t/clean@1", json!({"name": "Bo"}))
+        .await
+        .unwrap();
+    let run = stack.wait_for_end(&run.id, WAIT).await.unwrap();
+    assert_eq!(status(&run), RunStatus::Completed, "{run:?}");
+    eprintln!(
+        "the same clean run alone completed after {:?}",
+        alone.elapsed()
+    );
     stack.stop().await;
 }
 
