@@ -84,6 +84,20 @@ async fn dead_letters_are_listed_read_and_replayed_through_the_api() {
                     ..Default::default()
                 },
                 v1::DeadLetter {
+                    stream: "jobs:echo".into(),
+                    reason: "step `say` failed on its last attempt (1): boom".into(),
+                    payload: v1::JobResult {
+                        run_id: run.id.clone(),
+                        step_id: "say".into(),
+                        attempt: 1,
+                        outcome: v1::JobOutcome::Failed as i32,
+                        error: "boom".into(),
+                        ..Default::default()
+                    }
+                    .encode_to_vec(),
+                    ..Default::default()
+                },
+                v1::DeadLetter {
                     stream: "events".into(),
                     reason: "not a work stream".into(),
                     payload: vec![1, 2, 3],
@@ -115,14 +129,14 @@ async fn dead_letters_are_listed_read_and_replayed_through_the_api() {
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(rest.dead_letters.len(), 1);
+    assert_eq!(rest.dead_letters.len(), 2);
     assert!(rest.next_page_token.is_empty(), "the last page");
     let all = client
         .list_dead_letters(v1::ListDeadLettersRequest::default())
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(all.dead_letters.len(), 3);
+    assert_eq!(all.dead_letters.len(), 4);
     assert!(all.next_page_token.is_empty());
 
     let start = &first.dead_letters[0];
@@ -150,7 +164,11 @@ async fn dead_letters_are_listed_read_and_replayed_through_the_api() {
     let decoded: Value = serde_json::from_str(&job_letter.payload_json).unwrap();
     assert_eq!(decoded["step_id"], "say");
     assert_eq!(decoded["input_json"], r#"{"n":1}"#);
-    let odd = &rest.dead_letters[0];
+    let result = &rest.dead_letters[0];
+    assert_eq!(result.payload_type, "baton.v1.JobResult");
+    let decoded: Value = serde_json::from_str(&result.payload_json).unwrap();
+    assert_eq!(decoded["outcome"], "JOB_OUTCOME_FAILED");
+    let odd = &rest.dead_letters[1];
     assert_eq!(
         (odd.payload_type.as_str(), odd.payload_json.as_str()),
         ("", "")
@@ -221,13 +239,28 @@ async fn dead_letters_are_listed_read_and_replayed_through_the_api() {
         "{}",
         unreplayable.message()
     );
+    let over = client
+        .replay_dead_letter(v1::ReplayDeadLetterRequest {
+            id: result.id.clone(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(over.code(), Code::FailedPrecondition);
+    assert!(
+        over.message().contains("last failed attempt"),
+        "{}",
+        over.message()
+    );
     let left = client
         .list_dead_letters(v1::ListDeadLettersRequest::default())
         .await
         .unwrap()
         .into_inner();
     let ids: Vec<&str> = left.dead_letters.iter().map(|l| l.id.as_str()).collect();
-    assert_eq!(ids, [job_letter.id.as_str(), odd.id.as_str()]);
+    assert_eq!(
+        ids,
+        [job_letter.id.as_str(), result.id.as_str(), odd.id.as_str()]
+    );
     runner.cancel();
     stack.stop().await;
 }

@@ -25,6 +25,7 @@ type AdminServiceClient interface {
 	// ReplayDeadLetter appends the letter's payload to the stream it came from as a new entry,
 	// delivered afresh, and removes the letter, in one atomic step: of two replays of one letter,
 	// one sends it and the other is NOT_FOUND. A letter that names no stream work can go back to
+	// (or that records the result of a job's last failed attempt, which replaying cannot change)
 	// is FAILED_PRECONDITION and stays where it is.
 	ReplayDeadLetter(ctx context.Context, in *ReplayDeadLetterRequest, opts ...grpc.CallOption) (*ReplayDeadLetterResponse, error)
 }
@@ -76,6 +77,7 @@ type AdminServiceServer interface {
 	// ReplayDeadLetter appends the letter's payload to the stream it came from as a new entry,
 	// delivered afresh, and removes the letter, in one atomic step: of two replays of one letter,
 	// one sends it and the other is NOT_FOUND. A letter that names no stream work can go back to
+	// (or that records the result of a job's last failed attempt, which replaying cannot change)
 	// is FAILED_PRECONDITION and stays where it is.
 	ReplayDeadLetter(context.Context, *ReplayDeadLetterRequest) (*ReplayDeadLetterResponse, error)
 	mustEmbedUnimplementedAdminServiceServer()

@@ -122,6 +122,14 @@ impl AdminService for Api {
         let id = required_id(&request.get_ref().id)?;
         // Read first, to answer with what was replayed; the replay itself checks again.
         let dead_letter = self.dead_letter(id).await?;
+        if dead_letter.payload_type == payload::JOB_RESULT {
+            // A job stream's workers cannot read a result, and the attempt it reports is over.
+            return Err(ApiError::FailedPrecondition(format!(
+                "dead letter {id} records the result of a job's last failed attempt, which \
+                 replaying cannot change; start a new run instead"
+            ))
+            .into());
+        }
         match self
             .queue
             .replay_dead_letter(id)

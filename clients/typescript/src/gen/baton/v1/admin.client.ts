@@ -40,6 +40,7 @@ export interface IAdminServiceClient {
      * ReplayDeadLetter appends the letter's payload to the stream it came from as a new entry,
      * delivered afresh, and removes the letter, in one atomic step: of two replays of one letter,
      * one sends it and the other is NOT_FOUND. A letter that names no stream work can go back to
+     * (or that records the result of a job's last failed attempt, which replaying cannot change)
      * is FAILED_PRECONDITION and stays where it is.
      *
      * @generated from protobuf rpc: ReplayDeadLetter
@@ -84,6 +85,7 @@ export class AdminServiceClient implements IAdminServiceClient, ServiceInfo {
      * ReplayDeadLetter appends the letter's payload to the stream it came from as a new entry,
      * delivered afresh, and removes the letter, in one atomic step: of two replays of one letter,
      * one sends it and the other is NOT_FOUND. A letter that names no stream work can go back to
+     * (or that records the result of a job's last failed attempt, which replaying cannot change)
      * is FAILED_PRECONDITION and stays where it is.
      *
      * @generated from protobuf rpc: ReplayDeadLetter
