@@ -37,6 +37,11 @@ use crate::{
 /// The Postgres schema, applied at service start. Versions 1..999.
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
+/// How long a call waits for a connection before it reports the database unavailable. Short: a
+/// healthy pool hands one over in microseconds, and while Postgres is down callers should hear
+/// `UNAVAILABLE` within their deadlines (the runner waits an outage out by retrying).
+const ACQUIRE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// [`Store`] over a Postgres pool.
 ///
 /// What bounds it: the pool's connections (each batch holds one until it commits) and row
@@ -53,7 +58,7 @@ impl PgStore {
     pub async fn connect(url: &str, max_connections: u32) -> Result<Self, StoreError> {
         let pool = PgPoolOptions::new()
             .max_connections(max_connections)
-            .acquire_timeout(std::time::Duration::from_secs(10))
+            .acquire_timeout(ACQUIRE_TIMEOUT)
             .connect(url)
             .await
             .map_err(pg_error)?;
