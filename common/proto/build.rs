@@ -10,6 +10,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "run.proto",
         "info.proto",
         "admin.proto",
+        "auth.proto",
         "queue.proto",
     ]
     .map(|f| root.join("baton/v1").join(f));

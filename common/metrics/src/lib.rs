@@ -35,6 +35,7 @@
 //! orchestration_step_queue_seconds_count - ignoring(le) orchestration_step_queue_seconds_bucket{le="5"}
 //! ```
 
+mod auth;
 mod config;
 mod error;
 mod grpc;
@@ -45,6 +46,10 @@ mod recovery;
 mod registry;
 mod retention;
 
+pub use auth::{
+    BATON_API_KEY_CHANGES_TOTAL, BATON_AUTH_DENIED_TOTAL, BATON_REQUESTS_LIMITED_TOTAL,
+    DENY_REASONS,
+};
 pub use config::{ENABLE_METRICS_VAR, METRICS_PORT_VAR, MetricsConfig};
 pub use error::MetricsError;
 pub use grpc::{

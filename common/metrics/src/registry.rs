@@ -4,6 +4,7 @@
 use prometheus::{Encoder, Registry, TextEncoder};
 
 use crate::MetricsError;
+use crate::auth::AuthMetrics;
 use crate::grpc::GrpcServerMetrics;
 use crate::infra::InfraMetrics;
 use crate::orchestration::{OrchestrationMetrics, RunOutcome};
@@ -21,6 +22,7 @@ pub struct Metrics {
     infra: InfraMetrics,
     retention: RetentionMetrics,
     recovery: RecoveryMetrics,
+    auth: AuthMetrics,
     pub(crate) grpc: GrpcServerMetrics,
 }
 
@@ -39,6 +41,7 @@ impl Metrics {
         let infra = InfraMetrics::register(&registry)?;
         let retention = RetentionMetrics::register(&registry)?;
         let recovery = RecoveryMetrics::register(&registry)?;
+        let auth = AuthMetrics::register(&registry)?;
         let grpc = GrpcServerMetrics::register(&registry)?;
         #[cfg(target_os = "linux")]
         registry.register(Box::new(
@@ -50,8 +53,24 @@ impl Metrics {
             infra,
             retention,
             recovery,
+            auth,
             grpc,
         })
+    }
+
+    /// Counts a call refused by the auth layer, by reason (`baton_auth_denied_total`).
+    pub fn auth_denied(&self, reason: &str) {
+        self.auth.denied(reason);
+    }
+
+    /// Counts a call refused by a per-tenant limit (`baton_requests_limited_total`).
+    pub fn request_limited(&self, limit: &str) {
+        self.auth.limited(limit);
+    }
+
+    /// Counts an API key `created` or `revoked` (`baton_api_key_changes_total`).
+    pub fn api_key_changed(&self, action: &str) {
+        self.auth.key_changed(action);
     }
 
     /// Counts a run of `definition` (`owner/name@version`) as `started`.
