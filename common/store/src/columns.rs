@@ -5,7 +5,10 @@ pub(crate) const RUN_COLUMNS: &str = "id, tenant, workflow_ref, status, inputs, 
      max_parallel, deadline, created_at, started_at, ended_at, last_sequence, trace_context";
 pub(crate) const STEP_COLUMNS: &str = "run_id, position, step_id, kind, status, attempt, output, error, worker_id, \
      queued_at, started_at, ended_at, next_attempt_at, usage, lease, lease_holder";
-pub(crate) const WORKFLOW_COLUMNS: &str = "owner, name, version, digest, definition, created_at";
+pub(crate) const WORKFLOW_COLUMNS: &str =
+    "tenant, owner, name, version, digest, definition, created_at";
+pub(crate) const API_KEY_COLUMNS: &str =
+    "id, tenant, role, name, secret_hash, created_by, created_at, revoked_at";
 pub(crate) const EVENT_COLUMNS: &str =
     "run_id, sequence, event_type, step_id, attempt, message, output, time";
 pub(crate) const ATTEMPT_COLUMNS: &str =

@@ -28,3 +28,10 @@ pub enum StoreError {
     #[error("migration failed: {0}")]
     Migrate(String),
 }
+
+impl StoreError {
+    /// An API key id that another key already has.
+    pub(crate) fn api_key_taken(id: &str) -> Self {
+        Self::Conflict(format!("api key id `{id}` is already in use"))
+    }
+}

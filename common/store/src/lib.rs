@@ -2,6 +2,9 @@
 //! (Postgres) in production, [`SqliteStore`] (one SQLite file) for one-process dev mode, and one
 //! conformance suite holds both to the same behaviour.
 //!
+//! [`Store`] is every role at once; a caller that needs only one sees only its trait
+//! ([`KeyStore`] for API keys), and an `Arc<dyn Store>` upcasts to it.
+//!
 //! The trait speaks in the engine's types ([`RunState`]) and the store's own ([`RunDetail`],
 //! [`WorkerHost`], ...), not in wire messages; callers convert to and from the proto at their edge.
 //!
@@ -29,8 +32,8 @@ use uuid::Uuid;
 
 pub use error::StoreError;
 pub use model::{
-    NewRun, NewWorkflow, Page, PageRequest, PutWorkflowOutcome, RunDetail, RunFilter, StatusCounts,
-    StepLease, StoredEvent, StoredWorkflow, WakeCandidate, WorkerHost,
+    ApiKeyRecord, NewApiKey, NewRun, NewWorkflow, Page, PageRequest, PutWorkflowOutcome, RunDetail,
+    RunFilter, StatusCounts, StepLease, StoredEvent, StoredWorkflow, WakeCandidate, WorkerHost,
 };
 pub use pg::PgStore;
 pub use sqlite::SqliteStore;
@@ -69,22 +72,53 @@ pub trait RunBatch: Send {
     async fn commit(self: Box<Self>) -> Result<Vec<RunState>, StoreError>;
 }
 
+/// API keys: recorded once, looked up by their public id, revoked but never deleted.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait KeyStore: Send + Sync + 'static {
+    /// Records a new key. An id already in use (by any tenant) is [`StoreError::Conflict`]
+    /// naming the id, and nothing is written.
+    async fn create_api_key(&self, key: NewApiKey) -> Result<ApiKeyRecord, StoreError>;
+    /// The key with this id, revoked or not.
+    async fn find_api_key(&self, id: &str) -> Result<Option<ApiKeyRecord>, StoreError>;
+    /// Keys of `tenant` (`None`: of every tenant), newest first; revoked ones only when
+    /// `include_revoked`.
+    async fn list_api_keys(
+        &self,
+        tenant: Option<&str>,
+        include_revoked: bool,
+    ) -> Result<Vec<ApiKeyRecord>, StoreError>;
+    /// Marks the key revoked at `at_micros`, unless it already is: then it is left as it is and
+    /// keeps the time it was first revoked. `None` when no key has this id.
+    async fn revoke_api_key(
+        &self,
+        id: &str,
+        at_micros: i64,
+    ) -> Result<Option<ApiKeyRecord>, StoreError>;
+    /// Keys not revoked, of every tenant.
+    async fn count_active_api_keys(&self) -> Result<u64, StoreError>;
+}
+
+#[async_trait]
+pub trait Store: KeyStore + Send + Sync + 'static {
     /// Brings the backend's schema up to date; safe to call at every start.
     async fn migrate(&self) -> Result<(), StoreError>;
 
-    /// Stores a definition version. Same digest: unchanged; other digest: a conflict.
+    /// Stores a definition version in `wf.tenant`'s namespace. Same digest: unchanged; other
+    /// digest: a conflict. Tenants do not collide: the same `owner/name@version` in two tenants
+    /// is two workflows.
     async fn put_workflow(&self, wf: NewWorkflow) -> Result<PutWorkflowOutcome, StoreError>;
-    /// One version, or the latest when `version` is `None`.
+    /// One version of `tenant`'s workflow, or the latest when `version` is `None`.
     async fn get_workflow(
         &self,
+        tenant: &str,
         owner: &str,
         name: &str,
         version: Option<u32>,
     ) -> Result<Option<StoredWorkflow>, StoreError>;
+    /// `tenant`'s workflows (of one owner, when given), by owner, name, then newest version.
     async fn list_workflows(
         &self,
+        tenant: &str,
         owner: Option<&str>,
         page: PageRequest,
     ) -> Result<Page<StoredWorkflow>, StoreError>;

@@ -5,6 +5,8 @@ use baton_proto::v1;
 use uuid::Uuid;
 
 pub struct NewWorkflow {
+    /// The tenant whose namespace it is registered in.
+    pub tenant: String,
     pub owner: String,
     pub name: String,
     pub version: u32,
@@ -14,6 +16,7 @@ pub struct NewWorkflow {
 
 #[derive(Clone, Debug)]
 pub struct StoredWorkflow {
+    pub tenant: String,
     pub owner: String,
     pub name: String,
     pub version: u32,
@@ -23,6 +26,8 @@ pub struct StoredWorkflow {
 }
 
 impl StoredWorkflow {
+    /// `owner/name@version`, without the tenant (a run names its workflow this way, beside its
+    /// own tenant).
     pub fn workflow_ref(&self) -> String {
         format!("{}/{}@{}", self.owner, self.name, self.version)
     }
@@ -34,6 +39,34 @@ pub enum PutWorkflowOutcome {
     Unchanged(StoredWorkflow),
     /// The version exists with another digest.
     Conflict(StoredWorkflow),
+}
+
+/// An API key to record. `id` is the public half callers present; only a hash of the secret is
+/// kept.
+#[derive(Clone, Debug)]
+pub struct NewApiKey {
+    pub id: String,
+    pub tenant: String,
+    pub role: String,
+    /// What the key is for, as its creator described it; may be empty.
+    pub name: String,
+    pub secret_hash: String,
+    /// The principal that created it.
+    pub created_by: String,
+    pub created_at_micros: i64,
+}
+
+/// A stored API key; revoked keys are kept, with when they were revoked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApiKeyRecord {
+    pub id: String,
+    pub tenant: String,
+    pub role: String,
+    pub name: String,
+    pub secret_hash: String,
+    pub created_by: String,
+    pub created_at_micros: i64,
+    pub revoked_at_micros: Option<i64>,
 }
 
 #[derive(Clone, Debug)]

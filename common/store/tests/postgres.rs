@@ -42,20 +42,14 @@ async fn admin() -> sqlx::PgConnection {
         .unwrap_or_else(|e| panic!("cannot reach Postgres (set DATABASE_URL): {e}"))
 }
 
-/// Creates a fresh database with Baton's schema, opens two stores on it, runs `check`, and
-/// drops the database whether the check passed or not.
-async fn with_postgres<F, Fut>(check: F)
-where
-    F: FnOnce(Handles) -> Fut,
-    Fut: Future<Output = ()> + Send + 'static,
-{
+/// Creates a database of its own; returns its name and URL.
+async fn create_database(conn: &mut sqlx::PgConnection) -> (String, String) {
     let database = format!("baton_test_{}", uuid::Uuid::new_v4().simple());
     let create = format!("CREATE DATABASE {database}");
-    let mut conn = admin().await;
     // Databases are copied from a template, which refuses while another session copies it.
     let mut tries = 0;
     while let Err(e) = sqlx::query(sqlx::AssertSqlSafe(create.as_str()))
-        .execute(&mut conn)
+        .execute(&mut *conn)
         .await
     {
         tries += 1;
@@ -64,6 +58,26 @@ where
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let url = with_database(&admin_url(), &database);
+    (database, url)
+}
+
+async fn drop_database(conn: &mut sqlx::PgConnection, database: &str) {
+    let drop = format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)");
+    sqlx::query(sqlx::AssertSqlSafe(drop))
+        .execute(conn)
+        .await
+        .expect("drop the check's database");
+}
+
+/// Creates a fresh database with Baton's schema, opens two stores on it, runs `check`, and
+/// drops the database whether the check passed or not.
+async fn with_postgres<F, Fut>(check: F)
+where
+    F: FnOnce(Handles) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let mut conn = admin().await;
+    let (database, url) = create_database(&mut conn).await;
     let a = PgStore::connect(&url, 4).await.expect("connect");
     a.migrate().await.expect("migrations apply");
     let b = PgStore::connect(&url, 4).await.expect("connect");
@@ -78,14 +92,61 @@ where
     for pool in pools {
         let _ = tokio::time::timeout(Duration::from_secs(5), pool.close()).await;
     }
-    let drop = format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)");
-    sqlx::query(sqlx::AssertSqlSafe(drop))
-        .execute(&mut conn)
-        .await
-        .expect("drop the check's database");
+    drop_database(&mut conn, &database).await;
+    resume(outcome);
+}
+
+fn resume(outcome: Result<(), tokio::task::JoinError>) {
     match outcome {
         Ok(()) => {}
         Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
         Err(e) => panic!("check did not finish: {e}"),
     }
+}
+
+/// A database migrated as a release before tenants left it (migrations 1 to 3), holding a
+/// workflow, then migrated by this build.
+#[tokio::test]
+async fn a_workflow_stored_before_tenants_is_the_default_tenants() {
+    let mut conn = admin().await;
+    let (database, url) = create_database(&mut conn).await;
+    let store = PgStore::connect(&url, 2).await.expect("connect");
+    let pool = store.pool().clone();
+    let outcome = tokio::spawn(async move {
+        let all = sqlx::migrate!("./migrations/postgres");
+        let before_tenants = sqlx::migrate::Migrator {
+            migrations: all
+                .migrations
+                .iter()
+                .filter(|m| m.version < 4)
+                .cloned()
+                .collect::<Vec<_>>()
+                .into(),
+            ..sqlx::migrate!("./migrations/postgres")
+        };
+        before_tenants
+            .run(store.pool())
+            .await
+            .expect("migrations 1 to 3");
+        let wf = conformance::fixtures::pipeline("acme", "etl", 1);
+        let stored = conformance::fixtures::new_workflow(&wf);
+        sqlx::query(
+            "INSERT INTO workflows (owner, name, version, digest, definition) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(&stored.owner)
+        .bind(&stored.name)
+        .bind(stored.version as i32)
+        .bind(&stored.digest)
+        .bind(&stored.definition)
+        .execute(store.pool())
+        .await
+        .expect("a workflow of the old schema");
+        store.migrate().await.expect("this build's migrations");
+        conformance::a_workflow_stored_before_tenants_is_the_default_tenants(&store, &wf).await;
+    })
+    .await;
+    let _ = tokio::time::timeout(Duration::from_secs(5), pool.close()).await;
+    drop_database(&mut conn, &database).await;
+    resume(outcome);
 }

@@ -112,6 +112,48 @@ async fn the_store_migrates_a_file_the_queue_migrated_too() {
     std::fs::remove_dir_all(dir).unwrap();
 }
 
+/// A file migrated by a release before tenants (migrations 1 to 3), holding a workflow, then
+/// migrated by this build: the table rebuild keeps the workflow, in the `default` tenant.
+#[tokio::test]
+async fn a_workflow_stored_before_tenants_is_the_default_tenants() {
+    let dir = temp_dir();
+    let store = SqliteStore::open(&dir.join("baton.db"), 2).await.unwrap();
+    let all = sqlx::migrate!("./migrations/sqlite");
+    let before_tenants = sqlx::migrate::Migrator {
+        migrations: all
+            .migrations
+            .iter()
+            .filter(|m| m.version < 4)
+            .cloned()
+            .collect::<Vec<_>>()
+            .into(),
+        ..sqlx::migrate!("./migrations/sqlite")
+    };
+    before_tenants
+        .run(store.pool())
+        .await
+        .expect("migrations 1 to 3");
+    let wf = conformance::fixtures::pipeline("acme", "etl", 1);
+    let stored = conformance::fixtures::new_workflow(&wf);
+    sqlx::query(
+        "INSERT INTO workflows (owner, name, version, digest, definition, created_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )
+    .bind(&stored.owner)
+    .bind(&stored.name)
+    .bind(i64::from(stored.version))
+    .bind(&stored.digest)
+    .bind(stored.definition.to_string())
+    .bind(1_000_000_i64)
+    .execute(store.pool())
+    .await
+    .expect("a workflow of the old schema");
+    store.migrate().await.expect("this build's migrations");
+    conformance::a_workflow_stored_before_tenants_is_the_default_tenants(&store, &wf).await;
+    store.pool().close().await;
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
 #[tokio::test]
 async fn a_write_lock_held_past_the_busy_timeout_is_unavailable() {
     let dir = temp_dir();

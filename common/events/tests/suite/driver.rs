@@ -57,6 +57,7 @@ impl Backend {
         let d = &wf.definition;
         self.store
             .put_workflow(NewWorkflow {
+                tenant: "default".to_owned(),
                 owner: d.owner.clone(),
                 name: d.name.clone(),
                 version: d.version,

@@ -5,6 +5,7 @@
 
 mod batch;
 mod error;
+mod keys;
 mod leases;
 mod retention;
 mod rows;
@@ -93,24 +94,26 @@ impl Store for PgStore {
         PgStore::migrate(self).await
     }
 
-    #[tracing::instrument(skip_all, fields(workflow = %format!("{}/{}@{}", wf.owner, wf.name, wf.version)))]
+    #[tracing::instrument(skip_all, fields(tenant = %wf.tenant, workflow = %format!("{}/{}@{}", wf.owner, wf.name, wf.version)))]
     async fn put_workflow(&self, wf: NewWorkflow) -> Result<PutWorkflowOutcome, StoreError> {
         let inserted = sqlx::query(trusted(format!(
-            "INSERT INTO workflows (owner, name, version, digest, definition) VALUES ($1, $2, $3, $4, $5) \
-             ON CONFLICT DO NOTHING RETURNING {WORKFLOW_COLUMNS}"
+            "INSERT INTO workflows (tenant, owner, name, version, digest, definition) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING RETURNING {WORKFLOW_COLUMNS}"
         )))
+        .bind(&wf.tenant)
         .bind(&wf.owner)
         .bind(&wf.name)
         .bind(wf.version as i32)
         .bind(&wf.digest)
         .bind(&wf.definition)
         .fetch_optional(&self.pool)
-        .await.map_err(pg_error)?;
+        .await
+        .map_err(pg_error)?;
         if let Some(row) = inserted {
             return Ok(PutWorkflowOutcome::Created(workflow_from_row(&row)?));
         }
         let existing = self
-            .get_workflow(&wf.owner, &wf.name, Some(wf.version))
+            .get_workflow(&wf.tenant, &wf.owner, &wf.name, Some(wf.version))
             .await?
             .ok_or_else(|| StoreError::Conflict("workflow vanished while registering".into()))?;
         Ok(if existing.digest == wf.digest {
@@ -122,14 +125,16 @@ impl Store for PgStore {
 
     async fn get_workflow(
         &self,
+        tenant: &str,
         owner: &str,
         name: &str,
         version: Option<u32>,
     ) -> Result<Option<StoredWorkflow>, StoreError> {
         let row = sqlx::query(trusted(format!(
-            "SELECT {WORKFLOW_COLUMNS} FROM workflows WHERE owner = $1 AND name = $2 \
-             AND ($3::int4 IS NULL OR version = $3) ORDER BY version DESC LIMIT 1"
+            "SELECT {WORKFLOW_COLUMNS} FROM workflows WHERE tenant = $1 AND owner = $2 \
+             AND name = $3 AND ($4::int4 IS NULL OR version = $4) ORDER BY version DESC LIMIT 1"
         )))
+        .bind(tenant)
         .bind(owner)
         .bind(name)
         .bind(version.map(|v| v as i32))
@@ -141,16 +146,19 @@ impl Store for PgStore {
 
     async fn list_workflows(
         &self,
+        tenant: &str,
         owner: Option<&str>,
         page: PageRequest,
     ) -> Result<Page<StoredWorkflow>, StoreError> {
         let after = parse_workflow_token(&page.token)?;
         let limit = page_size(&page);
         let rows = sqlx::query(trusted(format!(
-            "SELECT {WORKFLOW_COLUMNS} FROM workflows WHERE ($1::text IS NULL OR owner = $1) \
-             AND ($2::text IS NULL OR (owner, name, -version) > ($2, $3, $4)) \
-             ORDER BY owner, name, version DESC LIMIT $5"
+            "SELECT {WORKFLOW_COLUMNS} FROM workflows WHERE tenant = $1 \
+             AND ($2::text IS NULL OR owner = $2) \
+             AND ($3::text IS NULL OR (owner, name, -version) > ($3, $4, $5)) \
+             ORDER BY owner, name, version DESC LIMIT $6"
         )))
+        .bind(tenant)
         .bind(owner)
         .bind(after.as_ref().map(|a| a.owner.as_str()))
         .bind(after.as_ref().map(|a| a.name.as_str()))

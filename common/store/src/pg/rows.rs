@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use sqlx::{Decode, Postgres, Row, Type, postgres::PgRow};
 
 use crate::{
-    StoreError, StoredEvent, StoredWorkflow,
+    ApiKeyRecord, StoreError, StoredEvent, StoredWorkflow,
     codec::usage_from_json,
     db_error::{column, corrupt},
 };
@@ -104,12 +104,26 @@ pub(super) fn attempt_from_row(row: &PgRow) -> Result<AttemptRecord, StoreError>
 
 pub(super) fn workflow_from_row(row: &PgRow) -> Result<StoredWorkflow, StoreError> {
     Ok(StoredWorkflow {
+        tenant: get(row, "tenant")?,
         owner: get(row, "owner")?,
         name: get(row, "name")?,
         version: u32::try_from(get::<i32>(row, "version")?).map_err(corrupt)?,
         digest: get(row, "digest")?,
         definition: get(row, "definition")?,
         created_at: time(row, "created_at")?,
+    })
+}
+
+pub(super) fn api_key_from_row(row: &PgRow) -> Result<ApiKeyRecord, StoreError> {
+    Ok(ApiKeyRecord {
+        id: get(row, "id")?,
+        tenant: get(row, "tenant")?,
+        role: get(row, "role")?,
+        name: get(row, "name")?,
+        secret_hash: get(row, "secret_hash")?,
+        created_by: get(row, "created_by")?,
+        created_at_micros: time(row, "created_at")?,
+        revoked_at_micros: optional_time(row, "revoked_at")?,
     })
 }
 

@@ -4,6 +4,7 @@
 
 mod batch;
 mod error;
+mod keys;
 mod leases;
 mod retention;
 mod rows;
@@ -153,14 +154,15 @@ impl Store for SqliteStore {
         SqliteStore::migrate(self).await
     }
 
-    #[tracing::instrument(skip_all, fields(workflow = %format!("{}/{}@{}", wf.owner, wf.name, wf.version)))]
+    #[tracing::instrument(skip_all, fields(tenant = %wf.tenant, workflow = %format!("{}/{}@{}", wf.owner, wf.name, wf.version)))]
     async fn put_workflow(&self, wf: NewWorkflow) -> Result<PutWorkflowOutcome, StoreError> {
         let inserted = {
             let _turn = self.writer.turn().await?;
             sqlx::query(trusted(format!(
-                "INSERT INTO workflows (owner, name, version, digest, definition, created_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO NOTHING RETURNING {WORKFLOW_COLUMNS}"
+                "INSERT INTO workflows (tenant, owner, name, version, digest, definition, created_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT DO NOTHING RETURNING {WORKFLOW_COLUMNS}"
             )))
+            .bind(&wf.tenant)
             .bind(&wf.owner)
             .bind(&wf.name)
             .bind(i64::from(wf.version))
@@ -175,7 +177,7 @@ impl Store for SqliteStore {
             return Ok(PutWorkflowOutcome::Created(workflow_from_row(&row)?));
         }
         let existing = self
-            .get_workflow(&wf.owner, &wf.name, Some(wf.version))
+            .get_workflow(&wf.tenant, &wf.owner, &wf.name, Some(wf.version))
             .await?
             .ok_or_else(|| StoreError::Conflict("workflow vanished while registering".into()))?;
         Ok(if existing.digest == wf.digest {
@@ -187,14 +189,16 @@ impl Store for SqliteStore {
 
     async fn get_workflow(
         &self,
+        tenant: &str,
         owner: &str,
         name: &str,
         version: Option<u32>,
     ) -> Result<Option<StoredWorkflow>, StoreError> {
         let row = sqlx::query(trusted(format!(
-            "SELECT {WORKFLOW_COLUMNS} FROM workflows WHERE owner = ?1 AND name = ?2 \
-             AND (?3 IS NULL OR version = ?3) ORDER BY version DESC LIMIT 1"
+            "SELECT {WORKFLOW_COLUMNS} FROM workflows WHERE tenant = ?1 AND owner = ?2 \
+             AND name = ?3 AND (?4 IS NULL OR version = ?4) ORDER BY version DESC LIMIT 1"
         )))
+        .bind(tenant)
         .bind(owner)
         .bind(name)
         .bind(version.map(i64::from))
@@ -206,16 +210,19 @@ impl Store for SqliteStore {
 
     async fn list_workflows(
         &self,
+        tenant: &str,
         owner: Option<&str>,
         page: PageRequest,
     ) -> Result<Page<StoredWorkflow>, StoreError> {
         let after = parse_workflow_token(&page.token)?;
         let limit = page_size(&page);
         let rows = sqlx::query(trusted(format!(
-            "SELECT {WORKFLOW_COLUMNS} FROM workflows WHERE (?1 IS NULL OR owner = ?1) \
-             AND (?2 IS NULL OR (owner, name, -version) > (?2, ?3, ?4)) \
-             ORDER BY owner, name, version DESC LIMIT ?5"
+            "SELECT {WORKFLOW_COLUMNS} FROM workflows WHERE tenant = ?1 \
+             AND (?2 IS NULL OR owner = ?2) \
+             AND (?3 IS NULL OR (owner, name, -version) > (?3, ?4, ?5)) \
+             ORDER BY owner, name, version DESC LIMIT ?6"
         )))
+        .bind(tenant)
         .bind(owner)
         .bind(after.as_ref().map(|a| a.owner.as_str()))
         .bind(after.as_ref().map(|a| a.name.as_str()))

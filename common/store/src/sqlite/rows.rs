@@ -7,7 +7,7 @@ use baton_proto::v1::RunEventType;
 use sqlx::{Decode, Row, Sqlite, Type, sqlite::SqliteRow};
 
 use crate::{
-    StoreError, StoredEvent, StoredWorkflow,
+    ApiKeyRecord, StoreError, StoredEvent, StoredWorkflow,
     codec::usage_from_json,
     db_error::{column, corrupt},
 };
@@ -109,6 +109,7 @@ pub(super) fn attempt_from_row(row: &SqliteRow) -> Result<AttemptRecord, StoreEr
 
 pub(super) fn workflow_from_row(row: &SqliteRow) -> Result<StoredWorkflow, StoreError> {
     Ok(StoredWorkflow {
+        tenant: get(row, "tenant")?,
         owner: get(row, "owner")?,
         name: get(row, "name")?,
         version: small(row, "version")?
@@ -116,6 +117,19 @@ pub(super) fn workflow_from_row(row: &SqliteRow) -> Result<StoredWorkflow, Store
         digest: get(row, "digest")?,
         definition: json(row, "definition")?,
         created_at: get(row, "created_at")?,
+    })
+}
+
+pub(super) fn api_key_from_row(row: &SqliteRow) -> Result<ApiKeyRecord, StoreError> {
+    Ok(ApiKeyRecord {
+        id: get(row, "id")?,
+        tenant: get(row, "tenant")?,
+        role: get(row, "role")?,
+        name: get(row, "name")?,
+        secret_hash: get(row, "secret_hash")?,
+        created_by: get(row, "created_by")?,
+        created_at_micros: get(row, "created_at")?,
+        revoked_at_micros: get(row, "revoked_at")?,
     })
 }
 

@@ -61,9 +61,19 @@ pub fn fan_out(steps: usize) -> CompiledWorkflow {
     compiled(&yaml)
 }
 
+/// The tenant fixture workflows are registered in, and fixture runs started in.
+pub const TENANT: &str = "t";
+
+/// `wf`, to register in [`TENANT`].
 pub fn new_workflow(wf: &CompiledWorkflow) -> NewWorkflow {
+    new_workflow_in(TENANT, wf)
+}
+
+/// `wf`, to register in `tenant`.
+pub fn new_workflow_in(tenant: &str, wf: &CompiledWorkflow) -> NewWorkflow {
     let d = &wf.definition;
     NewWorkflow {
+        tenant: tenant.to_owned(),
         owner: d.owner.clone(),
         name: d.name.clone(),
         version: d.version,

@@ -7,6 +7,7 @@ pub mod fixtures;
 
 mod batches;
 mod events;
+mod keys;
 mod leases;
 mod retention;
 mod runs;
@@ -19,6 +20,7 @@ use baton_store::Store;
 
 pub use batches::*;
 pub use events::*;
+pub use keys::*;
 pub use leases::*;
 pub use retention::*;
 pub use runs::*;
@@ -42,6 +44,8 @@ macro_rules! store_conformance {
             the_latest_workflow_version_is_the_highest,
             workflow_pages_cover_every_version_once_in_a_stable_order,
             page_tokens_that_were_never_issued_are_refused,
+            the_same_version_in_two_tenants_is_two_workflows,
+            a_tenant_lists_only_its_own_workflows,
             migrating_again_changes_nothing,
             a_created_run_is_queued_with_its_first_event,
             find_run_returns_the_run_without_its_steps,
@@ -67,6 +71,9 @@ macro_rules! store_conformance {
             run_detail_lists_every_finished_attempt_with_its_workers,
             finished_runs_are_deleted_oldest_first_with_all_they_hold,
             expired_leases_are_listed_renewed_and_fenced_by_token,
+            api_keys_are_found_by_id_and_listed_newest_first_by_tenant,
+            revoking_an_api_key_keeps_the_first_time,
+            an_api_key_id_in_use_conflicts_naming_the_id,
         );
     };
     (@checks $harness:path; $($check:ident),* $(,)?) => {

@@ -33,8 +33,8 @@ const DEFAULT_CANCEL_REASON: &str = "cancelled by request";
 /// A batch's runs, locked in one transaction, with the workflows they run.
 struct Locked {
     batch: Box<dyn RunBatch>,
-    /// By `owner/name@version`.
-    workflows: HashMap<String, LoadedWorkflow>,
+    /// By tenant, then `owner/name@version`.
+    workflows: HashMap<String, HashMap<String, LoadedWorkflow>>,
 }
 
 /// What the engine decided for a batch, for the queue and the store to carry out.
@@ -90,12 +90,18 @@ impl Runner {
     async fn load_workflows(
         &self,
         runs: &[RunState],
-    ) -> Result<HashMap<String, LoadedWorkflow>, RunnerError> {
-        let refs: HashSet<&str> = runs.iter().map(|r| r.workflow_ref.as_str()).collect();
-        let mut workflows = HashMap::with_capacity(refs.len());
-        for r in refs {
-            let wf = self.workflows.get(self.store.as_ref(), r).await?;
-            workflows.insert(r.to_owned(), wf);
+    ) -> Result<HashMap<String, HashMap<String, LoadedWorkflow>>, RunnerError> {
+        let refs: HashSet<(&str, &str)> = runs
+            .iter()
+            .map(|r| (r.tenant.as_str(), r.workflow_ref.as_str()))
+            .collect();
+        let mut workflows: HashMap<String, HashMap<String, LoadedWorkflow>> = HashMap::new();
+        for (tenant, r) in refs {
+            let wf = self.workflows.get(self.store.as_ref(), tenant, r).await?;
+            workflows
+                .entry(tenant.to_owned())
+                .or_default()
+                .insert(r.to_owned(), wf);
         }
         Ok(workflows)
     }
@@ -162,7 +168,7 @@ fn decide(engine: &EngineConfig, locked: &mut Locked, by_run: &RunMessages, now:
         let Some(entries) = by_run.get(&run.id) else {
             continue;
         };
-        match &workflows[&run.workflow_ref] {
+        match &workflows[&run.tenant][&run.workflow_ref] {
             LoadedWorkflow::Ready(wf) => decide_run(engine, wf, run, entries, now, &mut effects),
             LoadedWorkflow::Unusable(reason) => {
                 end_unrunnable(run, reason, entries, now, &mut effects)

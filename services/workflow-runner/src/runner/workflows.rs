@@ -1,5 +1,5 @@
-//! Compiled definitions by `owner/name@version`, so a batch compiles each workflow once per
-//! replica rather than once per message.
+//! Compiled definitions by tenant and `owner/name@version`, so a batch compiles each workflow
+//! once per replica rather than once per message.
 
 use std::{
     collections::HashMap,
@@ -24,22 +24,26 @@ pub(super) enum LoadedWorkflow {
 /// Registered versions never change, so entries never go stale.
 #[derive(Default)]
 pub(super) struct WorkflowCache {
-    compiled: Mutex<HashMap<String, Arc<CompiledWorkflow>>>,
+    /// By tenant and `owner/name@version`: each tenant has its own namespace.
+    compiled: Mutex<HashMap<(String, String), Arc<CompiledWorkflow>>>,
 }
 
 impl WorkflowCache {
-    /// The compiled workflow `workflow_ref` names. A store that cannot answer is an error, so the
-    /// batch is retried rather than its runs failed.
+    /// The compiled workflow `workflow_ref` names in `tenant`'s namespace (a run's own tenant).
+    /// A store that cannot answer is an error, so the batch is retried rather than its runs
+    /// failed.
     pub(super) async fn get(
         &self,
         store: &dyn Store,
+        tenant: &str,
         workflow_ref: &str,
     ) -> Result<LoadedWorkflow, StoreError> {
+        let key = (tenant.to_owned(), workflow_ref.to_owned());
         if let Some(wf) = self
             .compiled
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .get(workflow_ref)
+            .get(&key)
         {
             return Ok(LoadedWorkflow::Ready(wf.clone()));
         }
@@ -47,7 +51,10 @@ impl WorkflowCache {
             Ok(r) => r,
             Err(reason) => return Ok(LoadedWorkflow::Unusable(reason)),
         };
-        let Some(stored) = store.get_workflow(&r.owner, &r.name, r.version).await? else {
+        let Some(stored) = store
+            .get_workflow(tenant, &r.owner, &r.name, r.version)
+            .await?
+        else {
             return Ok(LoadedWorkflow::Unusable(format!(
                 "workflow {workflow_ref} is not registered"
             )));
@@ -64,7 +71,7 @@ impl WorkflowCache {
         if cache.len() >= WORKFLOW_CACHE_LIMIT {
             cache.clear();
         }
-        cache.insert(workflow_ref.to_owned(), compiled.clone());
+        cache.insert(key, compiled.clone());
         Ok(LoadedWorkflow::Ready(compiled))
     }
 }

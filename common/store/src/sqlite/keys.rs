@@ -1,0 +1,91 @@
+//! API keys on SQLite. Keys are rare writes: each is one statement under this handle's turn to
+//! write ([`super::writer`]), like the store's other single writes.
+
+use async_trait::async_trait;
+
+use super::{SqliteStore, error::sqlite_error, rows::api_key_from_row};
+use crate::{
+    ApiKeyRecord, KeyStore, NewApiKey, StoreError,
+    columns::{API_KEY_COLUMNS, trusted},
+};
+
+#[async_trait]
+impl KeyStore for SqliteStore {
+    #[tracing::instrument(skip_all, fields(key.id = %key.id, tenant = %key.tenant))]
+    async fn create_api_key(&self, key: NewApiKey) -> Result<ApiKeyRecord, StoreError> {
+        let _turn = self.writer.turn().await?;
+        let row = sqlx::query(trusted(format!(
+            "INSERT INTO api_keys (id, tenant, role, name, secret_hash, created_by, created_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (id) DO NOTHING \
+             RETURNING {API_KEY_COLUMNS}"
+        )))
+        .bind(&key.id)
+        .bind(&key.tenant)
+        .bind(&key.role)
+        .bind(&key.name)
+        .bind(&key.secret_hash)
+        .bind(&key.created_by)
+        .bind(key.created_at_micros)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(sqlite_error)?
+        .ok_or_else(|| StoreError::api_key_taken(&key.id))?;
+        api_key_from_row(&row)
+    }
+
+    async fn find_api_key(&self, id: &str) -> Result<Option<ApiKeyRecord>, StoreError> {
+        let row = sqlx::query(trusted(format!(
+            "SELECT {API_KEY_COLUMNS} FROM api_keys WHERE id = ?1"
+        )))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(sqlite_error)?;
+        row.as_ref().map(api_key_from_row).transpose()
+    }
+
+    async fn list_api_keys(
+        &self,
+        tenant: Option<&str>,
+        include_revoked: bool,
+    ) -> Result<Vec<ApiKeyRecord>, StoreError> {
+        let rows = sqlx::query(trusted(format!(
+            "SELECT {API_KEY_COLUMNS} FROM api_keys WHERE (?1 IS NULL OR tenant = ?1) \
+             AND (?2 OR revoked_at IS NULL) ORDER BY created_at DESC, id DESC"
+        )))
+        .bind(tenant)
+        .bind(include_revoked)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(sqlite_error)?;
+        rows.iter().map(api_key_from_row).collect()
+    }
+
+    #[tracing::instrument(skip_all, fields(key.id = %id))]
+    async fn revoke_api_key(
+        &self,
+        id: &str,
+        at_micros: i64,
+    ) -> Result<Option<ApiKeyRecord>, StoreError> {
+        let _turn = self.writer.turn().await?;
+        let row = sqlx::query(trusted(format!(
+            "UPDATE api_keys SET revoked_at = coalesce(revoked_at, ?2) WHERE id = ?1 \
+             RETURNING {API_KEY_COLUMNS}"
+        )))
+        .bind(id)
+        .bind(at_micros)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(sqlite_error)?;
+        row.as_ref().map(api_key_from_row).transpose()
+    }
+
+    async fn count_active_api_keys(&self) -> Result<u64, StoreError> {
+        let count: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM api_keys WHERE revoked_at IS NULL")
+                .fetch_one(&self.pool)
+                .await
+                .map_err(sqlite_error)?;
+        Ok(u64::try_from(count).unwrap_or(0))
+    }
+}
