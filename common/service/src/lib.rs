@@ -1,8 +1,13 @@
 //! The start-up every Baton service binary does the same way: connect to Postgres (and migrate)
-//! and Redis (workers: Redis alone), bind its ports, and start the Prometheus registry and the pprof endpoints. Kept
-//! once here so the service mains only say what differs.
+//! and Redis (workers: Redis alone), bind its ports, start the Prometheus registry and the pprof
+//! endpoints, and build its gRPC server with the edge limits and reflection. Kept once here so the
+//! service mains only say what differs.
 
-use std::sync::Arc;
+mod bind;
+pub mod edge;
+mod reflection;
+
+use std::{net::IpAddr, sync::Arc};
 
 use baton_metrics::{Metrics, MetricsConfig};
 use baton_queue::{RedisQueue, RedisQueueConfig};
@@ -10,6 +15,13 @@ use baton_runtime::{env::Env, redact_url};
 use baton_store::PgStore;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+
+pub use bind::{
+    ADMIN_ADDR_VAR, BindAddrs, DEFAULT_ADMIN_ADDR, DEFAULT_GRPC_ADDR, GRPC_ADDR_VAR, bind,
+    bind_admin,
+};
+pub use edge::GrpcEdge;
+pub use reflection::reflection;
 
 /// Why a service could not start; each names what it was trying to reach.
 #[derive(Debug, thiserror::Error)]
@@ -26,13 +38,16 @@ pub enum StartError {
         url: String,
         source: baton_queue::QueueError,
     },
-    #[error("cannot listen on port {port} ({variable}): {source}")]
+    #[error("cannot listen on {ip} port {port} ({variable} on {address_variable}): {source}")]
     Bind {
+        ip: IpAddr,
         port: u16,
         variable: &'static str,
+        address_variable: &'static str,
         source: std::io::Error,
     },
-    /// A bad `ENABLE_METRICS`, `METRICS_PORT`, `ENABLE_PPROF` or `PPROF_PORT`; names it.
+    /// A bad `ENABLE_METRICS`, `METRICS_PORT`, `ENABLE_PPROF`, `PPROF_PORT`, `BATON_GRPC_ADDR` or
+    /// `BATON_ADMIN_ADDR`; names it.
     #[error(transparent)]
     Config(#[from] baton_runtime::env::ConfigError),
     #[error(transparent)]
@@ -81,38 +96,24 @@ pub async fn connect_queue(
     Ok(Arc::new(queue))
 }
 
-/// Listens on `port` on every interface; `variable` names the setting in errors and in the log
-/// line that says which address was bound (the one to connect to when `port` is 0).
-pub async fn bind(port: u16, variable: &'static str) -> Result<TcpListener, StartError> {
-    let listener = TcpListener::bind(("0.0.0.0", port))
-        .await
-        .map_err(|source| StartError::Bind {
-            port,
-            variable,
-            source,
-        })?;
-    if let Ok(addr) = listener.local_addr() {
-        tracing::info!(variable, %addr, "listening");
-    }
-    Ok(listener)
-}
-
 /// The Prometheus registry and, when `ENABLE_METRICS` allows, its listener; and the pprof
-/// endpoints when `ENABLE_PPROF` is on, served until `shutdown`.
+/// endpoints when `ENABLE_PPROF` is on, served until `shutdown`. Both listen on the admin address
+/// (`BATON_ADMIN_ADDR`, default loopback).
 pub async fn observability(
     default_metrics_port: u16,
     default_pprof_port: u16,
     shutdown: &CancellationToken,
 ) -> Result<(Arc<Metrics>, Option<TcpListener>), StartError> {
     let env = Env::os();
+    let addrs = BindAddrs::from_env(&env)?;
     let config = MetricsConfig::from_env(&env, default_metrics_port)?;
     let listener = match config.enabled {
-        true => Some(bind(config.port, "METRICS_PORT").await?),
+        true => Some(addrs.admin(config.port, "METRICS_PORT").await?),
         false => None,
     };
     let pprof = baton_pprof::PprofConfig::from_env(&env, default_pprof_port)?;
     if pprof.enabled {
-        let listener = bind(pprof.port, "PPROF_PORT").await?;
+        let listener = addrs.admin(pprof.port, "PPROF_PORT").await?;
         tokio::spawn(baton_pprof::serve(listener, shutdown.clone()));
     }
     Ok((Arc::new(Metrics::new()?), listener))

@@ -2,7 +2,7 @@
 
 use baton_orchestrator::{Listeners, OrchestratorConfig};
 use baton_runtime::env::Env;
-use baton_service::{bind, connect, observability};
+use baton_service::{bind, bind_admin, connect, observability};
 
 /// jemalloc: many threads allocating and freeing batch buffers fragment glibc's allocator, which
 /// showed up as a third of the runner's CPU in profiles.
@@ -31,7 +31,7 @@ async fn main() -> anyhow::Result<()> {
         observability(DEFAULT_METRICS_PORT, DEFAULT_PPROF_PORT, &shutdown).await?;
     let listeners = Listeners {
         grpc: bind(config.grpc_port, "GRPC_PORT").await?,
-        http: Some(bind(config.http_port, "HTTP_PORT").await?),
+        http: Some(bind_admin(config.http_port, "HTTP_PORT").await?),
         metrics: metrics_listener,
     };
     baton_orchestrator::serve(store, queue, config, listeners, metrics, shutdown).await?;

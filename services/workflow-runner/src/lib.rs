@@ -152,13 +152,17 @@ pub async fn serve(
         )
         .await;
         let drained = baton_runtime::drained(shutdown.clone(), config.shutdown_drain);
+        let edge = baton_service::GrpcEdge::from_env(&baton_runtime::env::Env::os())?;
+        let limit = edge.max_message_bytes();
+        let health = health
+            .max_decoding_message_size(limit)
+            .max_encoding_message_size(limit);
         tasks.spawn(async move {
-            // TCP_NODELAY: small gRPC frames (stream events, short replies) must not wait for Nagle.
-            let incoming =
-                tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-            let served = tonic::transport::Server::builder()
+            let served = edge
+                .server()
+                .layer(edge.layer())
                 .add_service(health)
-                .serve_with_incoming_shutdown(incoming, drained)
+                .serve_with_incoming_shutdown(edge.incoming(listener), drained)
                 .await;
             if let Err(e) = served {
                 tracing::error!(error = %e, "health server stopped");

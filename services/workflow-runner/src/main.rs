@@ -1,7 +1,7 @@
 //! `baton-workflow-runner`: reads configuration from the environment and runs a runner replica.
 
 use baton_runtime::env::Env;
-use baton_service::{bind, connect, observability};
+use baton_service::{bind, bind_admin, connect, observability};
 use baton_workflow_runner::{Listeners, RunnerConfig};
 
 /// jemalloc: many threads allocating and freeing batch buffers fragment glibc's allocator, which
@@ -31,7 +31,7 @@ async fn main() -> anyhow::Result<()> {
         observability(DEFAULT_METRICS_PORT, DEFAULT_PPROF_PORT, &shutdown).await?;
     let listeners = Listeners {
         health: Some(bind(config.grpc_port, "GRPC_PORT").await?),
-        http: Some(bind(config.http_port, "HTTP_PORT").await?),
+        http: Some(bind_admin(config.http_port, "HTTP_PORT").await?),
         metrics: metrics_listener,
     };
     baton_workflow_runner::serve(store, queue, config, listeners, metrics, shutdown).await?;
