@@ -20,6 +20,17 @@ pub struct Cli {
         default_value = "http://127.0.0.1:8002"
     )]
     pub addr: String,
+    /// The API key or JWT to send as `authorization: Bearer <token>`. Without it (and without
+    /// BATON_TOKEN), the token saved for `--addr` in the credentials file (`baton auth login`,
+    /// `baton dev`): BATON_CREDENTIALS, else ~/.config/baton/credentials.json.
+    #[arg(
+        long,
+        global = true,
+        env = "BATON_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
+    pub token: Option<String>,
     /// Output format.
     #[arg(long, short = 'o', global = true, value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
@@ -48,8 +59,12 @@ pub enum Command {
     /// own content.
     #[command(subcommand, name = "dead-letters")]
     DeadLetters(DeadLettersCommand),
-    /// Show which build of the orchestrator answers.
+    /// Show which build of the orchestrator answers, and how it authenticates callers.
     Info,
+    /// API keys, and the token this CLI sends: create, list and revoke keys; log in and out;
+    /// show who you are to the orchestrator.
+    #[command(subcommand)]
+    Auth(AuthCommand),
     /// Run all of Baton in this process on one SQLite file (nothing else to install), until
     /// Ctrl-C: the same gRPC API, health, metrics and pprof as the separate services.
     Dev(DevArgs),
@@ -86,6 +101,93 @@ pub struct DeadLetterIdArgs {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum AuthCommand {
+    /// Create, list and revoke API keys (an admin's job).
+    #[command(subcommand)]
+    Key(KeyCommand),
+    /// Check a token against `--addr` and save it in the credentials file for that address.
+    /// The token is `--token` or BATON_TOKEN, else read from standard input.
+    Login,
+    /// Remove the token saved for `--addr` from the credentials file.
+    Logout,
+    /// Show who the orchestrator takes you for: principal, tenant, role and its auth mode.
+    Whoami,
+    /// Print the token the CLI would send to `--addr`, so other clients can use it:
+    /// `export BATON_TOKEN=$(baton auth token)`.
+    Token,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// Create an API key and print its token, the only time it is shown.
+    Create(KeyCreateArgs),
+    /// List a tenant's API keys, newest first (never their tokens).
+    List(KeyListArgs),
+    /// Revoke an API key: calls made with it fail from then on.
+    Revoke(KeyRevokeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct KeyCreateArgs {
+    /// What the key may do.
+    #[arg(long, value_enum)]
+    pub role: RoleArg,
+    /// The key's tenant: yours unless set (another needs an admin of the system tenant).
+    /// With --database-url or --db, the system tenant (BATON_SYSTEM_TENANT, else `default`).
+    #[arg(long)]
+    pub tenant: Option<String>,
+    /// What the key is for, e.g. `ci deploys`.
+    #[arg(long, default_value = "")]
+    pub name: String,
+    /// Write the key straight into this PostgreSQL database instead of asking the orchestrator:
+    /// how the first key is made, before any exists. The schema is migrated first.
+    #[arg(long, value_name = "URL", conflicts_with = "db")]
+    pub database_url: Option<String>,
+    /// Write the key straight into this `baton dev` database file.
+    #[arg(long, value_name = "FILE")]
+    pub db: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct KeyListArgs {
+    /// The tenant whose keys to list: yours unless set (another needs an admin of the system
+    /// tenant).
+    #[arg(long)]
+    pub tenant: Option<String>,
+    /// Revoked keys too.
+    #[arg(long)]
+    pub all: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct KeyRevokeArgs {
+    /// The key's id, as `baton auth key list` shows it.
+    #[arg(value_name = "ID")]
+    pub id: String,
+}
+
+/// A role as written on the command line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum RoleArg {
+    /// Also manages the tenant's API keys (and, in the system tenant, the dead letters).
+    Admin,
+    /// Also registers workflows, starts and cancels runs, answers approvals.
+    Operator,
+    /// Reads runs, workflows and their events.
+    Viewer,
+}
+
+impl From<RoleArg> for baton_auth::Role {
+    fn from(role: RoleArg) -> Self {
+        match role {
+            RoleArg::Admin => Self::Admin,
+            RoleArg::Operator => Self::Operator,
+            RoleArg::Viewer => Self::Viewer,
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
 pub enum WorkflowCommand {
     /// Register a workflow definition from a YAML or JSON file.
     Apply(WorkflowApplyArgs),
@@ -100,6 +202,9 @@ pub struct WorkflowApplyArgs {
     /// The definition file (`.yaml`, `.yml` or `.json`); `-` reads standard input.
     #[arg(short = 'f', long = "file", value_name = "FILE")]
     pub file: PathBuf,
+    /// The tenant; only with auth disabled may it differ from yours (`default` when unset).
+    #[arg(long)]
+    pub tenant: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -110,6 +215,9 @@ pub struct WorkflowListArgs {
     /// Workflows fetched per request (1 to 1000).
     #[arg(long, value_parser = clap::value_parser!(i32).range(1..=1000))]
     pub page_size: Option<i32>,
+    /// The tenant; only with auth disabled may it differ from yours (`default` when unset).
+    #[arg(long)]
+    pub tenant: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -117,6 +225,9 @@ pub struct WorkflowGetArgs {
     /// `owner/name@version`, or `owner/name` for the latest version.
     #[arg(value_name = "REF")]
     pub workflow_ref: String,
+    /// The tenant; only with auth disabled may it differ from yours (`default` when unset).
+    #[arg(long)]
+    pub tenant: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -147,7 +258,7 @@ pub struct RunStartArgs {
     /// Starting again with the same key (per tenant) returns the first run.
     #[arg(long, value_name = "KEY")]
     pub idempotency_key: Option<String>,
-    /// The tenant; the orchestrator uses `default` when unset.
+    /// The tenant; only with auth disabled may it differ from yours (`default` when unset).
     #[arg(long)]
     pub tenant: Option<String>,
     /// Follow the run like `baton run watch`; exits 0 only when it completed.
@@ -164,7 +275,7 @@ pub struct RunIdArgs {
 
 #[derive(Debug, Args)]
 pub struct RunListArgs {
-    /// The tenant; the orchestrator uses `default` when unset.
+    /// The tenant; only with auth disabled may it differ from yours (`default` when unset).
     #[arg(long)]
     pub tenant: Option<String>,
     /// Only runs of this workflow (`owner/name@version`).
@@ -246,7 +357,7 @@ pub struct DevArgs {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::CommandFactory;
+    use clap::{CommandFactory, FromArgMatches};
 
     #[test]
     fn cli_is_well_formed() {
@@ -315,6 +426,66 @@ mod tests {
         };
         assert_eq!((args.id.as_str(), args.json), ("17-0", false));
         assert!(Cli::try_parse_from(["baton", "dead-letters", "show"]).is_err());
+    }
+
+    #[test]
+    fn parses_auth_commands_and_a_global_token() {
+        let matches = Cli::command()
+            .try_get_matches_from([
+                "baton", "auth", "key", "create", "--role", "viewer", "--tenant", "acme",
+                "--token", "bk_x",
+            ])
+            .unwrap();
+        // The source tells `--token` from BATON_TOKEN in messages.
+        assert_eq!(
+            matches.value_source("token"),
+            Some(clap::parser::ValueSource::CommandLine)
+        );
+        let cli = Cli::from_arg_matches(&matches).unwrap();
+        assert_eq!(cli.token.as_deref(), Some("bk_x"));
+        let Command::Auth(AuthCommand::Key(KeyCommand::Create(args))) = cli.command else {
+            panic!("wrong command")
+        };
+        assert_eq!(args.role, RoleArg::Viewer);
+        assert_eq!(args.tenant.as_deref(), Some("acme"));
+        assert!(
+            Cli::try_parse_from([
+                "baton",
+                "auth",
+                "key",
+                "create",
+                "--role",
+                "admin",
+                "--db",
+                "a.db",
+                "--database-url",
+                "postgres://x",
+            ])
+            .is_err(),
+            "--db and --database-url exclude each other"
+        );
+        assert!(Cli::try_parse_from(["baton", "auth", "key", "create"]).is_err());
+        let cli = Cli::try_parse_from(["baton", "auth", "key", "list", "--all"]).unwrap();
+        let Command::Auth(AuthCommand::Key(KeyCommand::List(args))) = cli.command else {
+            panic!("wrong command")
+        };
+        assert!(args.all);
+        let cli = Cli::try_parse_from(["baton", "auth", "key", "revoke", "0123"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Auth(AuthCommand::Key(KeyCommand::Revoke(KeyRevokeArgs { id }))) if id == "0123"
+        ));
+    }
+
+    #[test]
+    fn help_never_shows_the_token_from_the_environment() {
+        let command = Cli::command();
+        let token = command
+            .get_arguments()
+            .find(|a| a.get_id() == "token")
+            .unwrap();
+        assert_eq!(token.get_env(), Some(std::ffi::OsStr::new("BATON_TOKEN")));
+        assert!(token.is_hide_env_values_set());
     }
 
     #[test]

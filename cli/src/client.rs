@@ -5,7 +5,14 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
+use baton_auth::Bearer;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
+
+use crate::token::Token;
+
+/// A connection that sends the caller's token on every call.
+pub type Conn = InterceptedService<Channel, Bearer>;
 
 /// Exit code for errors: bad usage, an unreachable orchestrator, a rejected request.
 pub const EXIT_ERROR: u8 = 2;
@@ -30,8 +37,14 @@ pub fn channel(addr: &str) -> anyhow::Result<Channel> {
     Ok(endpoint.connect_lazy())
 }
 
+/// What the hints after an error may mention: the address and the token sent to it.
+pub struct Hints<'a> {
+    pub addr: &'a str,
+    pub token: Option<&'a Token>,
+}
+
 /// Prints an error to stderr and returns the exit code for it.
-pub fn report_error(err: &anyhow::Error, addr: &str) -> ExitCode {
+pub fn report_error(err: &anyhow::Error, hints: &Hints<'_>) -> ExitCode {
     // A closed stdout (`baton run list | head`) is not worth a message.
     let broken_pipe = err
         .chain()
@@ -43,7 +56,7 @@ pub fn report_error(err: &anyhow::Error, addr: &str) -> ExitCode {
     match err.chain().find_map(|e| e.downcast_ref::<tonic::Status>()) {
         Some(status) => {
             eprintln!("error: {}", status_line(status));
-            if let Some(hint) = hint(status.code(), addr) {
+            for hint in hint(status.code(), hints) {
                 eprintln!("hint: {hint}");
             }
         }
@@ -74,13 +87,31 @@ fn status_line(status: &tonic::Status) -> String {
     line
 }
 
-fn hint(code: tonic::Code, addr: &str) -> Option<String> {
+/// How to get past a failure of this kind.
+pub const LOGIN_HINT: &str = "pass --token, set BATON_TOKEN, or run `baton auth login`";
+
+fn hint(code: tonic::Code, hints: &Hints<'_>) -> Vec<String> {
+    let addr = hints.addr;
+    let sent = hints
+        .token
+        .map_or_else(|| "the token".to_owned(), Token::describe);
     match code {
-        tonic::Code::Unavailable | tonic::Code::DeadlineExceeded => Some(format!(
+        tonic::Code::Unavailable | tonic::Code::DeadlineExceeded => vec![format!(
             "is the orchestrator running at {addr}? (set --addr or BATON_ADDR)"
-        )),
-        tonic::Code::Unimplemented => Some(format!("does {addr} serve the Baton API?")),
-        _ => None,
+        )],
+        tonic::Code::Unimplemented => vec![format!("does {addr} serve the Baton API?")],
+        tonic::Code::Unauthenticated => {
+            let why = hints
+                .token
+                .and_then(|t| t.why_missing(addr))
+                .unwrap_or_else(|| format!("{addr} did not accept {sent}"));
+            vec![why, LOGIN_HINT.to_owned()]
+        }
+        tonic::Code::PermissionDenied => vec![format!(
+            "{sent} may not do this at {addr}: `baton auth whoami` shows its tenant and role; \
+             an admin of the tenant can create a key that may (`baton auth key create --role ...`)"
+        )],
+        _ => Vec::new(),
     }
 }
 

@@ -3,8 +3,8 @@
 //! embedded JSON strings (`inputs_json`, `output_json`, …) parsed back into values.
 
 use baton_proto::v1::{
-    GetInfoResponse, ResourceUsage, Run, RunEvent, RunEventType, RunStatus, StepAttempt, StepRun,
-    StepStatus, WorkerHost, Workflow,
+    ApiKey, GetInfoResponse, ResourceUsage, Role, Run, RunEvent, RunEventType, RunStatus,
+    StepAttempt, StepRun, StepStatus, WorkerHost, Workflow,
 };
 use serde_json::{Value, json};
 
@@ -29,6 +29,26 @@ pub fn event_type_label(value: i32) -> String {
     RunEventType::try_from(value)
         .map(|t| enum_label(t.as_str_name(), "RUN_EVENT_TYPE_"))
         .unwrap_or_else(|_| unknown_label(value))
+}
+
+/// A role as a label: `admin`, `operator`, `viewer`.
+pub fn role_label(value: i32) -> String {
+    Role::try_from(value)
+        .map(|r| enum_label(r.as_str_name(), "ROLE_"))
+        .unwrap_or_else(|_| unknown_label(value))
+}
+
+/// An API key, never with a token (a key's token is not kept).
+pub fn api_key(key: &ApiKey) -> Value {
+    json!({
+        "id": key.id,
+        "tenant": key.tenant,
+        "role": role_label(key.role),
+        "name": key.name,
+        "created_at": rfc3339(key.created_at.as_ref()),
+        "created_by": key.created_by,
+        "revoked_at": rfc3339(key.revoked_at.as_ref()),
+    })
 }
 
 /// An embedded JSON text as a value: empty is `null`, and text that is not JSON stays a string.
@@ -172,6 +192,10 @@ pub fn info(info: &GetInfoResponse) -> Value {
         "version": info.version,
         "git_revision": info.git_revision,
         "uptime_seconds": info.uptime_seconds,
+        "auth_mode": info.auth_mode,
+        "principal": info.principal,
+        "tenant": info.tenant,
+        "role": role_label(info.role),
     })
 }
 

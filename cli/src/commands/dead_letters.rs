@@ -9,10 +9,10 @@ use baton_proto::v1::{
     admin_service_client::AdminServiceClient,
 };
 use serde_json::{Value, json};
-use tonic::transport::Channel;
 
 use super::Ctx;
 use crate::args::{DeadLetterIdArgs, DeadLettersListArgs};
+use crate::client::Conn;
 use crate::json::embedded;
 use crate::output::{Table, local_time, outln, print_json, rfc3339, shorten};
 
@@ -23,8 +23,8 @@ const MAX_PAGE: usize = 1_000;
 /// Bytes of an undecoded payload `show` prints.
 const RAW_SHOWN: usize = 64;
 
-fn client(ctx: &Ctx) -> AdminServiceClient<Channel> {
-    AdminServiceClient::new(ctx.channel.clone())
+fn client(ctx: &Ctx) -> AdminServiceClient<Conn> {
+    AdminServiceClient::new(ctx.conn())
 }
 
 pub async fn list(ctx: &Ctx, args: DeadLettersListArgs) -> anyhow::Result<ExitCode> {

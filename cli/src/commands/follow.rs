@@ -33,6 +33,7 @@ pub async fn follow_run(ctx: &Ctx, run_id: &str, after_sequence: i64) -> anyhow:
         // Only cosmetic, so a failure here is no reason to stop.
         let request = GetWorkflowRequest {
             workflow_ref: initial.workflow_ref.clone(),
+            tenant: initial.tenant.clone(),
         };
         if let Ok(response) = ctx.workflows().get_workflow(request).await
             && let Some(workflow) = response.into_inner().workflow

@@ -1,10 +1,12 @@
 //! The commands behind `baton …`, one module per noun. [`Ctx`] carries what every command needs:
-//! the orchestrator connection and the chosen output format.
+//! the orchestrator connection (which sends the caller's token) and the chosen output format.
 
 mod dead_letters;
 mod dev;
 mod follow;
 mod info;
+mod keys;
+mod login;
 mod run;
 mod workflow;
 
@@ -17,13 +19,22 @@ use baton_proto::v1::{
 };
 use tonic::transport::Channel;
 
-use crate::args::{Cli, Command, DeadLettersCommand, OutputFormat, RunCommand, WorkflowCommand};
-use crate::client;
+use crate::args::{
+    AuthCommand, Cli, Command, DeadLettersCommand, KeyCommand, OutputFormat, RunCommand,
+    WorkflowCommand,
+};
+use crate::client::{self, Conn};
+use crate::token::Token;
 
 /// What every command needs.
 pub struct Ctx {
     output: OutputFormat,
+    /// The orchestrator's address, normalized (`http://host:port`).
+    addr: String,
     channel: Channel,
+    /// What the CLI sends as `authorization: Bearer ...`, and where it came from.
+    token: Token,
+    bearer: baton_auth::Bearer,
 }
 
 impl Ctx {
@@ -31,12 +42,28 @@ impl Ctx {
         self.output == OutputFormat::Json
     }
 
-    fn workflows(&self) -> WorkflowServiceClient<Channel> {
-        WorkflowServiceClient::new(self.channel.clone())
+    /// The same connection with another token.
+    fn with_token(&self, token: Token) -> anyhow::Result<Self> {
+        Ok(Self {
+            output: self.output,
+            addr: self.addr.clone(),
+            channel: self.channel.clone(),
+            bearer: token.bearer()?,
+            token,
+        })
     }
 
-    fn runs(&self) -> RunServiceClient<Channel> {
-        RunServiceClient::new(self.channel.clone())
+    /// The connection, sending the token on every call.
+    fn conn(&self) -> Conn {
+        Conn::new(self.channel.clone(), self.bearer.clone())
+    }
+
+    fn workflows(&self) -> WorkflowServiceClient<Conn> {
+        WorkflowServiceClient::new(self.conn())
+    }
+
+    fn runs(&self) -> RunServiceClient<Conn> {
+        RunServiceClient::new(self.conn())
     }
 
     /// GetRun, unwrapped.
@@ -49,15 +76,29 @@ impl Ctx {
     }
 }
 
-/// Runs the command chosen on the command line and returns the process's exit code.
-pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+/// Runs the command chosen on the command line and returns the process's exit code. `token` is
+/// what `--token`, `BATON_TOKEN` or the credentials file gave for `addr`; its failure (an
+/// unreadable credentials file) matters only to the commands that send one.
+pub async fn dispatch(
+    cli: Cli,
+    addr: String,
+    token: anyhow::Result<Token>,
+) -> anyhow::Result<ExitCode> {
     if let Command::Dev(args) = cli.command {
         return dev::dev(args).await;
     }
-    let addr = client::normalize_addr(&cli.addr);
+    if let Command::Auth(AuthCommand::Key(KeyCommand::Create(args))) = &cli.command
+        && (args.database_url.is_some() || args.db.is_some())
+    {
+        return keys::create_in_store(cli.output, &addr, args).await;
+    }
+    let token = token?;
     let ctx = Ctx {
         output: cli.output,
         channel: client::channel(&addr)?,
+        bearer: token.bearer()?,
+        token,
+        addr,
     };
     match cli.command {
         Command::Workflow(WorkflowCommand::Apply(args)) => workflow::apply(&ctx, args).await,
@@ -80,6 +121,13 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             dead_letters::replay(&ctx, args).await
         }
         Command::Info => info::info(&ctx).await,
+        Command::Auth(AuthCommand::Key(KeyCommand::Create(args))) => keys::create(&ctx, args).await,
+        Command::Auth(AuthCommand::Key(KeyCommand::List(args))) => keys::list(&ctx, args).await,
+        Command::Auth(AuthCommand::Key(KeyCommand::Revoke(args))) => keys::revoke(&ctx, args).await,
+        Command::Auth(AuthCommand::Login) => login::login(&ctx).await,
+        Command::Auth(AuthCommand::Logout) => login::logout(&ctx),
+        Command::Auth(AuthCommand::Whoami) => login::whoami(&ctx).await,
+        Command::Auth(AuthCommand::Token) => login::token(&ctx),
         Command::Dev(_) => unreachable!("handled before connecting"),
     }
 }

@@ -22,6 +22,7 @@ pub async fn apply(ctx: &Ctx, args: WorkflowApplyArgs) -> anyhow::Result<ExitCod
         .register_workflow(RegisterWorkflowRequest {
             definition,
             format: format as i32,
+            tenant: args.tenant.unwrap_or_default(),
         })
         .await?
         .into_inner();
@@ -54,6 +55,7 @@ pub async fn list(ctx: &Ctx, args: WorkflowListArgs) -> anyhow::Result<ExitCode>
             page_size: args.page_size.unwrap_or(0),
             page_token: page_token.clone(),
             owner: args.owner.clone().unwrap_or_default(),
+            tenant: args.tenant.clone().unwrap_or_default(),
         };
         let page = client.list_workflows(request).await?.into_inner();
         workflows.extend(page.workflows);
@@ -90,6 +92,7 @@ pub async fn get(ctx: &Ctx, args: WorkflowGetArgs) -> anyhow::Result<ExitCode> {
         .workflows()
         .get_workflow(GetWorkflowRequest {
             workflow_ref: args.workflow_ref,
+            tenant: args.tenant.unwrap_or_default(),
         })
         .await?
         .into_inner();

@@ -1,9 +1,11 @@
 //! `baton dev`: the orchestrator, the workflow-runner and the built-in workers in one process, on
 //! one SQLite file that holds both the store and the queue. Same gRPC API, health, metrics, pprof
 //! and raw signal as the separate services, on the same ports, so every client works unchanged.
-//! Every service that joins Baton adds its `serve` here too.
+//! Every service that joins Baton adds its `serve` here too. With authentication on (the
+//! default), it keeps a local admin key in the credentials file for the CLI ([`local_key`]).
 
 mod config;
+pub mod local_key;
 
 use std::{net::SocketAddr, sync::Arc};
 
@@ -14,6 +16,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub use config::{DEFAULT_DB, DevConfig};
+pub use local_key::{LocalKey, LocalKeyError, client_addr, ensure_local_key};
 
 /// Why `baton dev` could not start or stopped.
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +39,8 @@ pub enum DevError {
     },
     #[error(transparent)]
     Metrics(#[from] baton_metrics::MetricsError),
+    #[error(transparent)]
+    LocalKey(#[from] LocalKeyError),
     #[error("the orchestrator stopped")]
     Orchestrator(#[from] baton_orchestrator::ServeError),
     #[error("the workflow-runner stopped")]
