@@ -115,7 +115,7 @@ impl GrpcEdge {
     /// A server builder with the connection limits applied: at most `max_concurrent_streams`
     /// streams per HTTP/2 connection, at most `concurrency_per_connection` handlers working at
     /// once per connection (more calls wait, they are not refused), HTTP/2 keepalive pings, and
-    /// TCP_NODELAY. Add [`GrpcEdge::layer`] as its last layer, and give every service
+    /// TCP_NODELAY. Add [`GrpcEdge::layer`] to it, and give every service
     /// [`GrpcEdge::max_message_bytes`].
     pub fn server(&self) -> Server {
         Server::builder()
@@ -126,8 +126,9 @@ impl GrpcEdge {
             .tcp_nodelay(true)
     }
 
-    /// The request timeout and the message-size answer, as a layer. Add it last (innermost, next
-    /// to the services), so that CORS, gRPC-Web and the metrics layer see what it answers.
+    /// The request timeout and the message-size answer, as a layer. Add it after CORS, gRPC-Web
+    /// and the metrics layer (tonic nests each layer inside the ones before), so they see what it
+    /// answers; a layer added after it, such as authentication, runs within its timeout.
     pub fn layer(&self) -> EdgeLayer {
         EdgeLayer {
             request_timeout: self.request_timeout,

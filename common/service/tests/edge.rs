@@ -1,6 +1,7 @@
 //! Real gRPC servers built from `GrpcEdge` on 127.0.0.1, called by real tonic clients: both
 //! reflection versions answer, a request over the message limit is `RESOURCE_EXHAUSTED`, a stream
-//! outlives the request timeout while a slow unary call is cut, and the limits' variables parse.
+//! outlives the request timeout while a slow unary call is cut, a metrics layer before the edge
+//! counts those answers, and the limits' variables parse.
 
 use std::{net::SocketAddr, time::Duration};
 
@@ -402,5 +403,59 @@ fn bad_limits_are_errors_naming_the_variable() {
         let err = GrpcEdge::from_env(&Env::from_pairs([(name, value)])).unwrap_err();
         assert_eq!((err.name.as_str(), err.value.as_str()), (name, value));
         assert!(err.to_string().contains(name), "{err}");
+    }
+}
+
+#[tokio::test]
+async fn the_metrics_layer_before_the_edge_counts_its_answers() {
+    let metrics = std::sync::Arc::new(baton_metrics::Metrics::new().expect("metrics"));
+    let edge = edge(&[
+        (REQUEST_TIMEOUT_VAR, "300ms"),
+        (MAX_MESSAGE_BYTES_VAR, "1024"),
+    ]);
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("local addr");
+    let stop = CancellationToken::new();
+    let limit = edge.max_message_bytes();
+    tokio::spawn(
+        edge.server()
+            .layer(baton_metrics::GrpcMetricsLayer::new(metrics.clone()))
+            .layer(edge.layer())
+            .add_service(
+                HealthServer::new(Slow)
+                    .max_decoding_message_size(limit)
+                    .max_encoding_message_size(limit),
+            )
+            .serve_with_incoming_shutdown(edge.incoming(listener), stop.clone().cancelled_owned()),
+    );
+    let server = Running {
+        addr,
+        _stop: stop.drop_guard(),
+    };
+    let mut client = HealthClient::new(server.channel().await);
+
+    let cut = client
+        .check(HealthCheckRequest {
+            service: "5000".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(cut.code(), Code::DeadlineExceeded, "{cut:?}");
+    let over = client
+        .check(HealthCheckRequest {
+            service: "x".repeat(2048),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(over.code(), Code::ResourceExhausted, "{over:?}");
+
+    let text = metrics.encode();
+    for code in ["DeadlineExceeded", "ResourceExhausted"] {
+        let counted = text.lines().any(|line| {
+            line.starts_with("grpc_server_handled_total")
+                && line.contains(&format!("grpc_code=\"{code}\""))
+                && line.ends_with(" 1")
+        });
+        assert!(counted, "no {code} counted:\n{text}");
     }
 }
