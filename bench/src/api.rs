@@ -1,14 +1,17 @@
 //! The bench's gRPC client of the orchestrator: every call the scenarios make, each with a bound
-//! on how long it may take, so a stuck service fails the bench instead of hanging it.
+//! on how long it may take, so a stuck service fails the bench instead of hanging it. Every call
+//! carries the bench's API key, as a production client's does.
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, anyhow, bail};
+use baton_auth::Bearer;
 use baton_proto::v1::{
     GetInfoRequest, GetInfoResponse, RegisterWorkflowRequest, RunEventType, StartRunRequest,
     WatchRunRequest, info_service_client::InfoServiceClient, run_service_client::RunServiceClient,
     workflow_service_client::WorkflowServiceClient,
 };
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 use uuid::Uuid;
 
@@ -18,17 +21,21 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// A cheaply clonable client over one HTTP/2 connection.
 #[derive(Clone)]
 pub struct Api {
-    channel: Channel,
+    channel: InterceptedService<Channel, Bearer>,
 }
 
 impl Api {
-    /// A client of the orchestrator on a loopback port; it connects on first use.
-    pub fn new(port: u16) -> anyhow::Result<Self> {
+    /// A client of the orchestrator on a loopback port that sends `token` on every call; it
+    /// connects on first use.
+    pub fn new(port: u16, token: &str) -> anyhow::Result<Self> {
         let channel = Endpoint::from_shared(format!("http://127.0.0.1:{port}"))?
             .connect_timeout(Duration::from_secs(2))
             .tcp_nodelay(true)
             .connect_lazy();
-        Ok(Self { channel })
+        let bearer = Bearer::new(token).context("the bench's API key")?;
+        Ok(Self {
+            channel: InterceptedService::new(channel, bearer),
+        })
     }
 
     pub async fn info(&self, timeout: Duration) -> anyhow::Result<GetInfoResponse> {
@@ -53,6 +60,15 @@ impl Api {
                 Ok(info) => return Ok(info),
                 Err(e) => e,
             };
+            // A refused key stays refused: say so now rather than at the deadline.
+            if let Some(status) = last_error.downcast_ref::<tonic::Status>()
+                && matches!(
+                    status.code(),
+                    tonic::Code::Unauthenticated | tonic::Code::PermissionDenied
+                )
+            {
+                bail!("the orchestrator refused the bench's API key: {status}");
+            }
             if Instant::now() > deadline {
                 alive()?;
                 bail!("the orchestrator did not answer GetInfo within {timeout:?}: {last_error:#}");
@@ -67,6 +83,7 @@ impl Api {
         let request = RegisterWorkflowRequest {
             definition: yaml.to_owned(),
             format: 0,
+            ..Default::default()
         };
         let response = tokio::time::timeout(CALL_TIMEOUT, client.register_workflow(request))
             .await

@@ -1,7 +1,8 @@
 //! Load through the public gRPC API: concurrent StartRuns of a chain-and-fan-out workflow, each
 //! with an idempotency key of its own, paced at a steady rate. A StartRun that fails because the
 //! orchestrator or a dependency is down is tried again with the same key; the ledger records
-//! every StartRun that returned OK (acknowledged), and what every answer was.
+//! every StartRun that returned OK (acknowledged), and what every answer was. Every call carries
+//! the suite's admin key, as a production client's would.
 
 use std::{
     collections::BTreeMap,
@@ -13,9 +14,10 @@ use std::{
     time::Duration,
 };
 
+use baton_auth::Bearer;
 use baton_proto::v1::{self, run_service_client::RunServiceClient};
 use tokio::task::JoinSet;
-use tonic::{Code, transport::Channel};
+use tonic::{Code, service::interceptor::InterceptedService, transport::Channel};
 
 /// The workflow the load starts: a chain with a fan-out of three in the middle, so runs have
 /// parallel steps, a join, and an output that proves which run it came from.
@@ -104,35 +106,57 @@ pub struct LoadOptions {
     pub give_up_after: Duration,
 }
 
-/// A client of the orchestrator's run API that reconnects on its own after a restart.
-pub fn runs_client(api: SocketAddr) -> RunServiceClient<Channel> {
-    let channel = Channel::from_shared(format!("http://{api}"))
-        .expect("a valid endpoint")
-        .connect_timeout(Duration::from_secs(2))
-        .connect_lazy();
-    RunServiceClient::new(channel)
+/// A channel that sends the suite's bearer token on every call.
+pub type Authed = InterceptedService<Channel, Bearer>;
+
+/// Where the orchestrator's API is, and the token its calls carry.
+#[derive(Clone, Debug)]
+pub struct Api {
+    addr: SocketAddr,
+    bearer: Bearer,
 }
 
-/// Registers `definition` (YAML), trying again while the orchestrator is not ready.
-pub async fn register(api: SocketAddr, definition: &str) -> anyhow::Result<()> {
-    let channel = Channel::from_shared(format!("http://{api}"))?.connect_lazy();
-    let mut client = v1::workflow_service_client::WorkflowServiceClient::new(channel);
-    let mut tries = 0;
-    loop {
-        let answer = client
-            .register_workflow(v1::RegisterWorkflowRequest {
-                definition: definition.to_owned(),
-                format: 0,
-            })
-            .await;
-        match answer {
-            Ok(_) => return Ok(()),
-            Err(status) if status.code() == Code::Unavailable && tries < 50 => {
-                tries += 1;
-                tokio::time::sleep(RETRY_FIRST).await;
+impl Api {
+    pub fn new(addr: SocketAddr, bearer: Bearer) -> Self {
+        Self { addr, bearer }
+    }
+
+    /// A client of the run API that reconnects on its own after a restart.
+    pub fn runs(&self) -> RunServiceClient<Authed> {
+        RunServiceClient::new(self.channel())
+    }
+
+    /// Registers `definition` (YAML), trying again while the orchestrator is not ready.
+    pub async fn register(&self, definition: &str) -> anyhow::Result<()> {
+        let mut client = v1::workflow_service_client::WorkflowServiceClient::new(self.channel());
+        let mut tries = 0;
+        loop {
+            let answer = client
+                .register_workflow(v1::RegisterWorkflowRequest {
+                    definition: definition.to_owned(),
+                    format: 0,
+                    ..Default::default()
+                })
+                .await;
+            match answer {
+                Ok(_) => return Ok(()),
+                Err(status) if status.code() == Code::Unavailable && tries < 50 => {
+                    tries += 1;
+                    tokio::time::sleep(RETRY_FIRST).await;
+                }
+                Err(status) => {
+                    anyhow::bail!("RegisterWorkflow refused the suite's workflow: {status}")
+                }
             }
-            Err(status) => anyhow::bail!("RegisterWorkflow refused the suite's workflow: {status}"),
         }
+    }
+
+    fn channel(&self) -> Authed {
+        let channel = Channel::from_shared(format!("http://{}", self.addr))
+            .expect("a socket address makes a valid endpoint")
+            .connect_timeout(Duration::from_secs(2))
+            .connect_lazy();
+        InterceptedService::new(channel, self.bearer.clone())
     }
 }
 
@@ -147,7 +171,7 @@ pub struct Load {
 
 impl Load {
     /// Starts `options.runs` runs of [`CHAIN_REF`] with keys `<scenario>-<n>`.
-    pub fn start(api: SocketAddr, scenario: &str, options: LoadOptions) -> Self {
+    pub fn start(api: &Api, scenario: &str, options: LoadOptions) -> Self {
         let ledger = Arc::new(Mutex::new(Ledger::default()));
         let acked = Arc::new(AtomicUsize::new(0));
         let finished = Arc::new(AtomicUsize::new(0));
@@ -161,7 +185,7 @@ impl Load {
                 finished.clone(),
                 next.clone(),
             );
-            let client = runs_client(api);
+            let client = api.runs();
             let scenario = scenario.to_owned();
             tasks.spawn(async move {
                 loop {
@@ -247,7 +271,7 @@ fn retryable(code: Code) -> bool {
 /// One StartRun, tried again with the same key until it returns OK or `give_up_after` passes.
 /// Returns whether it was acknowledged.
 async fn start_acknowledged(
-    mut client: RunServiceClient<Channel>,
+    mut client: RunServiceClient<Authed>,
     request: v1::StartRunRequest,
     ledger: &Mutex<Ledger>,
     give_up_after: Duration,

@@ -85,3 +85,27 @@ impl<T: Tenanted> Tenanted for &T {
         (**self).tenant()
     }
 }
+
+impl Tenanted for baton_engine::RunState {
+    fn tenant(&self) -> &str {
+        &self.tenant
+    }
+}
+
+impl Tenanted for baton_store::RunDetail {
+    fn tenant(&self) -> &str {
+        &self.run.tenant
+    }
+}
+
+impl Tenanted for baton_store::StoredWorkflow {
+    fn tenant(&self) -> &str {
+        &self.tenant
+    }
+}
+
+impl Tenanted for baton_store::ApiKeyRecord {
+    fn tenant(&self) -> &str {
+        &self.tenant
+    }
+}

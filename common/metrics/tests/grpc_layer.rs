@@ -36,6 +36,7 @@ impl InfoService for Info {
             version: "0.0.0".into(),
             git_revision: "none".into(),
             uptime_seconds: 1,
+            ..Default::default()
         }))
     }
 }

@@ -24,7 +24,37 @@ use baton_store::{PgStore, Store};
 use baton_workflow_runner::RunnerConfig;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::Channel;
+use tonic::{service::interceptor::InterceptedService, transport::Channel};
+
+pub use baton_auth::{Bearer, Role};
+
+/// A channel that sends a bearer token on every call.
+pub type Authed = InterceptedService<Channel, Bearer>;
+
+/// Adds `token` to every call made over `channel`.
+pub fn authed(channel: Channel, token: &str) -> Authed {
+    InterceptedService::new(
+        channel,
+        Bearer::new(token).expect("a token fit for a header"),
+    )
+}
+
+/// Issues an API key of `tenant` with `role` straight into `store` and returns its token.
+pub async fn issue_key(
+    store: &dyn baton_store::KeyStore,
+    tenant: &str,
+    role: Role,
+) -> anyhow::Result<String> {
+    let issued = baton_auth::issue(
+        tenant,
+        role,
+        "test",
+        "bootstrap",
+        baton_engine::now_micros(),
+    )?;
+    store.create_api_key(issued.record).await?;
+    Ok(issued.token.expose())
+}
 
 /// Where the admin database and Redis are: `DATABASE_URL` (a database the test user may connect
 /// to and create databases from) and `REDIS_URL`.
@@ -74,6 +104,9 @@ pub struct StackOptions {
     pub shutdown_drain: std::time::Duration,
     /// Step kinds served by workers outside the runner (`BATON_EXTRA_KINDS` of the orchestrator).
     pub extra_kinds: Vec<String>,
+    /// Orchestrator auth and per-tenant limit settings as environment variables (`BATON_AUTH`,
+    /// `BATON_START_RATE`, ...); the production defaults otherwise.
+    pub orchestrator_env: Vec<(String, String)>,
 }
 
 impl Default for StackOptions {
@@ -86,11 +119,18 @@ impl Default for StackOptions {
             grpc_web_allowed_origins: baton_orchestrator::AllowedOrigins::None,
             shutdown_drain: std::time::Duration::ZERO,
             extra_kinds: Vec::new(),
+            orchestrator_env: Vec::new(),
         }
     }
 }
 
 impl StackOptions {
+    pub fn orchestrator_env(mut self, name: &str, value: &str) -> Self {
+        self.orchestrator_env
+            .push((name.to_owned(), value.to_owned()));
+        self
+    }
+
     pub fn runner_env(mut self, name: &str, value: &str) -> Self {
         self.runner_env.push((name.to_owned(), value.to_owned()));
         self
@@ -177,6 +217,23 @@ impl TestBackend {
             ("LOG_LEVEL", "info".to_owned()),
         ];
         Ok(pairs.map(|(k, v)| (k.to_owned(), v)).into())
+    }
+
+    /// An API key of `tenant` with `role` in this backend's database (migrated first, so it can
+    /// be made before a service binary starts), for binaries started on it: they refuse to
+    /// start with no key.
+    pub async fn issue_key(&self, tenant: &str, role: Role) -> anyhow::Result<String> {
+        match self.kind {
+            BackendKind::Production => {
+                let store = PgStore::connect(&self.database_url, 1).await?;
+                store.migrate().await?;
+                issue_key(&store, tenant, role).await
+            }
+            BackendKind::Embedded => {
+                let embedded = baton_dev::EmbeddedBackend::open(&self.db_path).await?;
+                issue_key(embedded.store.as_ref(), tenant, role).await
+            }
+        }
     }
 
     /// How many migrations have been applied to the database (an error before any has).
@@ -289,6 +346,8 @@ pub struct TestStack {
     pub kind: BackendKind,
     pub database_url: String,
     pub prefix: String,
+    /// An admin key of tenant `default`, which the stack's clients send.
+    token: String,
     options: StackOptions,
     backend: TestBackend,
     /// Runner replicas started with built-in workers: each listens for cancel notices.
@@ -346,6 +405,7 @@ impl TestStack {
                 (embedded.store, embedded.queue, None)
             }
         };
+        let token = issue_key(store.as_ref(), "default", Role::Admin).await?;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let shutdown = CancellationToken::new();
@@ -365,12 +425,19 @@ impl TestStack {
             kind: backend.kind,
             database_url: backend.database_url.clone(),
             prefix: backend.prefix.clone(),
+            token,
             options: options.clone(),
             backend,
             cancel_listeners: 0,
             shutdown,
             tasks: Vec::new(),
         };
+        let orchestrator_env = Env::from_pairs(
+            options
+                .orchestrator_env
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str())),
+        );
         let config = OrchestratorConfig {
             database_url: stack.database_url.clone(),
             database_max_connections: options.max_connections,
@@ -382,6 +449,8 @@ impl TestStack {
             grpc_web_allowed_origins: options.grpc_web_allowed_origins.clone(),
             shutdown_drain: options.shutdown_drain,
             max_inputs_bytes: OrchestratorConfig::DEFAULT_MAX_INPUTS_BYTES,
+            auth: baton_auth::AuthConfig::from_env(&orchestrator_env)?,
+            quotas: baton_auth::QuotaConfig::from_env(&orchestrator_env)?,
         };
         let (store, queue, token) = (
             stack.store.clone(),
@@ -504,12 +573,27 @@ impl TestStack {
             .connect_lazy()
     }
 
-    pub async fn workflows(&self) -> WorkflowServiceClient<Channel> {
-        WorkflowServiceClient::new(self.channel().await)
+    /// The admin key of tenant `default` the stack's own clients send.
+    pub fn token(&self) -> &str {
+        &self.token
     }
 
-    pub async fn runs(&self) -> RunServiceClient<Channel> {
-        RunServiceClient::new(self.channel().await)
+    /// A new API key of `tenant` with `role`, made straight in the store.
+    pub async fn key(&self, tenant: &str, role: Role) -> anyhow::Result<String> {
+        issue_key(self.store.as_ref(), tenant, role).await
+    }
+
+    /// A channel that sends the stack's admin key.
+    pub async fn authed(&self) -> Authed {
+        authed(self.channel().await, &self.token)
+    }
+
+    pub async fn workflows(&self) -> WorkflowServiceClient<Authed> {
+        WorkflowServiceClient::new(self.authed().await)
+    }
+
+    pub async fn runs(&self) -> RunServiceClient<Authed> {
+        RunServiceClient::new(self.authed().await)
     }
 
     /// Registers a YAML or JSON definition.
@@ -520,6 +604,7 @@ impl TestStack {
             .register_workflow(v1::RegisterWorkflowRequest {
                 definition: definition.to_owned(),
                 format: 0,
+                ..Default::default()
             })
             .await?;
         Ok(response.into_inner().workflow.expect("a workflow"))

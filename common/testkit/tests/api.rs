@@ -113,6 +113,7 @@ async fn re_registering_is_a_no_op_or_a_conflict() {
     let register = |definition: String| v1::RegisterWorkflowRequest {
         definition,
         format: 0,
+        ..Default::default()
     };
     let first = client
         .register_workflow(register(text.clone()))
@@ -151,6 +152,7 @@ async fn re_registering_is_a_no_op_or_a_conflict() {
         .register_workflow(v1::RegisterWorkflowRequest {
             definition: json_def.to_string(),
             format: v1::DefinitionFormat::Json as i32,
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -159,6 +161,7 @@ async fn re_registering_is_a_no_op_or_a_conflict() {
     let latest = client
         .get_workflow(v1::GetWorkflowRequest {
             workflow_ref: "t/w".into(),
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -169,6 +172,7 @@ async fn re_registering_is_a_no_op_or_a_conflict() {
     let missing = client
         .get_workflow(v1::GetWorkflowRequest {
             workflow_ref: "t/w@9".into(),
+            ..Default::default()
         })
         .await
         .unwrap_err();
@@ -176,6 +180,7 @@ async fn re_registering_is_a_no_op_or_a_conflict() {
     let bad_ref = client
         .get_workflow(v1::GetWorkflowRequest {
             workflow_ref: "nonsense".into(),
+            ..Default::default()
         })
         .await
         .unwrap_err();
@@ -390,7 +395,7 @@ async fn lists_page_and_filter_by_tenant() {
 #[tokio::test]
 async fn health_info_and_reflection_answer() {
     let stack = TestStack::start().await.unwrap();
-    let channel = stack.channel().await;
+    let channel = stack.authed().await;
     let mut health = tonic_health::pb::health_client::HealthClient::new(channel.clone());
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     for service in ["", "baton.v1.RunService", "baton.v1.WorkflowService"] {
@@ -460,7 +465,7 @@ async fn health_info_and_reflection_answer() {
 /// Asks the server reflection service (`grpc.reflection.v1`) for its services, then for the
 /// file descriptors that define `symbol`.
 async fn reflect(
-    channel: tonic::transport::Channel,
+    channel: baton_testkit::Authed,
     symbol: &str,
 ) -> (
     Vec<String>,
@@ -521,10 +526,16 @@ async fn concurrent_starts_with_one_key_make_one_run() {
         .unwrap();
     let calls = (0..20).map(|i| {
         let endpoint = stack.endpoint();
+        let token = stack.token().to_owned();
         async move {
-            let mut client = v1::run_service_client::RunServiceClient::connect(endpoint)
+            let channel = tonic::transport::Channel::from_shared(endpoint)
+                .unwrap()
+                .connect()
                 .await
                 .unwrap();
+            let mut client = v1::run_service_client::RunServiceClient::new(baton_testkit::authed(
+                channel, &token,
+            ));
             let key = if i % 2 == 0 { "shared" } else { "" };
             client
                 .start_run(v1::StartRunRequest {

@@ -31,8 +31,8 @@ async fn stack_without_runners() -> TestStack {
     .unwrap()
 }
 
-async fn admin(stack: &TestStack) -> AdminServiceClient<Channel> {
-    AdminServiceClient::new(stack.channel().await)
+async fn admin(stack: &TestStack) -> AdminServiceClient<baton_testkit::Authed> {
+    AdminServiceClient::new(stack.authed().await)
 }
 
 /// Starts a run and moves its start message from the runner inbox to the dead letters, as the
@@ -341,7 +341,7 @@ async fn reflection_lists_the_admin_service() {
         message_request: Some(message),
     })
     .collect::<Vec<_>>();
-    let mut replies = ServerReflectionClient::new(stack.channel().await)
+    let mut replies = ServerReflectionClient::new(stack.authed().await)
         .server_reflection_info(tokio_stream::iter(requests))
         .await
         .unwrap()
@@ -448,7 +448,7 @@ async fn a_queue_that_is_down_is_unavailable_without_its_detail() {
     let channel = Channel::from_shared(format!("http://{addr}"))
         .unwrap()
         .connect_lazy();
-    let mut client = AdminServiceClient::new(channel);
+    let mut client = AdminServiceClient::new(baton_testkit::authed(channel, stack.token()));
     client
         .list_dead_letters(v1::ListDeadLettersRequest::default())
         .await

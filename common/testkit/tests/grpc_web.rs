@@ -175,6 +175,7 @@ async fn unary_calls_and_errors_work_over_grpc_web() {
         "/baton.v1.WorkflowService/GetWorkflow",
         &v1::GetWorkflowRequest {
             workflow_ref: "nobody/missing@1".into(),
+            ..Default::default()
         },
         None,
     )

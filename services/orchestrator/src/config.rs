@@ -32,6 +32,12 @@ pub struct OrchestratorConfig {
     /// Inputs are stored with the run and read by every step, so a bound keeps one call from
     /// filling the database or a batch; gRPC's own 4 MiB message limit applies above it.
     pub max_inputs_bytes: usize,
+    /// How callers authenticate (`BATON_AUTH`, `BATON_JWT_*`, `BATON_SYSTEM_TENANT`,
+    /// `BATON_AUTH_CACHE_TTL`, `BATON_REFLECTION`): see [`baton_auth::AuthConfig`].
+    pub auth: baton_auth::AuthConfig,
+    /// Per-tenant limits (`BATON_START_RATE`, `BATON_START_BURST`,
+    /// `BATON_WATCH_STREAMS_PER_TENANT`): see [`baton_auth::QuotaConfig`].
+    pub quotas: baton_auth::QuotaConfig,
 }
 
 /// Which browser origins may call the API over gRPC-Web.
@@ -108,6 +114,8 @@ impl OrchestratorConfig {
             shutdown_drain: env.duration_or("SHUTDOWN_DRAIN_DELAY", std::time::Duration::ZERO)?,
             max_inputs_bytes: env
                 .parse_or("BATON_MAX_INPUTS_BYTES", Self::DEFAULT_MAX_INPUTS_BYTES)?,
+            auth: baton_auth::AuthConfig::from_env(env)?,
+            quotas: baton_auth::QuotaConfig::from_env(env)?,
         })
     }
 }

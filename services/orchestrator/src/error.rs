@@ -26,6 +26,11 @@ pub enum ApiError {
     FailedPrecondition(String),
     #[error("{0}")]
     Unavailable(String),
+    #[error("{0}")]
+    PermissionDenied(String),
+    /// Over a per-tenant limit: RESOURCE_EXHAUSTED with a retry hint.
+    #[error("{}", .0.message)]
+    Limited(baton_auth::Limited),
     /// A failure the client cannot fix or wait out; already logged where it happened.
     #[error("{INTERNAL}")]
     Internal,
@@ -49,6 +54,12 @@ impl From<EventsError> for ApiError {
     }
 }
 
+impl From<baton_auth::ForeignTenant> for ApiError {
+    fn from(e: baton_auth::ForeignTenant) -> Self {
+        ApiError::PermissionDenied(e.to_string())
+    }
+}
+
 impl From<ApiError> for Status {
     fn from(e: ApiError) -> Self {
         match e {
@@ -58,6 +69,8 @@ impl From<ApiError> for Status {
             ApiError::AlreadyExists(m) => Status::already_exists(m),
             ApiError::FailedPrecondition(m) => Status::failed_precondition(m),
             ApiError::Unavailable(m) => Status::unavailable(m),
+            ApiError::PermissionDenied(m) => Status::permission_denied(m),
+            ApiError::Limited(l) => l.into_status(),
             ApiError::Store(StoreError::Conflict(m)) => Status::already_exists(m),
             ApiError::Store(StoreError::BadPageToken) => {
                 Status::invalid_argument("page_token: invalid page token")

@@ -14,8 +14,9 @@ use std::{
 
 use baton_metrics::{GrpcMetricsLayer, GrpcType, Metrics};
 use baton_proto::v1::{
-    admin_service_server::AdminServiceServer, info_service_server::InfoServiceServer,
-    run_service_server::RunServiceServer, workflow_service_server::WorkflowServiceServer,
+    admin_service_server::AdminServiceServer, auth_service_server::AuthServiceServer,
+    info_service_server::InfoServiceServer, run_service_server::RunServiceServer,
+    workflow_service_server::WorkflowServiceServer,
 };
 use baton_queue::{Queue, QueueAdmin, QueueError};
 use baton_store::Store;
@@ -27,11 +28,12 @@ pub use config::{AllowedOrigins, OrchestratorConfig};
 pub use error::ApiError;
 
 /// The gRPC services the orchestrator serves, as health service names.
-pub const SERVICES: [&str; 4] = [
+pub const SERVICES: [&str; 5] = [
     "baton.v1.WorkflowService",
     "baton.v1.RunService",
     "baton.v1.InfoService",
     "baton.v1.AdminService",
+    "baton.v1.AuthService",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +46,18 @@ pub enum ServeError {
     Reflection(#[from] tonic_reflection::server::Error),
     #[error(transparent)]
     Config(#[from] baton_runtime::env::ConfigError),
+    #[error("cannot set up JWT verification: {0}")]
+    Jwt(#[from] baton_auth::JwtSetupError),
+    /// Authentication is on, yet nothing could ever pass it.
+    #[error(
+        "no API key exists and no JWT is configured, so no call could be authenticated. Create \
+         the first key with `baton auth key create --role admin --database-url <DATABASE_URL>`, \
+         or configure BATON_JWT_JWKS_FILE or BATON_JWT_PUBLIC_KEY_FILE; or, for development only, \
+         set BATON_AUTH=disabled"
+    )]
+    NoCredentials,
+    #[error("cannot read the API keys: {0}")]
+    Keys(baton_store::StoreError),
 }
 
 /// Where the orchestrator listens; bound by the caller, so tests can use port 0.
@@ -96,7 +110,13 @@ pub async fn serve(
         metrics.clone(),
         shutdown.clone(),
     ));
+    let auth = Arc::new(baton_auth::Authenticator::new(
+        config.auth.clone(),
+        store.clone(),
+    )?);
+    check_credentials(&auth).await?;
     let events = baton_events::RunEvents::start(store.clone(), queue.clone(), shutdown.clone());
+    let config_quotas = config.quotas.clone();
     let api = Arc::new(Api {
         store: store.clone(),
         queue: queue.clone(),
@@ -105,6 +125,9 @@ pub async fn serve(
         started: Instant::now(),
         versions: Default::default(),
         starter: starter::RunStarter::spawn(store.clone(), queue.clone()),
+        auth: auth.clone(),
+        quotas: baton_auth::TenantQuotas::new(config_quotas),
+        metrics: metrics.clone(),
     });
 
     let (reporter, health) = tonic_health::server::health_reporter();
@@ -127,6 +150,12 @@ pub async fn serve(
         .register_encoded_file_descriptor_set(baton_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()?;
+    // v1alpha too: tools and libraries that speak only it (Python's grpcio-reflection, older
+    // grpcurl) would get UNIMPLEMENTED from v1 alone.
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(baton_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()?;
 
     let cors = cors_layer(&api.config.grpc_web_allowed_origins);
     let drained = baton_runtime::drained(shutdown.clone(), api.config.shutdown_drain);
@@ -142,12 +171,16 @@ pub async fn serve(
         .layer(cors)
         .layer(tonic_web::GrpcWebLayer::new())
         .layer(
-            GrpcMetricsLayer::new(metrics)
+            GrpcMetricsLayer::new(metrics.clone())
                 .with_method_type("/baton.v1.RunService/WatchRun", GrpcType::ServerStream)
                 .with_method_type("/grpc.health.v1.Health/Watch", GrpcType::ServerStream),
         )
+        // Inside the metrics layer, so refused calls are counted with their codes too.
+        .layer(baton_auth::AuthLayer::new(auth, metrics))
         .add_service(health)
         .add_service(reflection)
+        .add_service(reflection_v1alpha)
+        .add_service(AuthServiceServer::from_arc(api.clone()))
         .add_service(WorkflowServiceServer::from_arc(api.clone()))
         .add_service(RunServiceServer::from_arc(api.clone()))
         .add_service(AdminServiceServer::from_arc(api.clone()))
@@ -155,6 +188,31 @@ pub async fn serve(
         .serve_with_incoming_shutdown(incoming, drained)
         .await?;
     tracing::info!("orchestrator stopped");
+    Ok(())
+}
+
+/// Refuses to serve when authentication is on but no call could pass it, and says loudly when it
+/// is off.
+async fn check_credentials(auth: &baton_auth::Authenticator) -> Result<(), ServeError> {
+    let config = auth.config();
+    if !config.enabled {
+        tracing::warn!(
+            "AUTHENTICATION IS DISABLED (BATON_AUTH=disabled): every caller that reaches this port \
+             is an admin of every tenant. Use this for development only."
+        );
+        return Ok(());
+    }
+    if config.jwt.is_none() {
+        let keys = auth
+            .keys()
+            .count_active_api_keys()
+            .await
+            .map_err(ServeError::Keys)?;
+        if keys == 0 {
+            return Err(ServeError::NoCredentials);
+        }
+    }
+    tracing::info!(auth = config.mode(), system_tenant = %config.system_tenant, "authentication on");
     Ok(())
 }
 

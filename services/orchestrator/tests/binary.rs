@@ -15,6 +15,10 @@ const LISTENERS: [&str; 4] = ["GRPC_PORT", "HTTP_PORT", "METRICS_PORT", "PPROF_P
 #[tokio::test]
 async fn the_binary_migrates_serves_a_run_and_exits_cleanly_on_sigterm() {
     let backend = TestBackend::create().await.unwrap();
+    let token = backend
+        .issue_key("default", baton_testkit::Role::Admin)
+        .await
+        .unwrap();
     let service = ServiceProcess::start(
         env!("CARGO_BIN_EXE_baton-orchestrator"),
         || backend.service_env(),
@@ -35,13 +39,17 @@ async fn the_binary_migrates_serves_a_run_and_exits_cleanly_on_sigterm() {
         .unwrap();
 
     // A run end to end through the binary's API: registered, started, watched to its end.
-    let channel = Channel::from_shared(format!("http://{grpc}"))
-        .unwrap()
-        .connect_lazy();
+    let channel = baton_testkit::authed(
+        Channel::from_shared(format!("http://{grpc}"))
+            .unwrap()
+            .connect_lazy(),
+        &token,
+    );
     v1::workflow_service_client::WorkflowServiceClient::new(channel.clone())
         .register_workflow(v1::RegisterWorkflowRequest {
             definition: include_str!("../../../examples/hello.yaml").to_owned(),
             format: 0,
+            ..Default::default()
         })
         .await
         .unwrap();
@@ -120,4 +128,64 @@ async fn the_binary_migrates_serves_a_run_and_exits_cleanly_on_sigterm() {
     assert_eq!(status.code(), Some(0), "{status}:\n{output}");
     assert!(output.contains("orchestrator stopped"), "{output}");
     stack.stop().await;
+}
+
+/// Secure by default: with no API key and no JWT configured, the binary refuses to start and says
+/// how to make the first key; with `BATON_AUTH=disabled` set explicitly it starts and says loudly
+/// that nothing is checked.
+#[tokio::test]
+async fn the_binary_refuses_to_start_with_no_credentials_unless_auth_is_disabled() {
+    let backend = TestBackend::create().await.unwrap();
+    let output = tokio::time::timeout(
+        WAIT,
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_baton-orchestrator"))
+            .envs(backend.service_env().unwrap())
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("the orchestrator neither started nor exited")
+    .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(!output.status.success(), "{text}");
+    assert!(text.contains("baton auth key create"), "{text}");
+    assert!(text.contains("BATON_AUTH=disabled"), "{text}");
+
+    let service = ServiceProcess::start(
+        env!("CARGO_BIN_EXE_baton-orchestrator"),
+        || {
+            let mut env = backend.service_env()?;
+            env.push(("BATON_AUTH".into(), "disabled".into()));
+            Ok(env)
+        },
+        &LISTENERS,
+    )
+    .await
+    .unwrap();
+    let grpc = service.addr("GRPC_PORT");
+    baton_testkit::wait_until_serving(grpc, "baton.v1.RunService", WAIT)
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", service.output()));
+    let info = v1::info_service_client::InfoServiceClient::new(
+        Channel::from_shared(format!("http://{grpc}"))
+            .unwrap()
+            .connect_lazy(),
+    )
+    .get_info(v1::GetInfoRequest {})
+    .await
+    .unwrap()
+    .into_inner();
+    assert_eq!(info.auth_mode, "disabled");
+    assert_eq!(info.principal, "anonymous");
+    assert!(
+        service.output().contains("AUTHENTICATION IS DISABLED"),
+        "{}",
+        service.output()
+    );
+    service.terminate(WAIT).await.unwrap();
+    backend.remove().await;
 }

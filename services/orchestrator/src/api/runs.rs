@@ -14,13 +14,12 @@ use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
 use super::{
-    Api, page_size,
+    Api, page_size, principal, tenant,
     text::{check_json, check_text},
     workflows::parse_ref,
 };
 use crate::{convert, error::ApiError};
 
-const DEFAULT_TENANT: &str = "default";
 /// Longest idempotency key accepted.
 const MAX_IDEMPOTENCY_KEY: usize = 256;
 
@@ -30,22 +29,8 @@ fn parse_run_id(text: &str) -> Result<Uuid, ApiError> {
     })
 }
 
-fn tenant(text: &str) -> Result<String, ApiError> {
-    check_text("tenant", text)?;
-    let t = text.trim();
-    if t.is_empty() {
-        return Ok(DEFAULT_TENANT.to_owned());
-    }
-    if t.len() > 100
-        || !t
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-    {
-        return Err(ApiError::InvalidArgument(
-            "tenant: must be 1 to 100 letters, digits, `-`, `_` or `.`".into(),
-        ));
-    }
-    Ok(t.to_owned())
+fn run_not_found(id: Uuid) -> ApiError {
+    ApiError::NotFound(format!("run {id} does not exist"))
 }
 
 #[tonic::async_trait]
@@ -55,9 +40,14 @@ impl RunService for Api {
         &self,
         request: Request<StartRunRequest>,
     ) -> Result<Response<StartRunResponse>, Status> {
+        let principal = principal(&request)?;
         let req = request.into_inner();
         let r = parse_ref(&req.workflow_ref)?;
-        let tenant = tenant(&req.tenant)?;
+        let tenant = tenant(&principal, &req.tenant)?;
+        if let Err(limited) = self.quotas.start_run(&tenant) {
+            self.metrics.request_limited(limited.limit);
+            return Err(ApiError::Limited(limited).into());
+        }
         let limit = self.config.max_inputs_bytes;
         if req.inputs_json.len() > limit {
             return Err(ApiError::InvalidArgument(format!(
@@ -87,7 +77,7 @@ impl RunService for Api {
             .into());
         }
         let workflow = self
-            .find_workflow(&r)
+            .find_workflow(&tenant, &r)
             .await?
             .ok_or_else(|| ApiError::NotFound(format!("workflow {r} is not registered")))?;
         let workflow_ref = workflow.workflow_ref();
@@ -115,13 +105,11 @@ impl RunService for Api {
         &self,
         request: Request<GetRunRequest>,
     ) -> Result<Response<GetRunResponse>, Status> {
+        let principal = principal(&request)?;
         let id = parse_run_id(&request.get_ref().run_id)?;
-        let detail = self
-            .store
-            .get_run(id)
-            .await
-            .map_err(ApiError::from)?
-            .ok_or_else(|| ApiError::NotFound(format!("run {id} does not exist")))?;
+        let detail = principal
+            .visible(self.store.get_run(id).await.map_err(ApiError::from)?)
+            .ok_or_else(|| run_not_found(id))?;
         Ok(Response::new(GetRunResponse {
             run: Some(v1::Run {
                 workers: detail
@@ -138,6 +126,7 @@ impl RunService for Api {
         &self,
         request: Request<ListRunsRequest>,
     ) -> Result<Response<ListRunsResponse>, Status> {
+        let principal = principal(&request)?;
         let req = request.into_inner();
         let status = match v1::RunStatus::try_from(req.status) {
             Ok(v1::RunStatus::Unspecified) => None,
@@ -155,7 +144,7 @@ impl RunService for Api {
             text => Some(parse_ref(text)?.to_string()),
         };
         let filter = RunFilter {
-            tenant: tenant(&req.tenant)?,
+            tenant: tenant(&principal, &req.tenant)?,
             workflow_ref,
             status,
         };
@@ -190,16 +179,14 @@ impl RunService for Api {
         /// sooner, as a runner with a free pipeline applies a cancel within milliseconds.
         const CANCEL_POLL: Duration = Duration::from_millis(20);
 
+        let principal = principal(&request)?;
         let req = request.into_inner();
         let id = parse_run_id(&req.run_id)?;
         tracing::Span::current().record("run.id", tracing::field::display(id));
         check_text("reason", &req.reason)?;
-        let mut run = self
-            .store
-            .find_run(id)
-            .await
-            .map_err(ApiError::from)?
-            .ok_or_else(|| ApiError::NotFound(format!("run {id} does not exist")))?;
+        let mut run = principal
+            .visible(self.store.find_run(id).await.map_err(ApiError::from)?)
+            .ok_or_else(|| run_not_found(id))?;
         if run.status.is_terminal() {
             return Err(ApiError::FailedPrecondition(format!(
                 "run {id} already ended: {}",
@@ -241,7 +228,7 @@ impl RunService for Api {
             .get_run(id)
             .await
             .map_err(ApiError::from)?
-            .ok_or_else(|| ApiError::NotFound(format!("run {id} does not exist")))?;
+            .ok_or_else(|| run_not_found(id))?;
         Ok(Response::new(CancelRunResponse {
             run: Some(convert::run(&detail.run, None)),
         }))
@@ -256,6 +243,7 @@ impl RunService for Api {
         &self,
         request: Request<WatchRunRequest>,
     ) -> Result<Response<Self::WatchRunStream>, Status> {
+        let principal = principal(&request)?;
         let req = request.into_inner();
         let id = parse_run_id(&req.run_id)?;
         tracing::Span::current().record("run.id", tracing::field::display(id));
@@ -264,12 +252,21 @@ impl RunService for Api {
                 ApiError::InvalidArgument("after_sequence: must not be negative".into()).into(),
             );
         }
+        let run = principal
+            .visible(self.store.find_run(id).await.map_err(ApiError::from)?)
+            .ok_or_else(|| run_not_found(id))?;
+        // Held by the stream: the tenant's slot frees when the stream ends or the client leaves.
+        let permit = self.quotas.watch(&run.tenant).map_err(|limited| {
+            self.metrics.request_limited(limited.limit);
+            ApiError::Limited(limited)
+        })?;
         let events = self
             .events
             .watch(id, req.after_sequence)
             .await
             .map_err(ApiError::from)?;
-        Ok(Response::new(Box::pin(events.map(|item| {
+        Ok(Response::new(Box::pin(events.map(move |item| {
+            let _permit = &permit;
             item.map(|event| WatchRunResponse { event: Some(event) })
                 .map_err(|e| Status::from(ApiError::from(e)))
         }))))

@@ -9,7 +9,7 @@ use baton_workflow::{DefinitionFormat, WorkflowRef, compile, parse_definition};
 use tonic::{Request, Response, Status};
 
 use super::{
-    Api, page_size,
+    Api, page_size, principal, tenant,
     text::{check_json, check_text},
 };
 use crate::{convert, error::ApiError};
@@ -28,7 +28,9 @@ impl WorkflowService for Api {
         &self,
         request: Request<RegisterWorkflowRequest>,
     ) -> Result<Response<RegisterWorkflowResponse>, Status> {
+        let principal = principal(&request)?;
         let req = request.into_inner();
+        let tenant = tenant(&principal, &req.tenant)?;
         if req.definition.trim().is_empty() {
             return Err(ApiError::InvalidArgument("definition: is empty".into()).into());
         }
@@ -65,6 +67,7 @@ impl WorkflowService for Api {
         }
         check_json("definition", &stored)?;
         let new = NewWorkflow {
+            tenant: tenant.clone(),
             owner: d.owner.clone(),
             name: d.name.clone(),
             version: d.version,
@@ -95,10 +98,12 @@ impl WorkflowService for Api {
         &self,
         request: Request<GetWorkflowRequest>,
     ) -> Result<Response<GetWorkflowResponse>, Status> {
+        let principal = principal(&request)?;
+        let tenant = tenant(&principal, &request.get_ref().tenant)?;
         let r = parse_ref(&request.get_ref().workflow_ref)?;
         let workflow = self
             .store
-            .get_workflow(&r.owner, &r.name, r.version)
+            .get_workflow(&tenant, &r.owner, &r.name, r.version)
             .await
             .map_err(ApiError::from)?
             .ok_or_else(|| ApiError::NotFound(format!("workflow {r} is not registered")))?;
@@ -111,7 +116,9 @@ impl WorkflowService for Api {
         &self,
         request: Request<ListWorkflowsRequest>,
     ) -> Result<Response<ListWorkflowsResponse>, Status> {
+        let principal = principal(&request)?;
         let req = request.into_inner();
+        let tenant = tenant(&principal, &req.tenant)?;
         let page = PageRequest {
             size: page_size(req.page_size)?,
             token: req.page_token,
@@ -119,7 +126,7 @@ impl WorkflowService for Api {
         let owner = (!req.owner.is_empty()).then_some(req.owner.as_str());
         let page = self
             .store
-            .list_workflows(owner, page)
+            .list_workflows(&tenant, owner, page)
             .await
             .map_err(ApiError::from)?;
         Ok(Response::new(ListWorkflowsResponse {
