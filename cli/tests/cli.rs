@@ -107,15 +107,27 @@ async fn exec(mut command: Command, stdin: Option<&str>) -> Out {
     }
 }
 
-fn baton_command() -> Command {
+/// The `baton` binary sending `token` (as `BATON_TOKEN`), with no credentials file of its own:
+/// `BATON_CREDENTIALS` names one that does not exist, so the user's never counts.
+fn baton_command(token: Option<&str>) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_baton"));
-    command.env_remove("BATON_ADDR").env("TZ", "UTC");
+    command
+        .env_remove("BATON_ADDR")
+        .env_remove("BATON_TOKEN")
+        .env(
+            "BATON_CREDENTIALS",
+            std::env::temp_dir().join("baton-cli-tests-no-such-dir/credentials.json"),
+        )
+        .env("TZ", "UTC");
+    if let Some(token) = token {
+        command.env("BATON_TOKEN", token);
+    }
     command
 }
 
-/// `baton --addr <addr> <args…>`.
-async fn baton_at(addr: &str, args: &[&str]) -> Out {
-    let mut command = baton_command();
+/// `baton --addr <addr> <args…>` sending `token`.
+async fn baton_at(addr: &str, token: Option<&str>, args: &[&str]) -> Out {
+    let mut command = baton_command(token);
     command.arg("--addr").arg(addr).args(args);
     exec(command, None).await
 }
@@ -137,7 +149,20 @@ impl Env {
     }
 
     async fn baton(&self, args: &[&str]) -> Out {
-        baton_at(&self.stack.endpoint(), args).await
+        baton_at(&self.stack.endpoint(), Some(self.stack.token()), args).await
+    }
+
+    /// `baton` sending `token` instead of the stack's admin key.
+    async fn baton_as(&self, token: &str, args: &[&str]) -> Out {
+        baton_at(&self.stack.endpoint(), Some(token), args).await
+    }
+
+    /// A new key of `tenant` with the operator role.
+    async fn operator_of(&self, tenant: &str) -> String {
+        self.stack
+            .key(tenant, baton_testkit::Role::Operator)
+            .await
+            .expect("a key in the store")
     }
 
     /// Writes a scratch file and returns its path as text.
@@ -207,7 +232,7 @@ async fn workflow_apply_registers_once_and_rejects_conflicts_and_cycles() {
 
     // The same definition from standard input, as JSON output.
     let text = std::fs::read_to_string(HELLO).unwrap();
-    let mut command = baton_command();
+    let mut command = baton_command(Some(env.stack.token()));
     command.args([
         "--addr",
         &env.stack.endpoint(),
@@ -756,9 +781,11 @@ async fn idempotency_key_returns_the_first_run() {
     assert_eq!(value["run"]["idempotency_key"], "order-42", "{third}");
 
     // The key is per tenant.
-    let other = env
-        .baton(&[&args[..], &["--tenant", "acme"]].concat())
-        .await;
+    let acme = env.operator_of("acme").await;
+    env.baton_as(&acme, &["workflow", "apply", "-f", HELLO])
+        .await
+        .expect_code(0);
+    let other = env.baton_as(&acme, &args).await;
     other.expect_code(0);
     assert_ne!(other.run_id(), id, "{other}");
     assert!(other.stdout.starts_with("started run "), "{other}");
@@ -857,8 +884,15 @@ async fn run_list_and_get_errors() {
     assert_eq!(runs[0]["id"], quick.id.as_str());
     let none = env.baton(&["run", "list", "--status", "failed"]).await;
     assert_eq!(none.stdout, "no runs\n", "{none}");
-    let other_tenant = env.baton(&["run", "list", "--tenant", "acme"]).await;
+    let acme = env.operator_of("acme").await;
+    let other_tenant = env.baton_as(&acme, &["run", "list"]).await;
     assert_eq!(other_tenant.stdout, "no runs\n", "{other_tenant}");
+    let foreign = env.baton(&["run", "list", "--tenant", "acme"]).await;
+    foreign.expect_code(2);
+    assert!(
+        foreign.stderr.starts_with("error: PermissionDenied"),
+        "another tenant than the key's: {foreign}"
+    );
 
     let unknown = "0190b4c8-0000-7000-8000-000000000000";
     let missing = env.baton(&["run", "get", unknown]).await;
@@ -963,7 +997,7 @@ async fn cancel_ends_a_sleeping_run_and_watch_exits_one() {
 #[tokio::test(flavor = "multi_thread")]
 async fn addr_from_env_and_info() {
     let env = Env::start().await;
-    let mut command = baton_command();
+    let mut command = baton_command(Some(env.stack.token()));
     command
         .env("BATON_ADDR", env.stack.addr.to_string())
         .arg("info");
@@ -975,9 +1009,18 @@ async fn addr_from_env_and_info() {
         "{info}"
     );
     assert!(info.stdout.contains("\nuptime    "), "{info}");
+    assert!(info.stdout.contains("\nauth      api-keys\n"), "{info}");
+    assert!(
+        info.stdout.contains("\ncaller    key:")
+            && info.stdout.contains("(tenant default, role admin)"),
+        "{info}"
+    );
+    assert!(!info.stderr.contains("WARNING"), "{info}");
 
     let json = env.baton(&["info", "-o", "json"]).await;
     assert_eq!(json.json()["service"], "orchestrator", "{json}");
+    assert_eq!(json.json()["auth_mode"], "api-keys", "{json}");
+    assert_eq!(json.json()["role"], "admin", "{json}");
     env.stop().await;
 }
 
@@ -988,7 +1031,7 @@ async fn closed_port_is_unavailable_with_a_hint() {
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
     socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
     let closed = format!("http://{}", socket.local_addr().unwrap());
-    let down = baton_at(&closed, &["run", "list"]).await;
+    let down = baton_at(&closed, None, &["run", "list"]).await;
     down.expect_code(2);
     assert_eq!(down.stdout, "", "{down}");
     assert!(down.stderr.starts_with("error: Unavailable"), "{down}");
@@ -999,7 +1042,12 @@ async fn closed_port_is_unavailable_with_a_hint() {
         "{down}"
     );
 
-    let bad_usage = baton_at(&closed, &["run", "start", "a/b@1", "--input", "count"]).await;
+    let bad_usage = baton_at(
+        &closed,
+        None,
+        &["run", "start", "a/b@1", "--input", "count"],
+    )
+    .await;
     bad_usage.expect_code(2);
     assert!(
         bad_usage.stderr.contains("expected KEY=VALUE"),

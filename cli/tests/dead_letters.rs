@@ -40,6 +40,11 @@ async fn baton(stack: &TestStack, args: &[&str]) -> Out {
     let mut command = Command::new(env!("CARGO_BIN_EXE_baton"));
     command
         .env_remove("BATON_ADDR")
+        .env("BATON_TOKEN", stack.token())
+        .env(
+            "BATON_CREDENTIALS",
+            std::env::temp_dir().join("baton-cli-tests-no-such-dir/credentials.json"),
+        )
         .env("TZ", "UTC")
         .arg("--addr")
         .arg(stack.endpoint())
