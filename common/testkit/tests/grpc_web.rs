@@ -94,6 +94,7 @@ async fn grpc_web_call(
     method: &str,
     request: &impl Message,
     origin: Option<&str>,
+    token: Option<&str>,
 ) -> (HttpReply, Vec<Vec<u8>>, HashMap<String, String>) {
     let message = request.encode_to_vec();
     let mut body = vec![0u8];
@@ -106,6 +107,10 @@ async fn grpc_web_call(
     ];
     if let Some(origin) = origin {
         headers.push(("Origin", origin));
+    }
+    let bearer = token.map(|t| format!("Bearer {t}"));
+    if let Some(bearer) = &bearer {
+        headers.push(("Authorization", bearer));
     }
     let reply = http(addr, "POST", method, &headers, &body).await;
     let (mut messages, mut trailers) = (Vec::new(), HashMap::new());
@@ -147,6 +152,7 @@ async fn unary_calls_and_errors_work_over_grpc_web() {
         "/baton.v1.InfoService/GetInfo",
         &v1::GetInfoRequest {},
         Some(ALLOWED),
+        Some(stack.token()),
     )
     .await;
     assert_eq!(reply.status, 200);
@@ -178,6 +184,7 @@ async fn unary_calls_and_errors_work_over_grpc_web() {
             ..Default::default()
         },
         None,
+        Some(stack.token()),
     )
     .await;
     // The status travels in the headers when there is no message ("trailers-only").
@@ -204,6 +211,62 @@ async fn unary_calls_and_errors_work_over_grpc_web() {
     stack.stop().await;
 }
 
+/// The status of a gRPC-Web reply, from its trailers or (trailers-only) its headers.
+fn grpc_status(reply: &HttpReply, trailers: &HashMap<String, String>) -> Option<String> {
+    trailers
+        .get("grpc-status")
+        .or_else(|| reply.headers.get("grpc-status"))
+        .cloned()
+}
+
+#[tokio::test]
+async fn a_browser_origin_needs_a_key_like_any_caller() {
+    let stack = stack_allowing_one_origin().await;
+    for (what, token) in [
+        ("no key", None),
+        (
+            "an unknown key",
+            Some("bk_0123456789abcdef_".to_owned() + &"0".repeat(64)),
+        ),
+    ] {
+        let (reply, messages, trailers) = grpc_web_call(
+            stack.addr,
+            "/baton.v1.RunService/ListRuns",
+            &v1::ListRunsRequest::default(),
+            Some(ALLOWED),
+            token.as_deref(),
+        )
+        .await;
+        assert!(messages.is_empty(), "{what}");
+        assert_eq!(
+            grpc_status(&reply, &trailers).as_deref(),
+            Some("16"),
+            "{what}: UNAUTHENTICATED expected: {trailers:?} {:?}",
+            reply.headers
+        );
+        // The page can read why: CORS still answers for the allowed origin.
+        assert_eq!(
+            reply.headers["access-control-allow-origin"], ALLOWED,
+            "{what}"
+        );
+    }
+    let (reply, messages, trailers) = grpc_web_call(
+        stack.addr,
+        "/baton.v1.RunService/ListRuns",
+        &v1::ListRunsRequest::default(),
+        Some(ALLOWED),
+        Some(stack.token()),
+    )
+    .await;
+    assert_eq!(
+        grpc_status(&reply, &trailers).as_deref(),
+        Some("0"),
+        "{trailers:?}"
+    );
+    v1::ListRunsResponse::decode(messages[0].as_slice()).unwrap();
+    stack.stop().await;
+}
+
 #[tokio::test]
 async fn cors_preflight_answers_only_allowed_origins() {
     let stack = stack_allowing_one_origin().await;
@@ -219,7 +282,7 @@ async fn cors_preflight_answers_only_allowed_origins() {
                     ("Access-Control-Request-Method", "POST"),
                     (
                         "Access-Control-Request-Headers",
-                        "content-type,x-grpc-web,x-user-agent",
+                        "content-type,x-grpc-web,x-user-agent,authorization",
                     ),
                 ],
                 b"",
@@ -231,7 +294,13 @@ async fn cors_preflight_answers_only_allowed_origins() {
     assert_eq!(allowed.status, 200);
     assert_eq!(allowed.headers["access-control-allow-origin"], ALLOWED);
     let headers = allowed.headers["access-control-allow-headers"].to_ascii_lowercase();
-    for needed in ["content-type", "x-grpc-web", "x-user-agent", "grpc-timeout"] {
+    for needed in [
+        "content-type",
+        "x-grpc-web",
+        "x-user-agent",
+        "grpc-timeout",
+        "authorization",
+    ] {
         assert!(headers.contains(needed), "{needed} not allowed: {headers}");
     }
     assert!(allowed.headers["access-control-allow-methods"].contains("POST"));
