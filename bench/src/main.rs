@@ -10,6 +10,7 @@ mod args;
 mod backend;
 mod db;
 mod environment;
+mod key;
 mod latency;
 mod machine;
 mod memory;

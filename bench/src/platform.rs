@@ -13,6 +13,7 @@ use crate::args::Args;
 use crate::backend::Backend;
 use crate::db::Db;
 use crate::environment::{self, Environment};
+use crate::key;
 use crate::report::{ServiceInfo, Version};
 use crate::services::{self, Launch, Service};
 
@@ -27,6 +28,11 @@ const DEV: &str = "baton-dev";
 /// Variables of the bench's own environment that `baton dev` must not see: it uses neither
 /// PostgreSQL nor Redis, and the bench makes sure of it.
 const PRODUCTION_ONLY: &[&str] = &["DATABASE_URL", "REDIS_URL", "BATON_REDIS_PREFIX"];
+
+/// The orchestrator's per-tenant StartRun rate limit, off on both backends: the bench is one
+/// tenant starting runs as fast as the engine takes them, and it measures the engine, not the
+/// limit. WatchRun streams keep their default cap: the bench watches one run at a time.
+const NO_START_LIMIT: (&str, &str) = ("BATON_START_RATE", "off");
 
 /// A started platform, ready for the scenarios.
 pub struct Platform {
@@ -89,25 +95,29 @@ async fn production(
         ])
     };
 
-    // The orchestrator first: it migrates the fresh database before the runner starts.
+    // The key first (it migrates the fresh database), so the orchestrator finds one; then the
+    // orchestrator, before the runner.
+    let token = key::issue_postgres(&database_url).await?;
     eprintln!(
         "starting {} (gRPC on 127.0.0.1:{})",
         orchestrator_bin.display(),
         ports[0]
     );
+    let mut orchestrator_env = service_env(ports[0])?;
+    orchestrator_env.push((NO_START_LIMIT.0, NO_START_LIMIT.1.to_owned()));
     let orchestrator = Service::spawn(
         &Launch {
             name: ORCHESTRATOR,
             binary: &orchestrator_bin,
             args: Vec::new(),
             port: ports[0],
-            env: service_env(ports[0])?,
+            env: orchestrator_env,
             unset: &[],
         },
         &env.log_dir,
     )?;
     env.services.push(orchestrator);
-    let api = Api::new(ports[0])?;
+    let api = Api::new(ports[0], &token)?;
     let info = api
         .wait_ready(READY_TIMEOUT, || alive(&mut env.services))
         .await
@@ -169,6 +179,9 @@ async fn production(
 async fn embedded(args: &Args, env: &mut Environment, bin_dir: &Path) -> anyhow::Result<Platform> {
     let binary = services::binary(bin_dir, "baton")?;
     let path = env.embedded_db()?;
+    // Beside the database, so `baton dev` saves its local admin key there and never in the
+    // user's own credentials file.
+    let credentials = path.with_file_name("credentials.json");
     let port = services::free_ports(1)?[0];
     eprintln!(
         "baton-bench (embedded): file {}, logs in {}",
@@ -185,13 +198,22 @@ async fn embedded(args: &Args, env: &mut Environment, bin_dir: &Path) -> anyhow:
             binary: &binary,
             args: dev_args(&path, port),
             port,
-            env: vec![("LOG_LEVEL", args.service_log_level.clone())],
+            env: vec![
+                ("LOG_LEVEL", args.service_log_level.clone()),
+                (NO_START_LIMIT.0, NO_START_LIMIT.1.to_owned()),
+                ("BATON_CREDENTIALS", credentials.display().to_string()),
+            ],
             unset: PRODUCTION_ONLY,
         },
         &env.log_dir,
     )?;
     env.services.push(dev);
-    let api = Api::new(port)?;
+    let token = key::from_credentials(&credentials, port, READY_TIMEOUT, || {
+        alive(&mut env.services)
+    })
+    .await
+    .context("baton dev did not save its local admin key")?;
+    let api = Api::new(port, &token)?;
     // The file is created and migrated before the API listens, so it is there once this answers.
     let info = api
         .wait_ready(READY_TIMEOUT, || alive(&mut env.services))

@@ -154,9 +154,7 @@ async fn outage_probe(stage: &Stage<'_>, outage: Duration) -> String {
     });
     call.set_timeout(budget);
     let began = tokio::time::Instant::now();
-    let answer = load::runs_client(stage.services.api())
-        .start_run(call)
-        .await;
+    let answer = stage.services.api().runs().start_run(call).await;
     let took = began.elapsed();
     let ledger = stage.load.ledger();
     let mut ledger = ledger.lock().unwrap_or_else(|e| e.into_inner());
@@ -312,7 +310,7 @@ impl Poisoned {
 pub async fn poison(stage: &mut Stage<'_>) -> anyhow::Result<()> {
     let api = stage.services.api();
     for poisoned in POISONED {
-        load::register(api, &poisoned.definition()).await?;
+        api.register(&poisoned.definition()).await?;
     }
     stage.load.reached(0.2).await;
 
@@ -363,7 +361,7 @@ pub async fn poison(stage: &mut Stage<'_>) -> anyhow::Result<()> {
 
 /// StartRuns that must be refused with INVALID_ARGUMENT naming what is wrong, and stored nowhere.
 async fn refused_starts(stage: &mut Stage<'_>) {
-    let mut client = load::runs_client(stage.services.api());
+    let mut client = stage.services.api().runs();
     let oversized = "x".repeat(MAX_INPUTS_BYTES + 1);
     let cases = [
         (
@@ -413,7 +411,7 @@ async fn refused_starts(stage: &mut Stage<'_>) {
 
 /// Runs of the poisoned workflows, in the ledger with how each must end.
 async fn poisoned_runs(stage: &mut Stage<'_>) -> anyhow::Result<()> {
-    let mut client = load::runs_client(stage.services.api());
+    let mut client = stage.services.api().runs();
     let ledger = stage.load.ledger();
     let mut unlimited = Vec::new();
     for poisoned in POISONED {

@@ -262,14 +262,14 @@ async fn run_on_fresh_platform(
     let streams = Streams::new(&backend.redis_url, &backend.prefix);
     let mut services = Services::start(binaries, &backend, logs).await?;
     let api = services.api();
-    load::register(api, load::CHAIN).await?;
+    api.register(load::CHAIN).await?;
     let pool = sqlx::postgres::PgPoolOptions::new()
         .max_connections(2)
         .connect(&backend.database_url)
         .await
         .context("cannot connect to the scenario's database")?;
     let load = Load::start(
-        api,
+        &api,
         scenario.name(),
         LoadOptions {
             runs: profile.runs,

@@ -1,7 +1,8 @@
 //! The service binaries under test: one orchestrator and two runner replicas (each with the
 //! built-in workers), started with [`ServiceProcess`] on the suite's own servers, and killed,
 //! restarted and paused by the faults. Every process keeps its ports across restarts, so clients
-//! and scrapes find it again.
+//! and scrapes find it again. Authentication is on, as in production: the suite issues itself an
+//! admin key in the database before the orchestrator first starts.
 
 use std::{
     net::SocketAddr,
@@ -10,9 +11,11 @@ use std::{
 };
 
 use anyhow::Context;
+use baton_auth::{Bearer, Role};
+use baton_store::KeyStore;
 use baton_testkit::{ServiceProcess, wait_until_serving};
 
-use crate::{counters::RepairCounters, process};
+use crate::{counters::RepairCounters, load::Api, process};
 
 /// Runner replicas the suite starts.
 pub const RUNNER_REPLICAS: usize = 2;
@@ -34,6 +37,13 @@ const RUNNER_TIMINGS: &[(&str, &str)] = &[
     ("BATON_SWEEP_GRACE", "2s"),
     ("BATON_LEASE_TTL", "5s"),
     ("BATON_RECONCILE_INTERVAL", "1s"),
+];
+
+/// The orchestrator's per-tenant limits, off: the load is one tenant by design and measures how
+/// Baton survives faults, not the limits (a StartRun refused over the rate would not be retried).
+const ORCHESTRATOR_LIMITS: &[(&str, &str)] = &[
+    ("BATON_START_RATE", "off"),
+    ("BATON_WATCH_STREAMS_PER_TENANT", "off"),
 ];
 
 /// The largest `inputs_json` the suite's orchestrator accepts (`BATON_MAX_INPUTS_BYTES`).
@@ -103,6 +113,8 @@ impl Kills {
 /// The running services.
 pub struct Services {
     orchestrator: Slot,
+    /// The orchestrator's API with the suite's admin key.
+    api: Api,
     runners: Vec<Slot>,
     pub kills: Kills,
     /// Counters read from runner processes that were killed since.
@@ -110,7 +122,8 @@ pub struct Services {
 }
 
 impl Services {
-    /// Starts the orchestrator (which migrates the database) and then the runner replicas, and
+    /// Issues the suite's admin key (migrating the database, since the orchestrator refuses to
+    /// start while no key exists), starts the orchestrator and then the runner replicas, and
     /// waits until each reports SERVING.
     pub async fn start(
         binaries: &ServiceBinaries,
@@ -134,11 +147,17 @@ impl Services {
             ];
             Ok(pairs.map(|(k, v)| (k.to_owned(), v)).into())
         };
+        let bearer = admin_key(&backend.database_url).await?;
         let mut env = common("orchestrator", process::free_port()?)?;
         env.push((
             "BATON_MAX_INPUTS_BYTES".into(),
             MAX_INPUTS_BYTES.to_string(),
         ));
+        env.extend(
+            ORCHESTRATOR_LIMITS
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+        );
         let mut orchestrator = Slot::new("orchestrator", &binaries.orchestrator, env, "", logs);
         orchestrator.start().await?;
         let mut runners = Vec::new();
@@ -166,17 +185,22 @@ impl Services {
             runner.start().await?;
             runners.push(runner);
         }
+        let api = Api::new(
+            SocketAddr::from(([127, 0, 0, 1], orchestrator.port("GRPC_PORT"))),
+            bearer,
+        );
         Ok(Self {
             orchestrator,
+            api,
             runners,
             kills: Kills::default(),
             repair: RepairCounters::default(),
         })
     }
 
-    /// The orchestrator's gRPC API; the same address across restarts.
-    pub fn api(&self) -> SocketAddr {
-        SocketAddr::from(([127, 0, 0, 1], self.orchestrator.port("GRPC_PORT")))
+    /// The orchestrator's gRPC API with the suite's admin key; the same address across restarts.
+    pub fn api(&self) -> Api {
+        self.api.clone()
     }
 
     /// `kill -9` of runner replica `i`, read just before; started again after a moment.
@@ -238,6 +262,33 @@ impl Services {
         }
         self.orchestrator.stop().await;
     }
+}
+
+/// An admin key of tenant `default`, made straight in the database at `database_url` (migrated
+/// first), as an operator bootstraps a new deployment.
+async fn admin_key(database_url: &str) -> anyhow::Result<Bearer> {
+    let store = baton_store::PgStore::connect(database_url, 1)
+        .await
+        .context("cannot connect to the scenario's database to issue the suite's key")?;
+    store
+        .migrate()
+        .await
+        .context("cannot migrate the scenario's database")?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_micros();
+    let issued = baton_auth::issue(
+        "default",
+        Role::Admin,
+        "chaos",
+        "bootstrap",
+        i64::try_from(now)?,
+    )?;
+    store
+        .create_api_key(issued.record)
+        .await
+        .context("cannot store the suite's API key")?;
+    Ok(Bearer::new(&issued.token.expose())?)
 }
 
 /// One service and its successive processes.
