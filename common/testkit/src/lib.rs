@@ -451,6 +451,7 @@ impl TestStack {
             max_inputs_bytes: OrchestratorConfig::DEFAULT_MAX_INPUTS_BYTES,
             auth: baton_auth::AuthConfig::from_env(&orchestrator_env)?,
             quotas: baton_auth::QuotaConfig::from_env(&orchestrator_env)?,
+            edge: baton_service::GrpcEdge::from_env(&orchestrator_env)?,
         };
         let (store, queue, token) = (
             stack.store.clone(),

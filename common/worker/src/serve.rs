@@ -31,6 +31,9 @@ pub struct ServeOptions {
     /// After shutdown, how long the health port stays open reporting NOT_SERVING before it
     /// closes (`SHUTDOWN_DRAIN_DELAY`, see [`crate::WorkerServiceConfig`]).
     pub shutdown_drain: Duration,
+    /// The health port's gRPC limits, as every Baton gRPC server has them (defaults unless
+    /// [`ServeOptions::with_edge`] is given the service's `GrpcEdge::from_env`).
+    pub edge: baton_service::GrpcEdge,
 }
 
 impl ServeOptions {
@@ -38,7 +41,13 @@ impl ServeOptions {
         Self {
             health_service: health_service.into(),
             shutdown_drain,
+            edge: baton_service::GrpcEdge::default(),
         }
+    }
+
+    pub fn with_edge(mut self, edge: baton_service::GrpcEdge) -> Self {
+        self.edge = edge;
+        self
     }
 }
 
@@ -83,12 +92,18 @@ where
         )
         .await;
         let drained = baton_runtime::drained(stop.clone(), options.shutdown_drain);
+        let edge = options.edge.clone();
         servers.spawn(async move {
-            let incoming =
-                tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-            let served = tonic::transport::Server::builder()
-                .add_service(health)
-                .serve_with_incoming_shutdown(incoming, drained)
+            let limit = edge.max_message_bytes();
+            let served = edge
+                .server()
+                .layer(edge.layer())
+                .add_service(
+                    health
+                        .max_decoding_message_size(limit)
+                        .max_encoding_message_size(limit),
+                )
+                .serve_with_incoming_shutdown(edge.incoming(listener), drained)
                 .await;
             if let Err(e) = served {
                 tracing::error!(error = %e, "health server stopped");

@@ -38,6 +38,10 @@ pub struct OrchestratorConfig {
     /// Per-tenant limits (`BATON_START_RATE`, `BATON_START_BURST`,
     /// `BATON_WATCH_STREAMS_PER_TENANT`): see [`baton_auth::QuotaConfig`].
     pub quotas: baton_auth::QuotaConfig,
+    /// gRPC edge limits (`BATON_GRPC_MAX_MESSAGE_BYTES`, `BATON_GRPC_MAX_CONCURRENT_STREAMS`,
+    /// `BATON_GRPC_CONCURRENCY_PER_CONNECTION`, `BATON_GRPC_REQUEST_TIMEOUT`, keepalive): see
+    /// [`baton_service::GrpcEdge`].
+    pub edge: baton_service::GrpcEdge,
 }
 
 /// Which browser origins may call the API over gRPC-Web.
@@ -116,6 +120,7 @@ impl OrchestratorConfig {
                 .parse_or("BATON_MAX_INPUTS_BYTES", Self::DEFAULT_MAX_INPUTS_BYTES)?,
             auth: baton_auth::AuthConfig::from_env(env)?,
             quotas: baton_auth::QuotaConfig::from_env(env)?,
+            edge: baton_service::GrpcEdge::from_env(env)?,
         })
     }
 }

@@ -146,26 +146,32 @@ pub async fn serve(
         shutdown.clone(),
     )
     .await;
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(baton_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()?;
-    // v1alpha too: tools and libraries that speak only it (Python's grpcio-reflection, older
-    // grpcurl) would get UNIMPLEMENTED from v1 alone.
-    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(baton_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1alpha()?;
+    // v1 and v1alpha: tools and libraries that speak only v1alpha (Python's grpcio-reflection,
+    // older grpcurl) would get UNIMPLEMENTED from v1 alone.
+    let (reflection, reflection_v1alpha) = baton_service::reflection(&[
+        baton_proto::FILE_DESCRIPTOR_SET,
+        tonic_health::pb::FILE_DESCRIPTOR_SET,
+    ])?;
+    let edge = api.config.edge.clone();
+    let limit = edge.max_message_bytes();
+    // Every service decodes and encodes at most `BATON_GRPC_MAX_MESSAGE_BYTES`.
+    macro_rules! limited {
+        ($service:expr) => {
+            $service
+                .max_decoding_message_size(limit)
+                .max_encoding_message_size(limit)
+        };
+    }
 
     let cors = cors_layer(&api.config.grpc_web_allowed_origins);
     let drained = baton_runtime::drained(shutdown.clone(), api.config.shutdown_drain);
     let addr = listener.local_addr().ok();
     tracing::info!(?addr, grpc_web_origins = ?api.config.grpc_web_allowed_origins, "orchestrator listening");
     // TCP_NODELAY: small gRPC frames (stream events, short replies) must not wait for Nagle.
-    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+    let incoming = edge.incoming(listener);
     // HTTP/1.1 beside HTTP/2 so browsers' gRPC-Web calls (translated by GrpcWebLayer) reach the
     // same services; CORS answers their preflights.
-    tonic::transport::Server::builder()
+    edge.server()
         .accept_http1(true)
         .trace_fn(baton_telemetry::grpc_server_span)
         .layer(cors)
@@ -175,16 +181,19 @@ pub async fn serve(
                 .with_method_type("/baton.v1.RunService/WatchRun", GrpcType::ServerStream)
                 .with_method_type("/grpc.health.v1.Health/Watch", GrpcType::ServerStream),
         )
+        // Inside the metrics layer, so its DEADLINE_EXCEEDED and RESOURCE_EXHAUSTED answers are
+        // counted; outside authentication, so the request timeout covers it.
+        .layer(edge.layer())
         // Inside the metrics layer, so refused calls are counted with their codes too.
         .layer(baton_auth::AuthLayer::new(auth, metrics))
-        .add_service(health)
-        .add_service(reflection)
-        .add_service(reflection_v1alpha)
-        .add_service(AuthServiceServer::from_arc(api.clone()))
-        .add_service(WorkflowServiceServer::from_arc(api.clone()))
-        .add_service(RunServiceServer::from_arc(api.clone()))
-        .add_service(AdminServiceServer::from_arc(api.clone()))
-        .add_service(InfoServiceServer::from_arc(api))
+        .add_service(limited!(health))
+        .add_service(limited!(reflection))
+        .add_service(limited!(reflection_v1alpha))
+        .add_service(limited!(AuthServiceServer::from_arc(api.clone())))
+        .add_service(limited!(WorkflowServiceServer::from_arc(api.clone())))
+        .add_service(limited!(RunServiceServer::from_arc(api.clone())))
+        .add_service(limited!(AdminServiceServer::from_arc(api.clone())))
+        .add_service(limited!(InfoServiceServer::from_arc(api)))
         .serve_with_incoming_shutdown(incoming, drained)
         .await?;
     tracing::info!("orchestrator stopped");
