@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# The production path end to end: local Redis + PostgreSQL, release build, both services in
-# the background, then apply examples/hello.yaml and follow one run of it.
+# The production path end to end: local Redis + PostgreSQL, release build, a first admin key
+# written straight into the database (`baton auth key create --database-url`, as an operator
+# bootstraps a deployment), both services in the background, then apply examples/hello.yaml and
+# follow one run of it with that key in BATON_TOKEN. The key is revoked on exit.
 # Exits with the status of `baton run start ... --follow`.
 #
 # Env (all optional):
@@ -8,7 +10,6 @@
 #   DATABASE_URL       default postgres://postgres@127.0.0.1:5432/baton
 #   REDIS_URL          default redis://127.0.0.1:6379
 #   ORCHESTRATOR_PORT  default 8002     RUNNER_PORT  default 8003
-#                      (the CLI talks to its default address, 127.0.0.1:8002)
 #   START_TIMEOUT      seconds to wait for the services to listen (default 60)
 #   RUN_TIMEOUT        seconds to let the followed run take (default 300)
 set -euo pipefail
@@ -19,6 +20,7 @@ export DATABASE_URL="${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/baton}"
 export REDIS_URL="${REDIS_URL:-redis://127.0.0.1:6379}"
 ORCHESTRATOR_PORT="${ORCHESTRATOR_PORT:-8002}"
 RUNNER_PORT="${RUNNER_PORT:-8003}"
+export BATON_ADDR="http://127.0.0.1:$ORCHESTRATOR_PORT"
 START_TIMEOUT="${START_TIMEOUT:-60}"
 RUN_TIMEOUT="${RUN_TIMEOUT:-300}"
 BIN="$CARGO_TARGET_DIR/release"
@@ -41,10 +43,18 @@ for port in "$ORCHESTRATOR_PORT" "$RUNNER_PORT"; do
 done
 
 mkdir -p "$LOGS"
+key_id=
 pids=()
 # shellcheck disable=SC2317  # invoked from the EXIT trap
 cleanup() {
     local pid
+    if [[ -n "$key_id" ]]; then
+        # While the orchestrator still answers.
+        "$BIN/baton" auth key revoke "$key_id" >/dev/null 2>&1 \
+            && echo "==> revoked the demo's API key $key_id" \
+            || echo "demo: could not revoke API key $key_id (baton auth key revoke $key_id)" >&2
+        key_id=
+    fi
     ((${#pids[@]})) || return 0
     echo
     echo "==> stopping services"
@@ -70,6 +80,15 @@ show_logs() {
         tail -n 40 "$f" >&2 || true
     done
 }
+
+step "bootstrap an admin key (baton auth key create --role admin --database-url ...)"
+# Stdout is the token alone; what it is and how to use it go to stderr. The orchestrator refuses
+# to start while no key exists.
+BATON_TOKEN="$("$BIN/baton" auth key create --role admin --name demo-services \
+    --database-url "$DATABASE_URL")"
+export BATON_TOKEN
+key_id="${BATON_TOKEN#bk_}"
+key_id="${key_id%%_*}"
 
 step "start services (logs in $LOGS/)"
 # NO_COLOR: the logs go to files, keep them free of ANSI escapes.
@@ -101,6 +120,9 @@ wait_port() { # name pid port
 }
 wait_port baton-orchestrator "$orchestrator_pid" "$ORCHESTRATOR_PORT"
 wait_port baton-workflow-runner "$runner_pid" "$RUNNER_PORT"
+
+step "baton auth whoami (BATON_TOKEN holds the bootstrap key)"
+"$BIN/baton" auth whoami
 
 step "baton workflow apply -f examples/hello.yaml"
 "$BIN/baton" workflow apply -f examples/hello.yaml

@@ -4,6 +4,10 @@
 # examples/hello.yaml and follows one run of it to completion, then stops `baton dev`.
 # Exits with the status of `baton run start ... --follow`.
 #
+# Authentication is on, as in production: `baton dev` saves its local admin key in a credentials
+# file of the demo's own (.dev/demo/credentials.json, so yours is left alone), where the CLI
+# finds it with no token given.
+#
 # Env (all optional):
 #   CARGO_TARGET_DIR  default $HOME/.cache/baton-target
 #   DEMO_PORT         gRPC API port of `baton dev` (default 8002)
@@ -22,6 +26,9 @@ LOGS=.dev/demo
 mkdir -p "$LOGS"
 DEMO_DB="${DEMO_DB:-$LOGS/demo-$(date +%s)-$$.db}"
 ADDR="http://127.0.0.1:$DEMO_PORT"
+# Shared by `baton dev` (which writes its key there) and every CLI call below.
+export BATON_CREDENTIALS="$PWD/$LOGS/credentials.json"
+unset BATON_TOKEN
 
 step() { printf '\n==> %s\n' "$*"; }
 port_open() { timeout 1 bash -c "exec 3<>/dev/tcp/127.0.0.1/$1" 2>/dev/null; }
@@ -64,20 +71,24 @@ step "baton dev --db $DEMO_DB --port $DEMO_PORT (log in $LOGS/baton-dev.log)"
 NO_COLOR=1 "$BIN" dev --db "$DEMO_DB" --port "$DEMO_PORT" --free-side-ports >"$LOGS/baton-dev.log" 2>&1 &
 dev_pid=$!
 deadline=$((SECONDS + START_TIMEOUT))
-until port_open "$DEMO_PORT"; do
+# Ready once the API answers the CLI with the key `baton dev` saved.
+until "$BIN" --addr "$ADDR" info >/dev/null 2>&1; do
     if ! kill -0 "$dev_pid" 2>/dev/null; then
         echo "demo: baton dev exited before listening on port $DEMO_PORT" >&2
         show_log
         exit 1
     fi
     if ((SECONDS >= deadline)); then
-        echo "demo: baton dev not listening on port $DEMO_PORT after ${START_TIMEOUT}s" >&2
+        echo "demo: baton dev not answering on port $DEMO_PORT after ${START_TIMEOUT}s" >&2
+        "$BIN" --addr "$ADDR" info >&2 || true
         show_log
         exit 1
     fi
     sleep 0.25
 done
 echo "baton dev listening on 127.0.0.1:$DEMO_PORT (pid $dev_pid)"
+# Where its local admin key is (never the token itself).
+sed -n '/^Local admin key/,/Other clients/p' "$LOGS/baton-dev.log"
 
 step "baton workflow apply -f examples/hello.yaml"
 "$BIN" --addr "$ADDR" workflow apply -f examples/hello.yaml
