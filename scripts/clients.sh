@@ -13,7 +13,9 @@
 # LANG is go, python or typescript (Node, over gRPC and gRPC-Web), or browser: the TypeScript
 # client in Chromium over gRPC-Web, from a page on BATON_PAGE_ORIGIN (default
 # http://127.0.0.1:5173), which must be in the orchestrator's GRPC_WEB_ALLOWED_ORIGINS. BATON_ADDR
-# (default 127.0.0.1:8002) is a running orchestrator's gRPC address (`make dev` starts one).
+# (default 127.0.0.1:8002) is a running orchestrator's gRPC address (`baton dev` starts one), and
+# BATON_TOKEN an API key it accepts; unset, the token the baton CLI sends to BATON_ADDR
+# (`baton auth token`: `baton dev` and `baton auth login` save one). The tests need auth on.
 # A suite that runs no test, or skips one, fails: every client test can run where deps ran.
 set -euo pipefail
 
@@ -215,6 +217,23 @@ test_browser() {
     )
 }
 
+# The API key the examples and tests send: BATON_TOKEN, else the token the baton CLI would send
+# to BATON_ADDR. Never printed.
+find_token() {
+    [ -n "${BATON_TOKEN:-}" ] && return 0
+    local baton target="${CARGO_TARGET_DIR:-$HOME/.cache/baton-target}"
+    for baton in "$(command -v baton || true)" "$target/debug/baton" "$target/release/baton"; do
+        [ -n "$baton" ] && [ -x "$baton" ] || continue
+        if BATON_TOKEN="$("$baton" --addr "$BATON_ADDR" auth token 2>/dev/null)"; then
+            export BATON_TOKEN
+            say "BATON_TOKEN: the token $baton sends to $BATON_ADDR"
+            return 0
+        fi
+    done
+    unset BATON_TOKEN
+    say "BATON_TOKEN is not set and the baton CLI has no token for $BATON_ADDR: calls will be UNAUTHENTICATED"
+}
+
 example() {
     case "$1" in
         go) (go_env && go run ./examples/hello) ;;
@@ -238,6 +257,7 @@ case "$command" in
     check) check ;;
     test)
         [ "$#" -gt 0 ] || set -- go python typescript
+        find_token
         for lang in "$@"; do
             case "$lang" in
                 go | python | typescript | browser) say "$lang client tests against $BATON_ADDR"; "test_$lang" ;;
@@ -245,6 +265,9 @@ case "$command" in
             esac
         done
         ;;
-    example) example "${1:?usage: scripts/clients.sh example go|python|typescript}" ;;
-    *) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+    example)
+        find_token
+        example "${1:?usage: scripts/clients.sh example go|python|typescript}"
+        ;;
+    *) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac

@@ -1,11 +1,12 @@
 """Registers a workflow, starts a run, follows it to the end and prints its steps.
 
-Usage: BATON_ADDR=127.0.0.1:8002 python examples/hello.py [workflow.yaml]
+Usage: BATON_ADDR=127.0.0.1:8002 BATON_TOKEN=$(baton auth token) python examples/hello.py [workflow.yaml]
 (with clients/python/src on PYTHONPATH, or the package installed: pip install ./clients/python)
 """
 
 from __future__ import annotations
 
+import collections
 import json
 import os
 import pathlib
@@ -25,6 +26,50 @@ RUN_ENDED = {
     run_pb2.RUN_EVENT_TYPE_RUN_CANCELLED,
     run_pb2.RUN_EVENT_TYPE_RUN_TIMED_OUT,
 }
+
+
+class _CallDetails(
+    collections.namedtuple(
+        "_CallDetails",
+        ("method", "timeout", "metadata", "credentials", "wait_for_ready", "compression"),
+    ),
+    grpc.ClientCallDetails,
+):
+    pass
+
+
+class BearerToken(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor):
+    """Sends `authorization: Bearer <token>` with every call.
+
+    An interceptor rather than grpc.access_token_call_credentials, which gRPC sends only over
+    TLS: Baton serves plaintext unless it is put behind TLS.
+    """
+
+    def __init__(self, token: str) -> None:
+        self._header = ("authorization", f"Bearer {token}")
+
+    def _with_token(self, details: grpc.ClientCallDetails) -> grpc.ClientCallDetails:
+        return _CallDetails(
+            details.method,
+            details.timeout,
+            [*(details.metadata or ()), self._header],
+            details.credentials,
+            details.wait_for_ready,
+            details.compression,
+        )
+
+    def intercept_unary_unary(self, continuation, client_call_details, request):
+        return continuation(self._with_token(client_call_details), request)
+
+    def intercept_unary_stream(self, continuation, client_call_details, request):
+        return continuation(self._with_token(client_call_details), request)
+
+
+def connect(addr: str, token: str | None) -> grpc.Channel:
+    """A plaintext channel to `addr` that sends `token` on every call (none when it is empty).
+    Behind TLS, start from grpc.secure_channel instead."""
+    channel = grpc.insecure_channel(addr)
+    return grpc.intercept_channel(channel, BearerToken(token)) if token else channel
 
 
 def short(enum_name: str, prefix: str) -> str:
@@ -80,12 +125,19 @@ def run_example(channel: grpc.Channel, definition: str, inputs: dict, out: TextI
 
 def main() -> int:
     addr = os.environ.get("BATON_ADDR", "127.0.0.1:8002")
+    # An API key (`baton auth key create`, or `baton auth token` for the one the CLI uses).
+    token = os.environ.get("BATON_TOKEN")
     path = pathlib.Path(sys.argv[1]) if len(sys.argv) > 1 else DEFAULT_WORKFLOW
-    with grpc.insecure_channel(addr) as channel:
+    with connect(addr, token) as channel:
         try:
             run = run_example(channel, path.read_text(), INPUTS, sys.stdout)
         except grpc.RpcError as error:
             print(f"error: {error.code().name}: {error.details()}", file=sys.stderr)
+            if error.code() == grpc.StatusCode.UNAUTHENTICATED:
+                print(
+                    "hint: set BATON_TOKEN to an API key: export BATON_TOKEN=$(baton auth token)",
+                    file=sys.stderr,
+                )
             return 1
     return 0 if run.status == run_pb2.RUN_STATUS_COMPLETED else 1
 

@@ -1,6 +1,7 @@
-"""End to end against a running Baton at BATON_ADDR (the Rust test harness starts one per run).
+"""End to end against a running Baton at BATON_ADDR with an API key in BATON_TOKEN (the Rust
+test harness starts one per run).
 
-Run with: BATON_ADDR=127.0.0.1:8002 python -m pytest clients/python
+Run with: BATON_ADDR=127.0.0.1:8002 BATON_TOKEN=bk_... python -m pytest clients/python
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ import hello
 from baton.v1 import run_pb2, run_pb2_grpc, workflow_pb2, workflow_pb2_grpc
 
 ADDR = os.environ.get("BATON_ADDR", "127.0.0.1:8002")
+TOKEN = os.environ.get("BATON_TOKEN", "")
+UNKNOWN_KEY = "bk_0000000000000000_" + "0" * 64
 # Generous for a loaded machine, and still inside the harness's own limit (clients.rs).
 TIMEOUT = 30
 # The example prints each event WatchRun sent as `  [  7] step_started left#1 ...`.
@@ -27,7 +30,9 @@ TERMINAL = {run_pb2.RunEventType.Name(t).removeprefix("RUN_EVENT_TYPE_") for t i
 
 @pytest.fixture(scope="module")
 def channel():
-    with grpc.insecure_channel(ADDR) as channel:
+    if not TOKEN:
+        pytest.fail("BATON_TOKEN is not set: these tests need an API key")
+    with hello.connect(ADDR, TOKEN) as channel:
         grpc.channel_ready_future(channel).result(timeout=TIMEOUT)
         yield channel
 
@@ -111,3 +116,19 @@ def test_bad_requests_get_clear_errors(channel):
         )
     assert invalid.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "ghost" in invalid.value.details()
+
+
+@pytest.mark.parametrize("token", ["", UNKNOWN_KEY], ids=["no token", "an unknown key"])
+def test_calls_without_a_valid_token_are_unauthenticated(token):
+    with hello.connect(ADDR, token) as channel:
+        # Health needs no credential, so probes work without a secret.
+        health = health_pb2_grpc.HealthStub(channel)
+        reply = health.Check(health_pb2.HealthCheckRequest(service=""), timeout=TIMEOUT)
+        assert reply.status == health_pb2.HealthCheckResponse.SERVING
+        runs = run_pb2_grpc.RunServiceStub(channel)
+        with pytest.raises(grpc.RpcError) as refused:
+            runs.ListRuns(run_pb2.ListRunsRequest(), timeout=TIMEOUT)
+        assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        with pytest.raises(grpc.RpcError) as watched:
+            list(runs.WatchRun(run_pb2.WatchRunRequest(run_id="r"), timeout=TIMEOUT))
+        assert watched.value.code() == grpc.StatusCode.UNAUTHENTICATED

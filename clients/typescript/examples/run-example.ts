@@ -5,6 +5,7 @@ import {
   DefinitionFormat,
   HealthCheckResponse_ServingStatus as ServingStatus,
   HealthClient,
+  RegisterWorkflowRequest,
   Run,
   RunEvent,
   RunEventType,
@@ -44,10 +45,10 @@ export async function runExample(
     throw new Error("Baton is not serving (is its Postgres or Redis down?)");
   }
 
-  const { response: registered } = await new WorkflowServiceClient(transport).registerWorkflow({
-    definition,
-    format: DefinitionFormat.YAML,
-  });
+  // `create` fills the fields left out with their defaults (the tenant: the caller's).
+  const { response: registered } = await new WorkflowServiceClient(transport).registerWorkflow(
+    RegisterWorkflowRequest.create({ definition, format: DefinitionFormat.YAML }),
+  );
   const ref = registered.workflow!.workflowRef;
   log(`registered ${ref} (${registered.created ? "new" : "unchanged"})`);
 

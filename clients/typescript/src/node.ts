@@ -2,10 +2,26 @@
 import { ChannelCredentials } from "@grpc/grpc-js";
 import { GrpcTransport } from "@protobuf-ts/grpc-transport";
 
-/** A transport to Baton's gRPC port, e.g. `grpcTransport("127.0.0.1:8002")`. */
+/** How a transport reaches Baton. */
+export interface GrpcTransportOptions {
+  /** An API key or JWT, sent as `authorization: Bearer <token>` on every call. */
+  token?: string;
+  /** TLS or plaintext; plaintext (Baton's default) unless set. */
+  credentials?: ChannelCredentials;
+}
+
+/**
+ * A transport to Baton's gRPC port, e.g.
+ * `grpcTransport("127.0.0.1:8002", { token: process.env.BATON_TOKEN })`.
+ */
 export function grpcTransport(
   host: string,
-  credentials: ChannelCredentials = ChannelCredentials.createInsecure(),
+  options: GrpcTransportOptions | ChannelCredentials = {},
 ): GrpcTransport {
-  return new GrpcTransport({ host, channelCredentials: credentials });
+  const { token, credentials } = options instanceof ChannelCredentials ? { credentials: options } : options;
+  return new GrpcTransport({
+    host,
+    channelCredentials: credentials ?? ChannelCredentials.createInsecure(),
+    meta: token ? { authorization: `Bearer ${token}` } : {},
+  });
 }

@@ -1,5 +1,7 @@
-// The browser side of the browser test: the example over gRPC-Web from a page, reporting what
-// happened on `window.batonResult` for the test to read.
+// The browser side of the browser test: the example over gRPC-Web from a page, with the API key
+// the test puts on `window.batonToken` (none when it puts none), reporting what happened on
+// `window.batonResult` for the test to read.
+import { RpcError } from "@protobuf-ts/runtime-rpc";
 import {
   HealthCheckResponse_ServingStatus as ServingStatus,
   HealthClient,
@@ -19,11 +21,14 @@ export interface BrowserResult {
   events?: RunEvent[];
   steps?: { id: string; status: string; attempts: number; output: string }[];
   error?: string;
+  /** The gRPC status code of a failed call (`UNAUTHENTICATED`, ...). */
+  code?: string;
   lines: string[];
 }
 
 declare global {
   interface Window {
+    batonToken?: string;
     batonResult?: BrowserResult;
   }
 }
@@ -31,12 +36,12 @@ declare global {
 async function main(): Promise<BrowserResult> {
   const addr = new URLSearchParams(location.search).get("addr");
   if (!addr) throw new Error("the page needs ?addr=http://host:port");
-  const transport = grpcWebTransport(addr);
+  const transport = grpcWebTransport(addr, { token: window.batonToken });
   const lines: string[] = [];
+  let watched = "no update";
   try {
     const abort = new AbortController();
     const watch = new HealthClient(transport).watch({ service: "" }, { abort: abort.signal });
-    let watched = "no update";
     for await (const update of watch.responses) {
       watched = ServingStatus[update.status];
       break;
@@ -61,7 +66,8 @@ async function main(): Promise<BrowserResult> {
       lines,
     };
   } catch (error) {
-    return { origin: location.origin, error: String(error), lines };
+    const code = error instanceof RpcError ? error.code : undefined;
+    return { origin: location.origin, watched, error: String(error), code, lines };
   }
 }
 

@@ -1,6 +1,7 @@
 // gRPC-Web from a real browser (Debian's Chromium, driven by playwright-core): a page on one
-// origin runs the example against the orchestrator on another, so CORS is exercised for real.
-//   BATON_ADDR=127.0.0.1:8002 BATON_PAGE_ORIGIN=<an origin in GRPC_WEB_ALLOWED_ORIGINS> npm run test:browser
+// origin runs the example against the orchestrator on another, so CORS is exercised for real,
+// with the API key in BATON_TOKEN and without one.
+//   BATON_ADDR=127.0.0.1:8002 BATON_TOKEN=bk_... BATON_PAGE_ORIGIN=<an origin in GRPC_WEB_ALLOWED_ORIGINS> npm run test:browser
 //
 // The page server listens on a port of its own choosing and is Chromium's HTTP proxy: every
 // page origin, allowed or not, is served by it without binding that origin's port, so no port
@@ -21,6 +22,7 @@ const allowedOrigin = process.env.BATON_PAGE_ORIGIN ?? "http://127.0.0.1:5173";
 // A reserved name (RFC 6761), so no orchestrator allows it by accident.
 const refusedOrigin = "http://refused.baton.test";
 const executablePath = process.env.CHROMIUM ?? "/usr/bin/chromium";
+const token = process.env.BATON_TOKEN ?? "";
 const sources = join(__dirname, "..", "..");
 const workflow = join(sources, "..", "..", "examples", "hello.yaml");
 
@@ -50,10 +52,15 @@ function servePages(): Promise<number> {
   });
 }
 
-async function runPage(origin: string): Promise<{ result: BrowserResult; console: string[] }> {
+/** Loads the page on `origin`, the app sending `key` (none when undefined), and waits for its result. */
+async function runPage(origin: string, key: string | undefined): Promise<{ result: BrowserResult; console: string[] }> {
   const page = await browser.newPage();
   const console: string[] = [];
   page.on("console", (message) => console.push(message.text()));
+  // Handed to the page before its script runs, never in its URL.
+  await page.addInitScript((value) => {
+    if (value) window.batonToken = value;
+  }, key);
   try {
     await page.goto(`${origin}/?addr=${encodeURIComponent(`http://${addr}`)}`);
     try {
@@ -99,8 +106,9 @@ describe("gRPC-Web from Chromium", () => {
     server?.close();
   });
 
-  it("runs the example from an allowed origin", async () => {
-    const { result, console } = await runPage(allowedOrigin);
+  it("runs the example from an allowed origin with the API key", async () => {
+    assert.ok(token, "BATON_TOKEN is not set: the test needs an API key");
+    const { result, console } = await runPage(allowedOrigin, token);
     assert.equal(result.error, undefined, `${result.error}\n${console.join("\n")}`);
     assert.equal(result.origin, allowedOrigin);
     assert.equal(result.watched, "SERVING");
@@ -113,8 +121,21 @@ describe("gRPC-Web from Chromium", () => {
     assert.deepEqual(JSON.parse(steps.get("join")!.output), { total: 3, text: "Hello, Ada!" });
   });
 
+  it("is UNAUTHENTICATED from an allowed origin without a key, and health still answers", async () => {
+    const { result, console } = await runPage(allowedOrigin, undefined);
+    assert.equal(result.origin, allowedOrigin);
+    assert.equal(result.status, undefined);
+    assert.equal(result.code, "UNAUTHENTICATED", `${result.error}\n${console.join("\n")}`);
+    assert.equal(result.watched, "SERVING", "health needs no key");
+    assert.equal(result.lines[0], "health: SERVING", result.lines.join("\n"));
+    assert.ok(
+      !console.some((line) => line.includes("blocked by CORS policy")),
+      `the refusal must reach the page, not be hidden by CORS:\n${console.join("\n")}`,
+    );
+  });
+
   it("is refused by the browser from an origin not allowed", async () => {
-    const { result, console } = await runPage(refusedOrigin);
+    const { result, console } = await runPage(refusedOrigin, token);
     assert.equal(result.origin, refusedOrigin);
     assert.equal(result.status, undefined);
     assert.ok(result.error, "the call should fail");

@@ -1,6 +1,6 @@
 // End to end against a running Baton, over gRPC (BATON_ADDR) and gRPC-Web (BATON_URL, default
-// http://<BATON_ADDR>); the Rust test harness starts one per run.
-//   BATON_ADDR=127.0.0.1:8002 npm test
+// http://<BATON_ADDR>), with an API key in BATON_TOKEN; the Rust test harness starts one per run.
+//   BATON_ADDR=127.0.0.1:8002 BATON_TOKEN=bk_... npm test
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { describe, it } from "node:test";
@@ -10,6 +10,9 @@ import {
   DefinitionFormat,
   HealthCheckResponse_ServingStatus as ServingStatus,
   HealthClient,
+  InfoServiceClient,
+  ListRunsRequest,
+  RegisterWorkflowRequest,
   RunEvent,
   RunServiceClient,
   RunStatus,
@@ -24,11 +27,20 @@ import { assertWholeRun } from "./run-events";
 
 const addr = process.env.BATON_ADDR ?? "127.0.0.1:8002";
 const url = process.env.BATON_URL ?? `http://${addr}`;
+const token = process.env.BATON_TOKEN ?? "";
+const unknownKey = `bk_0000000000000000_${"0".repeat(64)}`;
 
-const transports: [string, () => RpcTransport][] = [
-  ["gRPC", () => grpcTransport(addr)],
-  ["gRPC-Web", () => grpcWebTransport(url)],
+/** Each transport, connecting with `key` (the API key in BATON_TOKEN unless given; "" for none). */
+const transports: [string, (key?: string) => RpcTransport][] = [
+  ["gRPC", (key = token) => grpcTransport(addr, { token: key })],
+  ["gRPC-Web", (key = token) => grpcWebTransport(url, { token: key })],
 ];
+
+describe("the environment", () => {
+  it("holds an API key in BATON_TOKEN", () => {
+    assert.ok(token, "BATON_TOKEN is not set: these tests need an API key");
+  });
+});
 
 async function rejection(call: Promise<unknown>): Promise<RpcError> {
   try {
@@ -105,6 +117,24 @@ for (const [name, connect] of transports) {
       );
     });
 
+    for (const [what, key] of [
+      ["no token", ""],
+      ["an unknown key", unknownKey],
+    ]) {
+      it(`refuses a call with ${what} as UNAUTHENTICATED, but not health`, async () => {
+        const transport = connect(key);
+        // Health needs no credential, so probes work without a secret.
+        const { response } = await new HealthClient(transport).check({ service: "" });
+        assert.equal(response.status, ServingStatus.SERVING);
+        const refused = await rejection(new InfoServiceClient(transport).getInfo({}).response);
+        assert.equal(refused.code, "UNAUTHENTICATED");
+        const listed = await rejection(
+          new RunServiceClient(transport).listRuns(ListRunsRequest.create()).response,
+        );
+        assert.equal(listed.code, "UNAUTHENTICATED");
+      });
+    }
+
     it("gives clear errors for bad requests", async () => {
       const transport = connect();
       const missing = await rejection(
@@ -119,10 +149,12 @@ for (const [name, connect] of transports) {
       assert.match(decodeURIComponent(missing.message), /nobody\/missing@1/);
 
       const invalid = await rejection(
-        new WorkflowServiceClient(transport).registerWorkflow({
-          definition: "owner: t\nname: broken\nversion: 1\nsteps:\n  - id: a\n    kind: echo\n    needs: [ghost]\n",
-          format: DefinitionFormat.YAML,
-        }).response,
+        new WorkflowServiceClient(transport).registerWorkflow(
+          RegisterWorkflowRequest.create({
+            definition: "owner: t\nname: broken\nversion: 1\nsteps:\n  - id: a\n    kind: echo\n    needs: [ghost]\n",
+            format: DefinitionFormat.YAML,
+          }),
+        ).response,
       );
       assert.equal(invalid.code, "INVALID_ARGUMENT");
       assert.match(decodeURIComponent(invalid.message), /ghost/);

@@ -1,6 +1,6 @@
 // Command hello registers a workflow, starts a run, follows it to the end and prints its steps.
 //
-// Usage: BATON_ADDR=127.0.0.1:8002 go run ./examples/hello [workflow.yaml]
+// Usage: BATON_ADDR=127.0.0.1:8002 BATON_TOKEN=$(baton auth token) go run ./examples/hello [workflow.yaml]
 package main
 
 import (
@@ -15,8 +15,32 @@ import (
 
 	batonv1 "github.com/baton-run/baton/clients/go/baton/v1"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
 )
+
+// Bearer sends `authorization: Bearer <token>` with every call. Baton serves plaintext unless
+// it is put behind TLS, so it does not insist on a secure transport.
+type Bearer string
+
+// GetRequestMetadata implements credentials.PerRPCCredentials.
+func (b Bearer) GetRequestMetadata(ctx context.Context, uri ...string) (map[string]string, error) {
+	return map[string]string{"authorization": "Bearer " + string(b)}, nil
+}
+
+// RequireTransportSecurity implements credentials.PerRPCCredentials.
+func (Bearer) RequireTransportSecurity() bool { return false }
+
+// DialOptions reach Baton in plaintext and, when token is set, send it on every call. Behind
+// TLS, use grpc.WithTransportCredentials instead of grpc.WithInsecure.
+func DialOptions(token string) []grpc.DialOption {
+	options := []grpc.DialOption{grpc.WithInsecure()}
+	if token != "" {
+		options = append(options, grpc.WithPerRPCCredentials(Bearer(token)))
+	}
+	return options
+}
 
 // Inputs are the run's inputs, as JSON.
 const Inputs = `{"name":"Ada","count":3}`
@@ -143,8 +167,9 @@ func main() {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	// Plaintext, as Baton serves by default; use grpc.WithTransportCredentials behind TLS.
-	conn, err := grpc.DialContext(ctx, addr, grpc.WithInsecure())
+	// An API key (`baton auth key create`, or `baton auth token` for the one the CLI uses).
+	token := os.Getenv("BATON_TOKEN")
+	conn, err := grpc.DialContext(ctx, addr, DialOptions(token)...)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "error: connect %s: %v\n", addr, err)
 		os.Exit(1)
@@ -153,6 +178,9 @@ func main() {
 	run, _, err := RunExample(ctx, conn, string(definition), Inputs, os.Stdout)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "error: %v\n", err)
+		if status.Code(err) == codes.Unauthenticated {
+			fmt.Fprintln(os.Stderr, "hint: set BATON_TOKEN to an API key: export BATON_TOKEN=$(baton auth token)")
+		}
 		os.Exit(1)
 	}
 	if run.Status != batonv1.RunStatus_RUN_STATUS_COMPLETED {

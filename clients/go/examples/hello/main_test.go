@@ -1,7 +1,7 @@
 package main
 
-// End to end against a running Baton at BATON_ADDR (the Rust test harness starts one per run):
-// BATON_ADDR=127.0.0.1:8002 go test ./examples/hello
+// End to end against a running Baton at BATON_ADDR with an API key in BATON_TOKEN (the Rust
+// test harness starts one per run): BATON_ADDR=127.0.0.1:8002 BATON_TOKEN=bk_... go test ./examples/hello
 
 import (
 	"bytes"
@@ -22,7 +22,18 @@ import (
 	"google.golang.org/grpc/status"
 )
 
+// dial connects with the API key in BATON_TOKEN.
 func dial(t *testing.T) (context.Context, *grpc.ClientConn) {
+	t.Helper()
+	token := os.Getenv("BATON_TOKEN")
+	if token == "" {
+		t.Fatal("BATON_TOKEN is not set: these tests need an API key (export BATON_TOKEN=$(baton auth token))")
+	}
+	return dialWith(t, token)
+}
+
+// dialWith connects sending token on every call, or no token when it is empty.
+func dialWith(t *testing.T, token string) (context.Context, *grpc.ClientConn) {
 	t.Helper()
 	addr := os.Getenv("BATON_ADDR")
 	if addr == "" {
@@ -31,7 +42,7 @@ func dial(t *testing.T) (context.Context, *grpc.ClientConn) {
 	// Generous for a loaded machine, and still inside the harness's own limit (clients.rs).
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	t.Cleanup(cancel)
-	conn, err := grpc.DialContext(ctx, addr, grpc.WithInsecure(), grpc.WithBlock())
+	conn, err := grpc.DialContext(ctx, addr, append(DialOptions(token), grpc.WithBlock())...)
 	if err != nil {
 		t.Fatalf("connect %s: %v", addr, err)
 	}
@@ -183,5 +194,30 @@ func TestBadRequestsGetClearErrors(t *testing.T) {
 	})
 	if status.Code(err) != codes.InvalidArgument || !strings.Contains(status.Convert(err).Message(), "ghost") {
 		t.Errorf("RegisterWorkflow with an unknown need: %v; want InvalidArgument naming it", err)
+	}
+}
+
+func TestCallsWithoutAValidTokenAreUnauthenticated(t *testing.T) {
+	for name, token := range map[string]string{
+		"no token":       "",
+		"an unknown key": "bk_0000000000000000_" + strings.Repeat("0", 64),
+	} {
+		ctx, conn := dialWith(t, token)
+		// Health needs no credential, so probes work without a secret.
+		reply, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{})
+		if err != nil || reply.Status != healthpb.HealthCheckResponse_SERVING {
+			t.Fatalf("%s: health Check = %v, %v; want SERVING", name, reply, err)
+		}
+		_, err = batonv1.NewRunServiceClient(conn).ListRuns(ctx, &batonv1.ListRunsRequest{})
+		if status.Code(err) != codes.Unauthenticated {
+			t.Errorf("%s: ListRuns: %v; want Unauthenticated", name, err)
+		}
+		_, err = batonv1.NewWorkflowServiceClient(conn).RegisterWorkflow(ctx, &batonv1.RegisterWorkflowRequest{
+			Definition: "owner: t\nname: n\nversion: 1\nsteps:\n  - {id: a, kind: echo}\n",
+			Format:     batonv1.DefinitionFormat_DEFINITION_FORMAT_YAML,
+		})
+		if status.Code(err) != codes.Unauthenticated {
+			t.Errorf("%s: RegisterWorkflow: %v; want Unauthenticated", name, err)
+		}
 	}
 }
