@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use baton_proto::v1::{self, RunStatus};
-use baton_testkit::{TestStack, status};
+use baton_testkit::{Role, TestStack, authed, status};
 use serde_json::json;
 use tonic::Code;
 
@@ -255,12 +255,20 @@ async fn start_run_rejects_bad_input_and_is_idempotent() {
         .await
         .unwrap_err();
     assert_eq!(clash.code(), Code::AlreadyExists);
-    // Another tenant has its own keys.
-    let elsewhere = runs
-        .start_run(v1::StartRunRequest {
-            tenant: "acme".into(),
-            ..start("t/w@1", "", "key-1")
+    // Another tenant has its own idempotency keys (and its own workflows).
+    let acme = authed(
+        stack.channel().await,
+        &stack.key("acme", Role::Operator).await.unwrap(),
+    );
+    v1::workflow_service_client::WorkflowServiceClient::new(acme.clone())
+        .register_workflow(v1::RegisterWorkflowRequest {
+            definition: format!("{HEAD}  - {{id: a, kind: noop}}\n"),
+            ..Default::default()
         })
+        .await
+        .unwrap();
+    let elsewhere = v1::run_service_client::RunServiceClient::new(acme)
+        .start_run(start("t/w@1", "", "key-1"))
         .await
         .unwrap()
         .into_inner();
@@ -302,13 +310,24 @@ async fn lists_page_and_filter_by_tenant() {
             .unwrap();
     }
     let mut runs = stack.runs().await;
+    let acme_channel = authed(
+        stack.channel().await,
+        &stack.key("acme", Role::Operator).await.unwrap(),
+    );
+    v1::workflow_service_client::WorkflowServiceClient::new(acme_channel.clone())
+        .register_workflow(v1::RegisterWorkflowRequest {
+            definition: "owner: t\nname: w\nversion: 1\nsteps:\n  - {id: a, kind: noop}\n".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut acme_runs = v1::run_service_client::RunServiceClient::new(acme_channel);
     let mut ids = Vec::new();
     for i in 0..5 {
-        let tenant = if i < 3 { "" } else { "acme" };
-        let run = runs
+        let client = if i < 3 { &mut runs } else { &mut acme_runs };
+        let run = client
             .start_run(v1::StartRunRequest {
                 workflow_ref: "t/w@1".into(),
-                tenant: tenant.into(),
                 ..Default::default()
             })
             .await
@@ -341,7 +360,7 @@ async fn lists_page_and_filter_by_tenant() {
     let mut expected: Vec<String> = ids[..3].to_vec();
     expected.reverse();
     assert_eq!(seen, expected);
-    let acme = runs
+    let acme = acme_runs
         .list_runs(v1::ListRunsRequest {
             tenant: "acme".into(),
             ..Default::default()

@@ -86,6 +86,7 @@ async fn client_tests_pass(language: &str) {
         .args(["test", language])
         .current_dir(repository_root())
         .env("BATON_ADDR", stack.addr.to_string())
+        .env("BATON_TOKEN", stack.token())
         .env("BATON_PAGE_ORIGIN", PAGE_ORIGIN)
         .env_remove("BATON_URL")
         .stdin(Stdio::null())
