@@ -142,8 +142,18 @@ async fn a_workflow_stored_before_tenants_is_the_default_tenants() {
         .execute(store.pool())
         .await
         .expect("a workflow of the old schema");
+        // A run of another tenant, made when workflows had no tenant, keeps its definition.
+        sqlx::query(
+            "INSERT INTO runs (id, tenant, workflow_ref, status, inputs, created_at) \
+             VALUES ($1, 'globex', 'acme/etl@1', 'running', '{}', now())",
+        )
+        .bind(uuid::Uuid::now_v7())
+        .execute(store.pool())
+        .await
+        .expect("a run of the old schema");
         store.migrate().await.expect("this build's migrations");
         conformance::a_workflow_stored_before_tenants_is_the_default_tenants(&store, &wf).await;
+        conformance::a_tenant_with_runs_of_a_workflow_keeps_it(&store, &wf, "globex").await;
     })
     .await;
     let _ = tokio::time::timeout(Duration::from_secs(5), pool.close()).await;

@@ -148,8 +148,18 @@ async fn a_workflow_stored_before_tenants_is_the_default_tenants() {
     .execute(store.pool())
     .await
     .expect("a workflow of the old schema");
+    // A run of another tenant, made when workflows had no tenant, keeps its definition.
+    sqlx::query(
+        "INSERT INTO runs (id, tenant, workflow_ref, status, inputs, created_at) \
+         VALUES (?1, 'globex', 'acme/etl@1', 'running', '{}', 1000000)",
+    )
+    .bind(uuid::Uuid::now_v7().as_bytes().to_vec())
+    .execute(store.pool())
+    .await
+    .expect("a run of the old schema");
     store.migrate().await.expect("this build's migrations");
     conformance::a_workflow_stored_before_tenants_is_the_default_tenants(&store, &wf).await;
+    conformance::a_tenant_with_runs_of_a_workflow_keeps_it(&store, &wf, "globex").await;
     store.pool().close().await;
     std::fs::remove_dir_all(dir).unwrap();
 }

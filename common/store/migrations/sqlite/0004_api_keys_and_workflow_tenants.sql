@@ -32,3 +32,12 @@ INSERT INTO workflows_by_tenant (tenant, owner, name, version, digest, definitio
     SELECT 'default', owner, name, version, digest, definition, created_at FROM workflows;
 DROP TABLE workflows;
 ALTER TABLE workflows_by_tenant RENAME TO workflows;
+
+-- Runs of other tenants made before tenants had workflows of their own keep theirs: each such
+-- tenant gets a copy of every workflow its runs use, so no run in flight loses its definition.
+INSERT OR IGNORE INTO workflows (tenant, owner, name, version, digest, definition, created_at)
+    SELECT DISTINCT r.tenant, w.owner, w.name, w.version, w.digest, w.definition, w.created_at
+    FROM runs r
+    JOIN workflows w ON w.tenant = 'default'
+        AND r.workflow_ref = w.owner || '/' || w.name || '@' || w.version
+    WHERE r.tenant <> 'default';

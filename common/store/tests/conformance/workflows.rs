@@ -379,3 +379,20 @@ fn token_page(token: &str) -> PageRequest {
         token: token.to_owned(),
     }
 }
+
+/// After the migration that gave workflows a tenant, a tenant whose runs used a workflow has its
+/// own copy of it, so its runs in flight still find their definition.
+pub async fn a_tenant_with_runs_of_a_workflow_keeps_it(
+    store: &dyn Store,
+    wf: &CompiledWorkflow,
+    tenant: &str,
+) {
+    let r = &wf.definition;
+    let copy = store
+        .get_workflow(tenant, &r.owner, &r.name, Some(r.version))
+        .await
+        .unwrap()
+        .expect("the tenant of the run has the workflow");
+    assert_eq!(copy.tenant, tenant);
+    assert_eq!(copy.digest, wf.digest());
+}
