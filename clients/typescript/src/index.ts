@@ -8,5 +8,7 @@ export * from "./gen/baton/v1/info";
 export * from "./gen/baton/v1/info.client";
 export * from "./gen/baton/v1/admin";
 export * from "./gen/baton/v1/admin.client";
+export * from "./gen/baton/v1/auth";
+export * from "./gen/baton/v1/auth.client";
 export * from "./gen/grpc/health/v1/health";
 export * from "./gen/grpc/health/v1/health.client";

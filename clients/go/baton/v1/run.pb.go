@@ -880,7 +880,9 @@ type StartRunRequest struct {
 	// The inputs as a JSON object; empty means `{}`.
 	InputsJson     string `protobuf:"bytes,2,opt,name=inputs_json,json=inputsJson,proto3" json:"inputs_json,omitempty"`
 	IdempotencyKey string `protobuf:"bytes,3,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
-	// Empty means `default`.
+	// The tenant comes from the caller's credential: leave this empty, or set it to the caller's
+	// own tenant (another is PERMISSION_DENIED). Only with auth disabled does it choose the tenant
+	// (empty means `default`).
 	Tenant string `protobuf:"bytes,4,opt,name=tenant,proto3" json:"tenant,omitempty"`
 }
 
@@ -1099,7 +1101,8 @@ type ListRunsRequest struct {
 	sizeCache     protoimpl.SizeCache
 	unknownFields protoimpl.UnknownFields
 
-	// Empty means `default`.
+	// As in StartRunRequest: empty, or the caller's own tenant; it chooses the tenant only with
+	// auth disabled (empty means `default`).
 	Tenant string `protobuf:"bytes,1,opt,name=tenant,proto3" json:"tenant,omitempty"`
 	// At most 1000; 0 means 100.
 	PageSize  int32  `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`

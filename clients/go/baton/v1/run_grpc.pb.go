@@ -20,6 +20,9 @@ type RunServiceClient interface {
 	// StartRun validates the inputs, records the run as QUEUED and hands it to the workflow-runner.
 	// It returns at once. A repeated idempotency key (per tenant) returns the first run.
 	StartRun(ctx context.Context, in *StartRunRequest, opts ...grpc.CallOption) (*StartRunResponse, error)
+	// Every call sees only the caller's tenant: a run of another tenant is NOT_FOUND, as one that
+	// does not exist.
+	//
 	// GetRun returns a run with its steps.
 	GetRun(ctx context.Context, in *GetRunRequest, opts ...grpc.CallOption) (*GetRunResponse, error)
 	// ListRuns pages through a tenant's runs, newest first.
@@ -115,6 +118,9 @@ type RunServiceServer interface {
 	// StartRun validates the inputs, records the run as QUEUED and hands it to the workflow-runner.
 	// It returns at once. A repeated idempotency key (per tenant) returns the first run.
 	StartRun(context.Context, *StartRunRequest) (*StartRunResponse, error)
+	// Every call sees only the caller's tenant: a run of another tenant is NOT_FOUND, as one that
+	// does not exist.
+	//
 	// GetRun returns a run with its steps.
 	GetRun(context.Context, *GetRunRequest) (*GetRunResponse, error)
 	// ListRuns pages through a tenant's runs, newest first.

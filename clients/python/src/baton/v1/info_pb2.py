@@ -22,9 +22,10 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from baton.v1 import auth_pb2 as baton_dot_v1_dot_auth__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13\x62\x61ton/v1/info.proto\x12\x08\x62\x61ton.v1\"\x10\n\x0eGetInfoRequest\"\x8f\x01\n\x0fGetInfoResponse\x12\x18\n\x07service\x18\x01 \x01(\tR\x07service\x12\x18\n\x07version\x18\x02 \x01(\tR\x07version\x12!\n\x0cgit_revision\x18\x03 \x01(\tR\x0bgitRevision\x12%\n\x0euptime_seconds\x18\x04 \x01(\x03R\ruptimeSeconds2M\n\x0bInfoService\x12>\n\x07GetInfo\x12\x18.baton.v1.GetInfoRequest\x1a\x19.baton.v1.GetInfoResponseB\x92\x01\n\x0c\x63om.baton.v1B\tInfoProtoP\x01Z6github.com/baton-run/baton/clients/go/baton/v1;batonv1\xa2\x02\x03\x42XX\xaa\x02\x08\x42\x61ton.V1\xca\x02\x08\x42\x61ton\\V1\xe2\x02\x14\x42\x61ton\\V1\\GPBMetadata\xea\x02\tBaton::V1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13\x62\x61ton/v1/info.proto\x12\x08\x62\x61ton.v1\x1a\x13\x62\x61ton/v1/auth.proto\"\x10\n\x0eGetInfoRequest\"\x86\x02\n\x0fGetInfoResponse\x12\x18\n\x07service\x18\x01 \x01(\tR\x07service\x12\x18\n\x07version\x18\x02 \x01(\tR\x07version\x12!\n\x0cgit_revision\x18\x03 \x01(\tR\x0bgitRevision\x12%\n\x0euptime_seconds\x18\x04 \x01(\x03R\ruptimeSeconds\x12\x1b\n\tauth_mode\x18\x05 \x01(\tR\x08\x61uthMode\x12\x1c\n\tprincipal\x18\x06 \x01(\tR\tprincipal\x12\x16\n\x06tenant\x18\x07 \x01(\tR\x06tenant\x12\"\n\x04role\x18\x08 \x01(\x0e\x32\x0e.baton.v1.RoleR\x04role2M\n\x0bInfoService\x12>\n\x07GetInfo\x12\x18.baton.v1.GetInfoRequest\x1a\x19.baton.v1.GetInfoResponseB\x92\x01\n\x0c\x63om.baton.v1B\tInfoProtoP\x01Z6github.com/baton-run/baton/clients/go/baton/v1;batonv1\xa2\x02\x03\x42XX\xaa\x02\x08\x42\x61ton.V1\xca\x02\x08\x42\x61ton\\V1\xe2\x02\x14\x42\x61ton\\V1\\GPBMetadata\xea\x02\tBaton::V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -32,10 +33,10 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'baton.v1.info_pb2', _global
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\014com.baton.v1B\tInfoProtoP\001Z6github.com/baton-run/baton/clients/go/baton/v1;batonv1\242\002\003BXX\252\002\010Baton.V1\312\002\010Baton\\V1\342\002\024Baton\\V1\\GPBMetadata\352\002\tBaton::V1'
-  _globals['_GETINFOREQUEST']._serialized_start=33
-  _globals['_GETINFOREQUEST']._serialized_end=49
-  _globals['_GETINFORESPONSE']._serialized_start=52
-  _globals['_GETINFORESPONSE']._serialized_end=195
-  _globals['_INFOSERVICE']._serialized_start=197
-  _globals['_INFOSERVICE']._serialized_end=274
+  _globals['_GETINFOREQUEST']._serialized_start=54
+  _globals['_GETINFOREQUEST']._serialized_end=70
+  _globals['_GETINFORESPONSE']._serialized_start=73
+  _globals['_GETINFORESPONSE']._serialized_end=335
+  _globals['_INFOSERVICE']._serialized_start=337
+  _globals['_INFOSERVICE']._serialized_end=414
 # @@protoc_insertion_point(module_scope)

@@ -26,7 +26,7 @@ if _version_not_supported:
 
 
 class InfoServiceStub:
-    """InfoService says which build of Baton answers.
+    """InfoService says which build of Baton answers, and who the caller is to it.
     """
 
     def __init__(self, channel):
@@ -43,7 +43,7 @@ class InfoServiceStub:
 
 
 class InfoServiceServicer:
-    """InfoService says which build of Baton answers.
+    """InfoService says which build of Baton answers, and who the caller is to it.
     """
 
     def GetInfo(self, request, context):
@@ -69,7 +69,7 @@ def add_InfoServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class InfoService:
-    """InfoService says which build of Baton answers.
+    """InfoService says which build of Baton answers, and who the caller is to it.
     """
 
     @staticmethod

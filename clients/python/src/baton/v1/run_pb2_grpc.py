@@ -75,7 +75,10 @@ class RunServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetRun(self, request, context):
-        """GetRun returns a run with its steps.
+        """Every call sees only the caller's tenant: a run of another tenant is NOT_FOUND, as one that
+        does not exist.
+
+        GetRun returns a run with its steps.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

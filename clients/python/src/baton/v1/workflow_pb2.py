@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x62\x61ton/v1/workflow.proto\x12\x08\x62\x61ton.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9b\x02\n\x08Workflow\x12\x14\n\x05owner\x18\x01 \x01(\tR\x05owner\x12\x12\n\x04name\x18\x02 \x01(\tR\x04name\x12\x18\n\x07version\x18\x03 \x01(\rR\x07version\x12!\n\x0cworkflow_ref\x18\x04 \x01(\tR\x0bworkflowRef\x12\'\n\x0f\x64\x65\x66inition_json\x18\x05 \x01(\tR\x0e\x64\x65\x66initionJson\x12\x16\n\x06\x64igest\x18\x06 \x01(\tR\x06\x64igest\x12,\n\x05steps\x18\x07 \x03(\x0b\x32\x16.baton.v1.WorkflowStepR\x05steps\x12\x39\n\ncreated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\tcreatedAt\"H\n\x0cWorkflowStep\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n\x04kind\x18\x02 \x01(\tR\x04kind\x12\x14\n\x05needs\x18\x03 \x03(\tR\x05needs\"m\n\x17RegisterWorkflowRequest\x12\x1e\n\ndefinition\x18\x01 \x01(\tR\ndefinition\x12\x32\n\x06\x66ormat\x18\x02 \x01(\x0e\x32\x1a.baton.v1.DefinitionFormatR\x06\x66ormat\"d\n\x18RegisterWorkflowResponse\x12.\n\x08workflow\x18\x01 \x01(\x0b\x32\x12.baton.v1.WorkflowR\x08workflow\x12\x18\n\x07\x63reated\x18\x02 \x01(\x08R\x07\x63reated\"7\n\x12GetWorkflowRequest\x12!\n\x0cworkflow_ref\x18\x01 \x01(\tR\x0bworkflowRef\"E\n\x13GetWorkflowResponse\x12.\n\x08workflow\x18\x01 \x01(\x0b\x32\x12.baton.v1.WorkflowR\x08workflow\"h\n\x14ListWorkflowsRequest\x12\x1b\n\tpage_size\x18\x01 \x01(\x05R\x08pageSize\x12\x1d\n\npage_token\x18\x02 \x01(\tR\tpageToken\x12\x14\n\x05owner\x18\x03 \x01(\tR\x05owner\"q\n\x15ListWorkflowsResponse\x12\x30\n\tworkflows\x18\x01 \x03(\x0b\x32\x12.baton.v1.WorkflowR\tworkflows\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken*m\n\x10\x44\x65\x66initionFormat\x12!\n\x1d\x44\x45\x46INITION_FORMAT_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x44\x45\x46INITION_FORMAT_YAML\x10\x01\x12\x1a\n\x16\x44\x45\x46INITION_FORMAT_JSON\x10\x02\x32\x8a\x02\n\x0fWorkflowService\x12Y\n\x10RegisterWorkflow\x12!.baton.v1.RegisterWorkflowRequest\x1a\".baton.v1.RegisterWorkflowResponse\x12J\n\x0bGetWorkflow\x12\x1c.baton.v1.GetWorkflowRequest\x1a\x1d.baton.v1.GetWorkflowResponse\x12P\n\rListWorkflows\x12\x1e.baton.v1.ListWorkflowsRequest\x1a\x1f.baton.v1.ListWorkflowsResponseB\x96\x01\n\x0c\x63om.baton.v1B\rWorkflowProtoP\x01Z6github.com/baton-run/baton/clients/go/baton/v1;batonv1\xa2\x02\x03\x42XX\xaa\x02\x08\x42\x61ton.V1\xca\x02\x08\x42\x61ton\\V1\xe2\x02\x14\x42\x61ton\\V1\\GPBMetadata\xea\x02\tBaton::V1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x62\x61ton/v1/workflow.proto\x12\x08\x62\x61ton.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9b\x02\n\x08Workflow\x12\x14\n\x05owner\x18\x01 \x01(\tR\x05owner\x12\x12\n\x04name\x18\x02 \x01(\tR\x04name\x12\x18\n\x07version\x18\x03 \x01(\rR\x07version\x12!\n\x0cworkflow_ref\x18\x04 \x01(\tR\x0bworkflowRef\x12\'\n\x0f\x64\x65\x66inition_json\x18\x05 \x01(\tR\x0e\x64\x65\x66initionJson\x12\x16\n\x06\x64igest\x18\x06 \x01(\tR\x06\x64igest\x12,\n\x05steps\x18\x07 \x03(\x0b\x32\x16.baton.v1.WorkflowStepR\x05steps\x12\x39\n\ncreated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\tcreatedAt\"H\n\x0cWorkflowStep\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n\x04kind\x18\x02 \x01(\tR\x04kind\x12\x14\n\x05needs\x18\x03 \x03(\tR\x05needs\"\x85\x01\n\x17RegisterWorkflowRequest\x12\x1e\n\ndefinition\x18\x01 \x01(\tR\ndefinition\x12\x32\n\x06\x66ormat\x18\x02 \x01(\x0e\x32\x1a.baton.v1.DefinitionFormatR\x06\x66ormat\x12\x16\n\x06tenant\x18\x03 \x01(\tR\x06tenant\"d\n\x18RegisterWorkflowResponse\x12.\n\x08workflow\x18\x01 \x01(\x0b\x32\x12.baton.v1.WorkflowR\x08workflow\x12\x18\n\x07\x63reated\x18\x02 \x01(\x08R\x07\x63reated\"O\n\x12GetWorkflowRequest\x12!\n\x0cworkflow_ref\x18\x01 \x01(\tR\x0bworkflowRef\x12\x16\n\x06tenant\x18\x02 \x01(\tR\x06tenant\"E\n\x13GetWorkflowResponse\x12.\n\x08workflow\x18\x01 \x01(\x0b\x32\x12.baton.v1.WorkflowR\x08workflow\"\x80\x01\n\x14ListWorkflowsRequest\x12\x1b\n\tpage_size\x18\x01 \x01(\x05R\x08pageSize\x12\x1d\n\npage_token\x18\x02 \x01(\tR\tpageToken\x12\x14\n\x05owner\x18\x03 \x01(\tR\x05owner\x12\x16\n\x06tenant\x18\x04 \x01(\tR\x06tenant\"q\n\x15ListWorkflowsResponse\x12\x30\n\tworkflows\x18\x01 \x03(\x0b\x32\x12.baton.v1.WorkflowR\tworkflows\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken*m\n\x10\x44\x65\x66initionFormat\x12!\n\x1d\x44\x45\x46INITION_FORMAT_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x44\x45\x46INITION_FORMAT_YAML\x10\x01\x12\x1a\n\x16\x44\x45\x46INITION_FORMAT_JSON\x10\x02\x32\x8a\x02\n\x0fWorkflowService\x12Y\n\x10RegisterWorkflow\x12!.baton.v1.RegisterWorkflowRequest\x1a\".baton.v1.RegisterWorkflowResponse\x12J\n\x0bGetWorkflow\x12\x1c.baton.v1.GetWorkflowRequest\x1a\x1d.baton.v1.GetWorkflowResponse\x12P\n\rListWorkflows\x12\x1e.baton.v1.ListWorkflowsRequest\x1a\x1f.baton.v1.ListWorkflowsResponseB\x96\x01\n\x0c\x63om.baton.v1B\rWorkflowProtoP\x01Z6github.com/baton-run/baton/clients/go/baton/v1;batonv1\xa2\x02\x03\x42XX\xaa\x02\x08\x42\x61ton.V1\xca\x02\x08\x42\x61ton\\V1\xe2\x02\x14\x42\x61ton\\V1\\GPBMetadata\xea\x02\tBaton::V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,24 +33,24 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'baton.v1.workflow_pb2', _gl
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\014com.baton.v1B\rWorkflowProtoP\001Z6github.com/baton-run/baton/clients/go/baton/v1;batonv1\242\002\003BXX\252\002\010Baton.V1\312\002\010Baton\\V1\342\002\024Baton\\V1\\GPBMetadata\352\002\tBaton::V1'
-  _globals['_DEFINITIONFORMAT']._serialized_start=992
-  _globals['_DEFINITIONFORMAT']._serialized_end=1101
+  _globals['_DEFINITIONFORMAT']._serialized_start=1066
+  _globals['_DEFINITIONFORMAT']._serialized_end=1175
   _globals['_WORKFLOW']._serialized_start=71
   _globals['_WORKFLOW']._serialized_end=354
   _globals['_WORKFLOWSTEP']._serialized_start=356
   _globals['_WORKFLOWSTEP']._serialized_end=428
-  _globals['_REGISTERWORKFLOWREQUEST']._serialized_start=430
-  _globals['_REGISTERWORKFLOWREQUEST']._serialized_end=539
-  _globals['_REGISTERWORKFLOWRESPONSE']._serialized_start=541
-  _globals['_REGISTERWORKFLOWRESPONSE']._serialized_end=641
-  _globals['_GETWORKFLOWREQUEST']._serialized_start=643
-  _globals['_GETWORKFLOWREQUEST']._serialized_end=698
-  _globals['_GETWORKFLOWRESPONSE']._serialized_start=700
-  _globals['_GETWORKFLOWRESPONSE']._serialized_end=769
-  _globals['_LISTWORKFLOWSREQUEST']._serialized_start=771
-  _globals['_LISTWORKFLOWSREQUEST']._serialized_end=875
-  _globals['_LISTWORKFLOWSRESPONSE']._serialized_start=877
-  _globals['_LISTWORKFLOWSRESPONSE']._serialized_end=990
-  _globals['_WORKFLOWSERVICE']._serialized_start=1104
-  _globals['_WORKFLOWSERVICE']._serialized_end=1370
+  _globals['_REGISTERWORKFLOWREQUEST']._serialized_start=431
+  _globals['_REGISTERWORKFLOWREQUEST']._serialized_end=564
+  _globals['_REGISTERWORKFLOWRESPONSE']._serialized_start=566
+  _globals['_REGISTERWORKFLOWRESPONSE']._serialized_end=666
+  _globals['_GETWORKFLOWREQUEST']._serialized_start=668
+  _globals['_GETWORKFLOWREQUEST']._serialized_end=747
+  _globals['_GETWORKFLOWRESPONSE']._serialized_start=749
+  _globals['_GETWORKFLOWRESPONSE']._serialized_end=818
+  _globals['_LISTWORKFLOWSREQUEST']._serialized_start=821
+  _globals['_LISTWORKFLOWSREQUEST']._serialized_end=949
+  _globals['_LISTWORKFLOWSRESPONSE']._serialized_start=951
+  _globals['_LISTWORKFLOWSRESPONSE']._serialized_end=1064
+  _globals['_WORKFLOWSERVICE']._serialized_start=1178
+  _globals['_WORKFLOWSERVICE']._serialized_end=1444
 # @@protoc_insertion_point(module_scope)

@@ -50,12 +50,14 @@ class WorkflowStep(_message.Message):
     def __init__(self, id: _Optional[str] = ..., kind: _Optional[str] = ..., needs: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class RegisterWorkflowRequest(_message.Message):
-    __slots__ = ("definition", "format")
+    __slots__ = ("definition", "format", "tenant")
     DEFINITION_FIELD_NUMBER: _ClassVar[int]
     FORMAT_FIELD_NUMBER: _ClassVar[int]
+    TENANT_FIELD_NUMBER: _ClassVar[int]
     definition: str
     format: DefinitionFormat
-    def __init__(self, definition: _Optional[str] = ..., format: _Optional[_Union[DefinitionFormat, str]] = ...) -> None: ...
+    tenant: str
+    def __init__(self, definition: _Optional[str] = ..., format: _Optional[_Union[DefinitionFormat, str]] = ..., tenant: _Optional[str] = ...) -> None: ...
 
 class RegisterWorkflowResponse(_message.Message):
     __slots__ = ("workflow", "created")
@@ -66,10 +68,12 @@ class RegisterWorkflowResponse(_message.Message):
     def __init__(self, workflow: _Optional[_Union[Workflow, _Mapping]] = ..., created: _Optional[bool] = ...) -> None: ...
 
 class GetWorkflowRequest(_message.Message):
-    __slots__ = ("workflow_ref",)
+    __slots__ = ("workflow_ref", "tenant")
     WORKFLOW_REF_FIELD_NUMBER: _ClassVar[int]
+    TENANT_FIELD_NUMBER: _ClassVar[int]
     workflow_ref: str
-    def __init__(self, workflow_ref: _Optional[str] = ...) -> None: ...
+    tenant: str
+    def __init__(self, workflow_ref: _Optional[str] = ..., tenant: _Optional[str] = ...) -> None: ...
 
 class GetWorkflowResponse(_message.Message):
     __slots__ = ("workflow",)
@@ -78,14 +82,16 @@ class GetWorkflowResponse(_message.Message):
     def __init__(self, workflow: _Optional[_Union[Workflow, _Mapping]] = ...) -> None: ...
 
 class ListWorkflowsRequest(_message.Message):
-    __slots__ = ("page_size", "page_token", "owner")
+    __slots__ = ("page_size", "page_token", "owner", "tenant")
     PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
     PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     OWNER_FIELD_NUMBER: _ClassVar[int]
+    TENANT_FIELD_NUMBER: _ClassVar[int]
     page_size: int
     page_token: str
     owner: str
-    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., owner: _Optional[str] = ...) -> None: ...
+    tenant: str
+    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., owner: _Optional[str] = ..., tenant: _Optional[str] = ...) -> None: ...
 
 class ListWorkflowsResponse(_message.Message):
     __slots__ = ("workflows", "next_page_token")

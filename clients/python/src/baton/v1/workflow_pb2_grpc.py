@@ -27,7 +27,9 @@ if _version_not_supported:
 
 class WorkflowServiceStub:
     """WorkflowService registers and reads workflow definitions. A workflow is identified by
-    `owner/name@version`; a registered version is immutable.
+    `owner/name@version`; a registered version is immutable. Workflows belong to the tenant that
+    registers them: each tenant has its own `owner/name` namespace, and another tenant's workflows
+    are NOT_FOUND.
     """
 
     def __init__(self, channel):
@@ -55,7 +57,9 @@ class WorkflowServiceStub:
 
 class WorkflowServiceServicer:
     """WorkflowService registers and reads workflow definitions. A workflow is identified by
-    `owner/name@version`; a registered version is immutable.
+    `owner/name@version`; a registered version is immutable. Workflows belong to the tenant that
+    registers them: each tenant has its own `owner/name` namespace, and another tenant's workflows
+    are NOT_FOUND.
     """
 
     def RegisterWorkflow(self, request, context):
@@ -108,7 +112,9 @@ def add_WorkflowServiceServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class WorkflowService:
     """WorkflowService registers and reads workflow definitions. A workflow is identified by
-    `owner/name@version`; a registered version is immutable.
+    `owner/name@version`; a registered version is immutable. Workflows belong to the tenant that
+    registers them: each tenant has its own `owner/name` namespace, and another tenant's workflows
+    are NOT_FOUND.
     """
 
     @staticmethod

@@ -10,7 +10,7 @@ import type { GetInfoRequest } from "./info";
 import type { UnaryCall } from "@protobuf-ts/runtime-rpc";
 import type { RpcOptions } from "@protobuf-ts/runtime-rpc";
 /**
- * InfoService says which build of Baton answers.
+ * InfoService says which build of Baton answers, and who the caller is to it.
  *
  * @generated from protobuf service baton.v1.InfoService
  */
@@ -21,7 +21,7 @@ export interface IInfoServiceClient {
     getInfo(input: GetInfoRequest, options?: RpcOptions): UnaryCall<GetInfoRequest, GetInfoResponse>;
 }
 /**
- * InfoService says which build of Baton answers.
+ * InfoService says which build of Baton answers, and who the caller is to it.
  *
  * @generated from protobuf service baton.v1.InfoService
  */

@@ -11,6 +11,7 @@ import { UnknownFieldHandler } from "@protobuf-ts/runtime";
 import type { PartialMessage } from "@protobuf-ts/runtime";
 import { reflectionMergePartial } from "@protobuf-ts/runtime";
 import { MessageType } from "@protobuf-ts/runtime";
+import { Role } from "./auth";
 /**
  * @generated from protobuf message baton.v1.GetInfoRequest
  */
@@ -36,6 +37,32 @@ export interface GetInfoResponse {
      * @generated from protobuf field: int64 uptime_seconds = 4
      */
     uptimeSeconds: string;
+    /**
+     * How calls are authenticated: `api-keys`, `api-keys+jwt`, or `disabled` (every caller is an
+     * admin of any tenant: for development only).
+     *
+     * @generated from protobuf field: string auth_mode = 5
+     */
+    authMode: string;
+    /**
+     * The caller as authenticated: `key:<id>`, `jwt:<subject>`, or `anonymous` when auth is
+     * disabled.
+     *
+     * @generated from protobuf field: string principal = 6
+     */
+    principal: string;
+    /**
+     * The caller's tenant; empty when auth is disabled (calls name their tenant).
+     *
+     * @generated from protobuf field: string tenant = 7
+     */
+    tenant: string;
+    /**
+     * The caller's role.
+     *
+     * @generated from protobuf field: baton.v1.Role role = 8
+     */
+    role: Role;
 }
 // @generated message type with reflection information, may provide speed optimized methods
 class GetInfoRequest$Type extends MessageType<GetInfoRequest> {
@@ -82,7 +109,11 @@ class GetInfoResponse$Type extends MessageType<GetInfoResponse> {
             { no: 1, name: "service", kind: "scalar", T: 9 /*ScalarType.STRING*/ },
             { no: 2, name: "version", kind: "scalar", T: 9 /*ScalarType.STRING*/ },
             { no: 3, name: "git_revision", kind: "scalar", T: 9 /*ScalarType.STRING*/ },
-            { no: 4, name: "uptime_seconds", kind: "scalar", T: 3 /*ScalarType.INT64*/ }
+            { no: 4, name: "uptime_seconds", kind: "scalar", T: 3 /*ScalarType.INT64*/ },
+            { no: 5, name: "auth_mode", kind: "scalar", T: 9 /*ScalarType.STRING*/ },
+            { no: 6, name: "principal", kind: "scalar", T: 9 /*ScalarType.STRING*/ },
+            { no: 7, name: "tenant", kind: "scalar", T: 9 /*ScalarType.STRING*/ },
+            { no: 8, name: "role", kind: "enum", T: () => ["baton.v1.Role", Role, "ROLE_"] }
         ]);
     }
     create(value?: PartialMessage<GetInfoResponse>): GetInfoResponse {
@@ -91,6 +122,10 @@ class GetInfoResponse$Type extends MessageType<GetInfoResponse> {
         message.version = "";
         message.gitRevision = "";
         message.uptimeSeconds = "0";
+        message.authMode = "";
+        message.principal = "";
+        message.tenant = "";
+        message.role = 0;
         if (value !== undefined)
             reflectionMergePartial<GetInfoResponse>(this, message, value);
         return message;
@@ -111,6 +146,18 @@ class GetInfoResponse$Type extends MessageType<GetInfoResponse> {
                     break;
                 case /* int64 uptime_seconds */ 4:
                     message.uptimeSeconds = reader.int64().toString();
+                    break;
+                case /* string auth_mode */ 5:
+                    message.authMode = reader.string();
+                    break;
+                case /* string principal */ 6:
+                    message.principal = reader.string();
+                    break;
+                case /* string tenant */ 7:
+                    message.tenant = reader.string();
+                    break;
+                case /* baton.v1.Role role */ 8:
+                    message.role = reader.int32();
                     break;
                 default:
                     let u = options.readUnknownField;
@@ -136,6 +183,18 @@ class GetInfoResponse$Type extends MessageType<GetInfoResponse> {
         /* int64 uptime_seconds = 4; */
         if (message.uptimeSeconds !== "0")
             writer.tag(4, WireType.Varint).int64(message.uptimeSeconds);
+        /* string auth_mode = 5; */
+        if (message.authMode !== "")
+            writer.tag(5, WireType.LengthDelimited).string(message.authMode);
+        /* string principal = 6; */
+        if (message.principal !== "")
+            writer.tag(6, WireType.LengthDelimited).string(message.principal);
+        /* string tenant = 7; */
+        if (message.tenant !== "")
+            writer.tag(7, WireType.LengthDelimited).string(message.tenant);
+        /* baton.v1.Role role = 8; */
+        if (message.role !== 0)
+            writer.tag(8, WireType.Varint).int32(message.role);
         let u = options.writeUnknownFields;
         if (u !== false)
             (u == true ? UnknownFieldHandler.onWrite : u)(this.typeName, message, writer);

@@ -32,6 +32,9 @@ export interface IRunServiceClient {
      */
     startRun(input: StartRunRequest, options?: RpcOptions): UnaryCall<StartRunRequest, StartRunResponse>;
     /**
+     * Every call sees only the caller's tenant: a run of another tenant is NOT_FOUND, as one that
+     * does not exist.
+     *
      * GetRun returns a run with its steps.
      *
      * @generated from protobuf rpc: GetRun
@@ -80,6 +83,9 @@ export class RunServiceClient implements IRunServiceClient, ServiceInfo {
         return stackIntercept<StartRunRequest, StartRunResponse>("unary", this._transport, method, opt, input);
     }
     /**
+     * Every call sees only the caller's tenant: a run of another tenant is NOT_FOUND, as one that
+     * does not exist.
+     *
      * GetRun returns a run with its steps.
      *
      * @generated from protobuf rpc: GetRun

@@ -306,7 +306,9 @@ export interface StartRunRequest {
      */
     idempotencyKey: string;
     /**
-     * Empty means `default`.
+     * The tenant comes from the caller's credential: leave this empty, or set it to the caller's
+     * own tenant (another is PERMISSION_DENIED). Only with auth disabled does it choose the tenant
+     * (empty means `default`).
      *
      * @generated from protobuf field: string tenant = 4
      */
@@ -350,7 +352,8 @@ export interface GetRunResponse {
  */
 export interface ListRunsRequest {
     /**
-     * Empty means `default`.
+     * As in StartRunRequest: empty, or the caller's own tenant; it chooses the tenant only with
+     * auth disabled (empty means `default`).
      *
      * @generated from protobuf field: string tenant = 1
      */

@@ -15,7 +15,9 @@ import type { UnaryCall } from "@protobuf-ts/runtime-rpc";
 import type { RpcOptions } from "@protobuf-ts/runtime-rpc";
 /**
  * WorkflowService registers and reads workflow definitions. A workflow is identified by
- * `owner/name@version`; a registered version is immutable.
+ * `owner/name@version`; a registered version is immutable. Workflows belong to the tenant that
+ * registers them: each tenant has its own `owner/name` namespace, and another tenant's workflows
+ * are NOT_FOUND.
  *
  * @generated from protobuf service baton.v1.WorkflowService
  */
@@ -42,7 +44,9 @@ export interface IWorkflowServiceClient {
 }
 /**
  * WorkflowService registers and reads workflow definitions. A workflow is identified by
- * `owner/name@version`; a registered version is immutable.
+ * `owner/name@version`; a registered version is immutable. Workflows belong to the tenant that
+ * registers them: each tenant has its own `owner/name` namespace, and another tenant's workflows
+ * are NOT_FOUND.
  *
  * @generated from protobuf service baton.v1.WorkflowService
  */

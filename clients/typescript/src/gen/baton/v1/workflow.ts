@@ -90,6 +90,13 @@ export interface RegisterWorkflowRequest {
      * @generated from protobuf field: baton.v1.DefinitionFormat format = 2
      */
     format: DefinitionFormat;
+    /**
+     * As in StartRunRequest: empty, or the caller's own tenant; it chooses the tenant only with
+     * auth disabled (empty means `default`).
+     *
+     * @generated from protobuf field: string tenant = 3
+     */
+    tenant: string;
 }
 /**
  * @generated from protobuf message baton.v1.RegisterWorkflowResponse
@@ -116,6 +123,13 @@ export interface GetWorkflowRequest {
      * @generated from protobuf field: string workflow_ref = 1
      */
     workflowRef: string;
+    /**
+     * As in StartRunRequest: empty, or the caller's own tenant; it chooses the tenant only with
+     * auth disabled (empty means `default`).
+     *
+     * @generated from protobuf field: string tenant = 2
+     */
+    tenant: string;
 }
 /**
  * @generated from protobuf message baton.v1.GetWorkflowResponse
@@ -146,6 +160,13 @@ export interface ListWorkflowsRequest {
      * @generated from protobuf field: string owner = 3
      */
     owner: string;
+    /**
+     * As in StartRunRequest: empty, or the caller's own tenant; it chooses the tenant only with
+     * auth disabled (empty means `default`).
+     *
+     * @generated from protobuf field: string tenant = 4
+     */
+    tenant: string;
 }
 /**
  * @generated from protobuf message baton.v1.ListWorkflowsResponse
@@ -351,13 +372,15 @@ class RegisterWorkflowRequest$Type extends MessageType<RegisterWorkflowRequest> 
     constructor() {
         super("baton.v1.RegisterWorkflowRequest", [
             { no: 1, name: "definition", kind: "scalar", T: 9 /*ScalarType.STRING*/ },
-            { no: 2, name: "format", kind: "enum", T: () => ["baton.v1.DefinitionFormat", DefinitionFormat, "DEFINITION_FORMAT_"] }
+            { no: 2, name: "format", kind: "enum", T: () => ["baton.v1.DefinitionFormat", DefinitionFormat, "DEFINITION_FORMAT_"] },
+            { no: 3, name: "tenant", kind: "scalar", T: 9 /*ScalarType.STRING*/ }
         ]);
     }
     create(value?: PartialMessage<RegisterWorkflowRequest>): RegisterWorkflowRequest {
         const message = globalThis.Object.create((this.messagePrototype!));
         message.definition = "";
         message.format = 0;
+        message.tenant = "";
         if (value !== undefined)
             reflectionMergePartial<RegisterWorkflowRequest>(this, message, value);
         return message;
@@ -372,6 +395,9 @@ class RegisterWorkflowRequest$Type extends MessageType<RegisterWorkflowRequest> 
                     break;
                 case /* baton.v1.DefinitionFormat format */ 2:
                     message.format = reader.int32();
+                    break;
+                case /* string tenant */ 3:
+                    message.tenant = reader.string();
                     break;
                 default:
                     let u = options.readUnknownField;
@@ -391,6 +417,9 @@ class RegisterWorkflowRequest$Type extends MessageType<RegisterWorkflowRequest> 
         /* baton.v1.DefinitionFormat format = 2; */
         if (message.format !== 0)
             writer.tag(2, WireType.Varint).int32(message.format);
+        /* string tenant = 3; */
+        if (message.tenant !== "")
+            writer.tag(3, WireType.LengthDelimited).string(message.tenant);
         let u = options.writeUnknownFields;
         if (u !== false)
             (u == true ? UnknownFieldHandler.onWrite : u)(this.typeName, message, writer);
@@ -459,12 +488,14 @@ export const RegisterWorkflowResponse = new RegisterWorkflowResponse$Type();
 class GetWorkflowRequest$Type extends MessageType<GetWorkflowRequest> {
     constructor() {
         super("baton.v1.GetWorkflowRequest", [
-            { no: 1, name: "workflow_ref", kind: "scalar", T: 9 /*ScalarType.STRING*/ }
+            { no: 1, name: "workflow_ref", kind: "scalar", T: 9 /*ScalarType.STRING*/ },
+            { no: 2, name: "tenant", kind: "scalar", T: 9 /*ScalarType.STRING*/ }
         ]);
     }
     create(value?: PartialMessage<GetWorkflowRequest>): GetWorkflowRequest {
         const message = globalThis.Object.create((this.messagePrototype!));
         message.workflowRef = "";
+        message.tenant = "";
         if (value !== undefined)
             reflectionMergePartial<GetWorkflowRequest>(this, message, value);
         return message;
@@ -476,6 +507,9 @@ class GetWorkflowRequest$Type extends MessageType<GetWorkflowRequest> {
             switch (fieldNo) {
                 case /* string workflow_ref */ 1:
                     message.workflowRef = reader.string();
+                    break;
+                case /* string tenant */ 2:
+                    message.tenant = reader.string();
                     break;
                 default:
                     let u = options.readUnknownField;
@@ -492,6 +526,9 @@ class GetWorkflowRequest$Type extends MessageType<GetWorkflowRequest> {
         /* string workflow_ref = 1; */
         if (message.workflowRef !== "")
             writer.tag(1, WireType.LengthDelimited).string(message.workflowRef);
+        /* string tenant = 2; */
+        if (message.tenant !== "")
+            writer.tag(2, WireType.LengthDelimited).string(message.tenant);
         let u = options.writeUnknownFields;
         if (u !== false)
             (u == true ? UnknownFieldHandler.onWrite : u)(this.typeName, message, writer);
@@ -554,7 +591,8 @@ class ListWorkflowsRequest$Type extends MessageType<ListWorkflowsRequest> {
         super("baton.v1.ListWorkflowsRequest", [
             { no: 1, name: "page_size", kind: "scalar", T: 5 /*ScalarType.INT32*/ },
             { no: 2, name: "page_token", kind: "scalar", T: 9 /*ScalarType.STRING*/ },
-            { no: 3, name: "owner", kind: "scalar", T: 9 /*ScalarType.STRING*/ }
+            { no: 3, name: "owner", kind: "scalar", T: 9 /*ScalarType.STRING*/ },
+            { no: 4, name: "tenant", kind: "scalar", T: 9 /*ScalarType.STRING*/ }
         ]);
     }
     create(value?: PartialMessage<ListWorkflowsRequest>): ListWorkflowsRequest {
@@ -562,6 +600,7 @@ class ListWorkflowsRequest$Type extends MessageType<ListWorkflowsRequest> {
         message.pageSize = 0;
         message.pageToken = "";
         message.owner = "";
+        message.tenant = "";
         if (value !== undefined)
             reflectionMergePartial<ListWorkflowsRequest>(this, message, value);
         return message;
@@ -579,6 +618,9 @@ class ListWorkflowsRequest$Type extends MessageType<ListWorkflowsRequest> {
                     break;
                 case /* string owner */ 3:
                     message.owner = reader.string();
+                    break;
+                case /* string tenant */ 4:
+                    message.tenant = reader.string();
                     break;
                 default:
                     let u = options.readUnknownField;
@@ -601,6 +643,9 @@ class ListWorkflowsRequest$Type extends MessageType<ListWorkflowsRequest> {
         /* string owner = 3; */
         if (message.owner !== "")
             writer.tag(3, WireType.LengthDelimited).string(message.owner);
+        /* string tenant = 4; */
+        if (message.tenant !== "")
+            writer.tag(4, WireType.LengthDelimited).string(message.tenant);
         let u = options.writeUnknownFields;
         if (u !== false)
             (u == true ? UnknownFieldHandler.onWrite : u)(this.typeName, message, writer);
