@@ -13,7 +13,11 @@ import re
 
 import grpc
 import pytest
+from google.protobuf.descriptor_pool import DescriptorPool
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
+    ProtoReflectionDescriptorDatabase,
+)
 
 import hello
 from baton.v1 import run_pb2, run_pb2_grpc, workflow_pb2, workflow_pb2_grpc
@@ -132,3 +136,19 @@ def test_calls_without_a_valid_token_are_unauthenticated(token):
         with pytest.raises(grpc.RpcError) as watched:
             list(runs.WatchRun(run_pb2.WatchRunRequest(run_id="r"), timeout=TIMEOUT))
         assert watched.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+def test_reflection_answers_grpcio_reflection_which_speaks_only_v1alpha(channel):
+    database = ProtoReflectionDescriptorDatabase(channel)
+    services = set(database.get_services())
+    for expected in ("baton.v1.RunService", "baton.v1.AuthService", "grpc.health.v1.Health"):
+        assert expected in services, services
+    run_service = DescriptorPool(database).FindServiceByName("baton.v1.RunService")
+    assert "WatchRun" in [method.name for method in run_service.methods]
+
+
+def test_reflection_needs_a_key():
+    with hello.connect(ADDR, "") as channel:
+        with pytest.raises(grpc.RpcError) as refused:
+            ProtoReflectionDescriptorDatabase(channel).get_services()
+        assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
