@@ -9,6 +9,9 @@
 #   REDIS_URL          default redis://127.0.0.1:6379
 #   LOG_LEVEL          default info
 #   ORCHESTRATOR_PORT  default 8002     RUNNER_PORT  default 8003
+#   BATON_TOKEN        an API key to use; else the one the CLI's credentials file holds for the
+#                      orchestrator's address, else a new admin key is made in the database and
+#                      saved there (the orchestrator refuses to start with no key at all)
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -29,6 +32,26 @@ BIN="$CARGO_TARGET_DIR/debug"
 bash scripts/deps.sh
 echo "==> cargo build --bins --features heap-profiling"
 cargo build --bins --features baton-orchestrator/heap-profiling,baton-workflow-runner/heap-profiling
+ADDR="http://127.0.0.1:$ORCHESTRATOR_PORT"
+
+# The key this session uses: BATON_TOKEN, else the one saved for ADDR if it works here, else a
+# new admin key written straight into the database and saved for ADDR (never printed). The
+# orchestrator refuses to start while the database holds no key at all, so one is made first then.
+create_key() {
+    # The token alone goes to stdout; what it is and how to use it, to stderr.
+    "$BIN/baton" auth key create --role admin --name "make dev" --database-url "$DATABASE_URL" 2>/dev/null
+}
+active_keys="$(psql "$DATABASE_URL" -tAc "SELECT count(*) FROM api_keys WHERE revoked_at IS NULL" 2>/dev/null || echo 0)"
+token="${BATON_TOKEN:-}"
+new_key=""
+if [[ -z "$token" ]]; then
+    token="$("$BIN/baton" --addr "$ADDR" auth token 2>/dev/null || true)"
+fi
+if [[ -z "$token" || "$active_keys" == "0" ]]; then
+    echo "==> creating a local admin key in the database (baton auth key create --database-url)"
+    token="$(create_key)"
+    new_key=1
+fi
 
 if [[ -t 1 ]]; then
     c_orch=$'\e[36m' c_run=$'\e[35m' c_off=$'\e[0m'
@@ -66,6 +89,22 @@ pids+=($!)
 GRPC_PORT="$RUNNER_PORT" "$BIN/baton-workflow-runner" \
     > >(prefix "${c_run}workflow-runner${c_off}") 2>&1 &
 pids+=($!)
+
+# Once the orchestrator answers: a saved key that does not work here is replaced, and a new key
+# is saved for ADDR, so baton commands in other terminals find it.
+for _ in $(seq 1 150); do
+    "$BIN/baton" --addr "$ADDR" --token "$token" info >/dev/null 2>&1 && break
+    if "$BIN/baton" --addr "$ADDR" --token "$token" info 2>&1 | grep -q UNAUTHENTICATED; then
+        echo "==> the saved key does not work here: creating a new one"
+        token="$(create_key)"
+        new_key=1
+    fi
+    sleep 0.2
+done
+if [[ -n "$new_key" ]] && BATON_TOKEN="$token" "$BIN/baton" --addr "$ADDR" auth login >/dev/null 2>&1; then
+    echo "==> the key is saved for $ADDR in the CLI's credentials file: baton commands find it;"
+    echo "    other clients: export BATON_TOKEN=\$(baton auth token)"
+fi
 
 # Return as soon as either service exits; the EXIT trap stops the other one.
 status=0
