@@ -694,3 +694,88 @@ async fn a_tenant_over_its_limits_is_told_when_to_retry_and_others_are_not_held_
     }
     stack.stop().await;
 }
+
+/// Baton RPCs that name no tenant's id: lists and creations act in the caller's tenant, and the
+/// dead letters belong to the platform (system tenant only, checked by the role matrix above).
+const NAMES_NO_ID: [&str; 9] = [
+    "/baton.v1.WorkflowService/RegisterWorkflow",
+    "/baton.v1.WorkflowService/ListWorkflows",
+    "/baton.v1.RunService/ListRuns",
+    "/baton.v1.InfoService/GetInfo",
+    "/baton.v1.AuthService/CreateApiKey",
+    "/baton.v1.AuthService/ListApiKeys",
+    "/baton.v1.AdminService/ListDeadLetters",
+    "/baton.v1.AdminService/GetDeadLetter",
+    "/baton.v1.AdminService/ReplayDeadLetter",
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_rpc_that_names_an_id_answers_not_found_for_another_tenants() {
+    let stack = TestStack::start().await.unwrap();
+    let (mut a, a_token) = tenant(&stack, "acme").await;
+    let (mut b, _) = tenant(&stack, "globex").await;
+    a.register(LONG).await;
+    let run = a.start("a/long@1").await.unwrap();
+    let a_key = a_token.split('_').nth(1).unwrap().to_owned();
+    let methods = reflected_methods(stack.authed().await).await;
+    let mut checked = Vec::new();
+    for m in methods.iter().filter(|m| m.path.starts_with("/baton.v1.")) {
+        if NAMES_NO_ID.contains(&m.path.as_str()) {
+            continue;
+        }
+        let method = m.path.rsplit('/').next().unwrap();
+        // Tenant B names tenant A's resource.
+        let refused: Status = match method {
+            "GetWorkflow" => b
+                .workflows
+                .get_workflow(v1::GetWorkflowRequest {
+                    workflow_ref: "a/long@1".into(),
+                    ..Default::default()
+                })
+                .await
+                .map(drop)
+                .unwrap_err(),
+            "StartRun" => b.start("a/long@1").await.map(drop).unwrap_err(),
+            "GetRun" => b.get(&run.id).await.map(drop).unwrap_err(),
+            "CancelRun" => b
+                .runs
+                .cancel_run(v1::CancelRunRequest {
+                    run_id: run.id.clone(),
+                    reason: "not yours".into(),
+                })
+                .await
+                .map(drop)
+                .unwrap_err(),
+            "WatchRun" => b
+                .runs
+                .watch_run(v1::WatchRunRequest {
+                    run_id: run.id.clone(),
+                    after_sequence: 0,
+                })
+                .await
+                .map(drop)
+                .unwrap_err(),
+            "RevokeApiKey" => b
+                .keys
+                .revoke_api_key(v1::RevokeApiKeyRequest { id: a_key.clone() })
+                .await
+                .map(drop)
+                .unwrap_err(),
+            other => panic!(
+                "{other} is new: add a case here with another tenant's id, or list it in \
+                 NAMES_NO_ID if it names none"
+            ),
+        };
+        assert_eq!(refused.code(), Code::NotFound, "{}: {refused:?}", m.path);
+        checked.push(method);
+    }
+    assert_eq!(checked.len(), 6, "{checked:?}");
+    // Nothing B tried changed A's run or key.
+    let still = a.get(&run.id).await.unwrap();
+    assert_ne!(status(&still), RunStatus::Cancelled);
+    a.runs
+        .list_runs(v1::ListRunsRequest::default())
+        .await
+        .expect("A's key still works");
+    stack.stop().await;
+}
