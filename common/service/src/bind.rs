@@ -2,7 +2,7 @@
 //! binds every interface by default; the admin surfaces (Prometheus, pprof, `/health` and the
 //! raw-signal JSON) carry no authentication, so they bind loopback unless the operator opens them.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use baton_runtime::env::{ConfigError, Env};
 use tokio::net::TcpListener;
@@ -98,6 +98,19 @@ async fn listen(
     Ok(listener)
 }
 
+/// The setting and the address of a `listening` line of a service's JSON log (`LOG_FORMAT=json`),
+/// as [`bind`], [`bind_admin`] and `baton dev` write it; `None` for any other line. A process
+/// started on port 0 tells whoever started it its port this way.
+pub fn parse_listening(line: &str) -> Option<(String, SocketAddr)> {
+    let entry: serde_json::Value = serde_json::from_str(line).ok()?;
+    let fields = &entry["fields"];
+    if fields["message"] != "listening" {
+        return None;
+    }
+    let addr = fields["addr"].as_str()?.parse().ok()?;
+    Some((fields["variable"].as_str()?.to_owned(), addr))
+}
+
 fn ip_or(env: &Env, name: &str, default: IpAddr) -> Result<IpAddr, ConfigError> {
     match env.var(name) {
         None => Ok(default),
@@ -108,5 +121,50 @@ fn ip_or(env: &Env, name: &str, default: IpAddr) -> Result<IpAddr, ConfigError> 
                      no port)"
                 .into(),
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    /// The lines a JSON-format subscriber writes, as a service's log file receives them.
+    #[derive(Clone, Default)]
+    struct Lines(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Lines {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn the_listening_line_of_a_port_0_bind_names_its_variable_and_bound_address() {
+        let lines = Lines::default();
+        let writer = lines.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .json()
+            .with_writer(move || writer.clone())
+            .finish();
+        let _default = tracing::subscriber::set_default(subscriber);
+        tracing::info!(variable = "GRPC_PORT", "not listening yet");
+        let listener = BindAddrs::default().admin(0, "METRICS_PORT").await.unwrap();
+        let log = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
+        let found: Vec<_> = log.lines().filter_map(parse_listening).collect();
+        assert_eq!(
+            found,
+            [("METRICS_PORT".to_owned(), listener.local_addr().unwrap())],
+            "{log}"
+        );
+        assert_ne!(found[0].1.port(), 0);
+        for other in ["", "listening", "{\"fields\":{\"message\":\"listening\"}}"] {
+            assert_eq!(parse_listening(other), None, "{other}");
+        }
     }
 }

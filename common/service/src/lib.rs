@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use bind::{
     ADMIN_ADDR_VAR, BindAddrs, DEFAULT_ADMIN_ADDR, DEFAULT_GRPC_ADDR, GRPC_ADDR_VAR, bind,
-    bind_admin,
+    bind_admin, parse_listening,
 };
 pub use edge::GrpcEdge;
 pub use reflection::reflection;

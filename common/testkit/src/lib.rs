@@ -869,20 +869,9 @@ async fn read_log(
     use tokio::io::AsyncBufReadExt;
     let mut lines = tokio::io::BufReader::new(pipe).lines();
     while let Ok(Some(line)) = lines.next_line().await {
-        if let Ok(entry) = serde_json::from_str::<serde_json::Value>(&line) {
-            let fields = &entry["fields"];
-            if fields["message"] == "listening"
-                && let (Some(variable), Some(addr)) = (
-                    fields["variable"].as_str(),
-                    fields["addr"]
-                        .as_str()
-                        .and_then(|a| a.parse::<SocketAddr>().ok()),
-                )
-            {
-                // Bound on every interface; reached on loopback.
-                let addr = SocketAddr::from(([127, 0, 0, 1], addr.port()));
-                let _ = found.send((variable.to_owned(), addr));
-            }
+        if let Some((variable, addr)) = baton_service::parse_listening(&line) {
+            // Bound on every interface; reached on loopback.
+            let _ = found.send((variable, SocketAddr::from(([127, 0, 0, 1], addr.port()))));
         }
         let mut output = output.lock().unwrap_or_else(|e| e.into_inner());
         output.push_str(&line);
