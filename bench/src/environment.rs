@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::Context;
 use sqlx::Connection;
 
-use crate::services::Service;
+use crate::services::{self, Service};
 
 /// How long removing the database and Redis keys may take at the end.
 const CLEANUP_TIMEOUT: Duration = Duration::from_secs(20);
@@ -92,10 +92,6 @@ impl Environment {
         Ok(path)
     }
 
-    pub fn service(&mut self, name: &str) -> Option<&mut Service> {
-        self.services.iter_mut().find(|s| s.name == name)
-    }
-
     /// Stops every running service (newest first), so the next backend has the machine alone.
     pub fn stop_services(&mut self) {
         for mut service in self.services.drain(..).rev() {
@@ -123,11 +119,14 @@ impl Environment {
         let pids: Vec<String> = self.services.iter().map(|s| s.pid().to_string()).collect();
         eprintln!("--keep: left in place for inspection:");
         for s in &self.services {
+            let grpc = match s.port(services::GRPC_PORT) {
+                Some(port) => format!("gRPC on 127.0.0.1:{port}"),
+                None => "gRPC port not logged".to_owned(),
+            };
             eprintln!(
-                "  {:<16} pid {}, gRPC on 127.0.0.1:{}, log {}",
+                "  {:<16} pid {}, {grpc}, log {}",
                 s.name,
                 s.pid(),
-                s.port,
                 s.log.display()
             );
         }

@@ -17,7 +17,7 @@ use crate::key;
 use crate::report::{ServiceInfo, Version};
 use crate::services::{self, Launch, Service};
 
-/// How long a service may take to become ready.
+/// How long a service may take to become ready (and, before that, to say on which ports).
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 
 const ORCHESTRATOR: &str = "orchestrator";
@@ -78,69 +78,59 @@ async fn production(
          logs in {}",
         env.log_dir.display()
     );
-    let ports = services::free_ports(2)?;
-    let service_env = |port: u16| -> anyhow::Result<Vec<(&'static str, String)>> {
-        // The HTTP and Prometheus ports get free ports too, so a bench never collides with a
-        // running `make dev` or another bench.
-        let side_ports = services::free_ports(2)?;
-        Ok(vec![
+    // Every port 0: the system picks free ones, so a bench never collides with a running
+    // `make dev` or another bench, and the log says which.
+    let service_env = || -> Vec<(&'static str, String)> {
+        let mut vars = vec![
             ("DATABASE_URL", database_url.clone()),
             ("REDIS_URL", redis_url.clone()),
             ("BATON_REDIS_PREFIX", redis_prefix.clone()),
-            ("LOG_LEVEL", args.service_log_level.clone()),
             ("DATABASE_MAX_CONNECTIONS", "20".to_owned()),
-            ("GRPC_PORT", port.to_string()),
-            ("HTTP_PORT", side_ports[0].to_string()),
-            ("METRICS_PORT", side_ports[1].to_string()),
-        ])
+            (services::GRPC_PORT, "0".to_owned()),
+            ("HTTP_PORT", "0".to_owned()),
+            ("METRICS_PORT", "0".to_owned()),
+        ];
+        vars.extend(services::log_env(&args.service_log_level));
+        vars
     };
 
     // The key first (it migrates the fresh database), so the orchestrator finds one; then the
     // orchestrator, before the runner.
     let token = key::issue_postgres(&database_url).await?;
-    eprintln!(
-        "starting {} (gRPC on 127.0.0.1:{})",
-        orchestrator_bin.display(),
-        ports[0]
-    );
-    let mut orchestrator_env = service_env(ports[0])?;
+    eprintln!("starting {}", orchestrator_bin.display());
+    let mut orchestrator_env = service_env();
     orchestrator_env.push((NO_START_LIMIT.0, NO_START_LIMIT.1.to_owned()));
     let orchestrator = Service::spawn(
         &Launch {
             name: ORCHESTRATOR,
             binary: &orchestrator_bin,
             args: Vec::new(),
-            port: ports[0],
             env: orchestrator_env,
             unset: &[],
         },
         &env.log_dir,
     )?;
-    env.services.push(orchestrator);
-    let api = Api::new(ports[0], &token)?;
+    let port = listen(env, orchestrator).await?;
+    eprintln!("  gRPC on 127.0.0.1:{port}");
+    let api = Api::new(port, &token)?;
     let info = api
         .wait_ready(READY_TIMEOUT, || alive(&mut env.services))
         .await
         .context("the orchestrator did not become ready")?;
-    eprintln!(
-        "starting {} (health on 127.0.0.1:{})",
-        runner_bin.display(),
-        ports[1]
-    );
+    eprintln!("starting {}", runner_bin.display());
     let runner = Service::spawn(
         &Launch {
             name: RUNNER,
             binary: &runner_bin,
             args: Vec::new(),
-            port: ports[1],
-            env: service_env(ports[1])?,
+            env: service_env(),
             unset: &[],
         },
         &env.log_dir,
     )?;
-    env.services.push(runner);
-    let runner = env.service(RUNNER).context("the runner was just started")?;
-    services::wait_port(runner, READY_TIMEOUT).await?;
+    // It binds its health port once it is connected to PostgreSQL and Redis.
+    let port = listen(env, runner).await?;
+    eprintln!("  health on 127.0.0.1:{port}");
     let pids: Vec<u32> = env.services.iter().map(Service::pid).collect();
 
     let db = Db::postgres(&database_url).await?;
@@ -182,32 +172,29 @@ async fn embedded(args: &Args, env: &mut Environment, bin_dir: &Path) -> anyhow:
     // Beside the database, so `baton dev` saves its local admin key there and never in the
     // user's own credentials file.
     let credentials = path.with_file_name("credentials.json");
-    let port = services::free_ports(1)?[0];
     eprintln!(
         "baton-bench (embedded): file {}, logs in {}",
         path.display(),
         env.log_dir.display()
     );
-    eprintln!(
-        "starting {} dev (gRPC on 127.0.0.1:{port})",
-        binary.display()
-    );
+    eprintln!("starting {} dev", binary.display());
+    let mut dev_env = vec![
+        (NO_START_LIMIT.0, NO_START_LIMIT.1.to_owned()),
+        ("BATON_CREDENTIALS", credentials.display().to_string()),
+    ];
+    dev_env.extend(services::log_env(&args.service_log_level));
     let dev = Service::spawn(
         &Launch {
             name: DEV,
             binary: &binary,
-            args: dev_args(&path, port),
-            port,
-            env: vec![
-                ("LOG_LEVEL", args.service_log_level.clone()),
-                (NO_START_LIMIT.0, NO_START_LIMIT.1.to_owned()),
-                ("BATON_CREDENTIALS", credentials.display().to_string()),
-            ],
+            args: dev_args(&path),
+            env: dev_env,
             unset: PRODUCTION_ONLY,
         },
         &env.log_dir,
     )?;
-    env.services.push(dev);
+    let port = listen(env, dev).await?;
+    eprintln!("  gRPC on 127.0.0.1:{port}");
     let token = key::from_credentials(&credentials, port, READY_TIMEOUT, || {
         alive(&mut env.services)
     })
@@ -242,17 +229,30 @@ async fn embedded(args: &Args, env: &mut Environment, bin_dir: &Path) -> anyhow:
     })
 }
 
-/// `baton dev --db <path> --port <port> --free-side-ports`: the API on the bench's port, every
-/// other port on a free one.
-pub fn dev_args(db: &Path, port: u16) -> Vec<OsString> {
+/// `baton dev --db <path> --port 0 --free-side-ports`: every port on a free one, which its log
+/// tells.
+pub fn dev_args(db: &Path) -> Vec<OsString> {
     vec![
         "dev".into(),
         "--db".into(),
         db.into(),
         "--port".into(),
-        port.to_string().into(),
+        "0".into(),
         "--free-side-ports".into(),
     ]
+}
+
+/// Puts `service` under the guard of `env` and returns the gRPC port its log says it bound.
+async fn listen(env: &mut Environment, service: Service) -> anyhow::Result<u16> {
+    env.services.push(service);
+    let service = env
+        .services
+        .last_mut()
+        .context("a service was just pushed")?;
+    service
+        .wait_listening(&[services::GRPC_PORT], READY_TIMEOUT)
+        .await?;
+    service.grpc_port()
 }
 
 /// Fails if a service process has exited.
@@ -266,7 +266,7 @@ mod tests {
 
     #[test]
     fn dev_command_line() {
-        let args = dev_args(Path::new("/tmp/x/baton.db"), 4321);
+        let args = dev_args(Path::new("/tmp/x/baton.db"));
         assert_eq!(
             args,
             [
@@ -274,7 +274,7 @@ mod tests {
                 "--db",
                 "/tmp/x/baton.db",
                 "--port",
-                "4321",
+                "0",
                 "--free-side-ports"
             ]
         );

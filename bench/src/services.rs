@@ -1,10 +1,12 @@
 //! The service processes under test: the real release binaries, spawned as children with their
 //! output in log files, so the bench measures what a deployment runs (and each process's memory)
-//! rather than an in-process imitation.
+//! rather than an in-process imitation. Each binds port 0 and the bench reads the ports it got
+//! from the `listening` lines of its log, so no port chosen ahead can be taken meanwhile.
 
+use std::collections::HashMap;
 use std::ffi::OsString;
 use std::fs::File;
-use std::net::{Ipv4Addr, TcpListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -20,19 +22,35 @@ pub struct Launch<'a> {
     pub name: &'static str,
     pub binary: &'a Path,
     pub args: Vec<OsString>,
-    /// The port the service's gRPC server listens on.
-    pub port: u16,
     /// Set on top of the inherited environment.
     pub env: Vec<(&'static str, String)>,
     /// Removed from the inherited environment, so the service cannot use them by accident.
     pub unset: &'static [&'static str],
 }
 
+/// The setting naming the port of a service's gRPC server, as its `listening` line names it.
+pub const GRPC_PORT: &str = "GRPC_PORT";
+
+/// The JSON log format (whose `listening` lines tell the bound ports) and a `LOG_LEVEL` that keeps
+/// those lines at any `level`: `baton_service::bind` logs them for the separate services,
+/// `baton_dev` for `baton dev`, and neither logs anything else at info.
+pub fn log_env(level: &str) -> [(&'static str, String); 2] {
+    [
+        ("LOG_FORMAT", "json".to_owned()),
+        (
+            "LOG_LEVEL",
+            format!("{level},baton_service::bind=info,baton_dev=info"),
+        ),
+    ]
+}
+
 /// A spawned service.
 pub struct Service {
     pub name: &'static str,
-    pub port: u16,
     pub log: PathBuf,
+    /// What the service said it listens on, by setting (`GRPC_PORT`, ...), once
+    /// [`Service::wait_listening`] has read it.
+    addrs: HashMap<String, SocketAddr>,
     child: Child,
     stopped: bool,
 }
@@ -61,11 +79,57 @@ impl Service {
             .with_context(|| format!("cannot start {}", launch.binary.display()))?;
         Ok(Self {
             name: launch.name,
-            port: launch.port,
             log,
+            addrs: HashMap::new(),
             child,
             stopped: false,
         })
+    }
+
+    /// The port the service said it listens on for `variable`, if it has said so yet.
+    pub fn port(&self, variable: &str) -> Option<u16> {
+        self.addrs.get(variable).map(SocketAddr::port)
+    }
+
+    /// The gRPC port it listens on; fails if it has not said so.
+    pub fn grpc_port(&self) -> anyhow::Result<u16> {
+        self.port(GRPC_PORT)
+            .with_context(|| format!("{} has not logged its {GRPC_PORT}", self.name))
+    }
+
+    /// Waits, while the process runs and for at most `timeout`, until its log has a `listening`
+    /// line for each of `variables`; returns then, having recorded every address logged so far.
+    pub async fn wait_listening(
+        &mut self,
+        variables: &[&str],
+        timeout: Duration,
+    ) -> anyhow::Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            // A line being written fails to parse and is read whole on the next look.
+            let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+            self.addrs
+                .extend(text.lines().filter_map(baton_service::parse_listening));
+            if variables.iter().all(|v| self.addrs.contains_key(*v)) {
+                return Ok(());
+            }
+            self.ensure_alive()?;
+            if Instant::now() > deadline {
+                let missing: Vec<&str> = variables
+                    .iter()
+                    .copied()
+                    .filter(|v| !self.addrs.contains_key(*v))
+                    .collect();
+                // The caller shows the log's tail, as for every start-up failure.
+                bail!(
+                    "{} logged no `listening` line for {} within {timeout:?} (its log: {})",
+                    self.name,
+                    missing.join(", "),
+                    self.log.display()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     pub fn pid(&self) -> u32 {
@@ -128,40 +192,6 @@ impl Service {
     }
 }
 
-/// `count` distinct free loopback ports (held together while choosing, so they differ).
-pub fn free_ports(count: usize) -> anyhow::Result<Vec<u16>> {
-    let listeners = (0..count)
-        .map(|_| TcpListener::bind((Ipv4Addr::LOCALHOST, 0)))
-        .collect::<Result<Vec<_>, _>>()
-        .context("cannot find a free loopback port")?;
-    listeners
-        .iter()
-        .map(|l| Ok(l.local_addr()?.port()))
-        .collect()
-}
-
-/// Waits until something accepts TCP connections on the loopback port, while the service runs.
-pub async fn wait_port(service: &mut Service, timeout: Duration) -> anyhow::Result<()> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        service.ensure_alive()?;
-        if tokio::net::TcpStream::connect((Ipv4Addr::LOCALHOST, service.port))
-            .await
-            .is_ok()
-        {
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            bail!(
-                "{} did not listen on port {} within {timeout:?}",
-                service.name,
-                service.port
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 /// The path of a service binary in `dir`, with a hint when it is missing.
 pub fn binary(dir: &Path, name: &str) -> anyhow::Result<PathBuf> {
     let path = dir.join(name);
@@ -180,12 +210,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn ports_differ() {
-        let ports = free_ports(3).unwrap();
-        assert!(ports[0] != ports[1] && ports[1] != ports[2] && ports[0] != ports[2]);
-    }
-
-    #[test]
     fn a_service_sees_its_env_and_not_the_unset_variables() {
         let dir = std::env::temp_dir().join(format!("baton-bench-env-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
@@ -198,7 +222,6 @@ mod tests {
                 "-c".into(),
                 "echo \"A=$BENCH_A DIR=${CARGO_MANIFEST_DIR-unset}\"".into(),
             ],
-            port: 1,
             env: vec![("BENCH_A", "1".to_owned())],
             unset: &["CARGO_MANIFEST_DIR"],
         };
@@ -213,6 +236,55 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
+    #[tokio::test]
+    async fn the_ports_are_read_from_the_listening_lines_of_the_log() {
+        let dir = std::env::temp_dir().join(format!("baton-bench-listen-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        // What `LOG_FORMAT=json` writes, one line at a time, among other lines.
+        let line = |variable: &str, addr: &str| {
+            format!(
+                r#"{{"level":"INFO","fields":{{"message":"listening","variable":"{variable}","addr":"{addr}"}},"target":"baton_service::bind"}}"#
+            )
+        };
+        let script = format!(
+            "echo starting; sleep 0.2; echo '{}'; sleep 0.2; echo '{}'; sleep 30",
+            line("METRICS_PORT", "127.0.0.1:41001"),
+            line("GRPC_PORT", "0.0.0.0:41002"),
+        );
+        let launch = Launch {
+            name: "announcer",
+            binary: Path::new("/bin/sh"),
+            args: vec!["-c".into(), script.into()],
+            env: Vec::new(),
+            unset: &[],
+        };
+        let mut service = Service::spawn(&launch, &dir).unwrap();
+        assert!(service.grpc_port().is_err());
+        service
+            .wait_listening(&[GRPC_PORT], Duration::from_secs(10))
+            .await
+            .unwrap();
+        assert_eq!(service.grpc_port().unwrap(), 41002);
+        assert_eq!(service.port("METRICS_PORT"), Some(41001));
+        let error = service
+            .wait_listening(&["HTTP_PORT"], Duration::from_millis(100))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("announcer") && error.contains("HTTP_PORT"),
+            "{error}"
+        );
+        service.stop();
+        let error = service
+            .wait_listening(&["HTTP_PORT"], Duration::from_secs(10))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("exited"), "{error}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
     #[test]
     fn stop_ends_a_child_with_sigterm() {
         use std::os::unix::process::ExitStatusExt as _;
@@ -223,7 +295,6 @@ mod tests {
             name: "sleeper",
             binary: Path::new("sleep"),
             args: vec!["30".into()],
-            port: 1,
             env: Vec::new(),
             unset: &[],
         };
