@@ -30,6 +30,11 @@ pub struct Args {
     /// Unmeasured runs before the lone-chain latency scenario.
     #[arg(long, default_value_t = 20)]
     pub warmup_runs: u32,
+    /// After the scenarios, insert this many finished 10-step chain runs straight into the
+    /// production database (no VACUUM, no ANALYZE) and run the scenarios again, reported beside
+    /// the fresh figures; 0 = off. The embedded backend is not filled.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub history_runs: u32,
     /// Which scenarios to run.
     #[arg(long, value_enum, default_value_t = Scenario::All)]
     pub scenario: Scenario,
@@ -133,6 +138,9 @@ mod tests {
             (1000, 20, 200)
         );
         assert_eq!(args.concurrency, 64);
+        assert_eq!(args.history_runs, 0);
+        let args = Args::try_parse_from(["baton-bench", "--history-runs", "100000"]).unwrap();
+        assert_eq!(args.history_runs, 100_000);
         assert_eq!(args.scenario, Scenario::All);
         assert_eq!(args.backend, Backends::Both);
         assert_eq!(

@@ -10,6 +10,7 @@ mod args;
 mod backend;
 mod db;
 mod environment;
+mod history;
 mod key;
 mod latency;
 mod machine;

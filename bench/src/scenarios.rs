@@ -1,6 +1,7 @@
 //! The scenarios, run the same way on whichever backend the platform was started on: a smoke
 //! run, then chain throughput, fan-out throughput and lone-chain latency as `--scenario` selects,
-//! with memory sampled over each.
+//! with memory sampled over each; then, with `--history-runs`, the same again on a production
+//! database filled with finished runs.
 
 use std::time::Duration;
 
@@ -10,15 +11,16 @@ use crate::args::Args;
 use crate::environment::Environment;
 use crate::memory::{self, Sampler};
 use crate::platform::{Platform, alive};
-use crate::report::{BackendResults, DispatchSummary, MemoryRow};
-use crate::{latency, throughput, workflows};
+use crate::report::{AfterHistory, BackendResults, DispatchSummary, History, MemoryRow};
+use crate::{history, latency, throughput, workflows};
 
 /// How often resident memory is sampled.
 pub const MEMORY_SAMPLE: Duration = Duration::from_millis(50);
 /// How long the services rest before an idle memory sample.
 const SETTLE: Duration = Duration::from_secs(2);
 
-/// Registers the workflows, checks one run end to end, then runs the chosen scenarios.
+/// Registers the workflows, checks one run end to end, then runs the chosen scenarios; with
+/// `--history-runs`, fills the production database with finished runs and runs them again.
 pub async fn run(
     args: &Args,
     platform: &Platform,
@@ -26,7 +28,6 @@ pub async fn run(
 ) -> anyhow::Result<BackendResults> {
     let Platform { api, db, pids, .. } = platform;
     let backend = platform.backend;
-    let timeout = Duration::from_secs(args.timeout_secs);
     let chain_def = workflows::chain("chain10", 10);
     let fanout_def = workflows::fanout("fanout100", 100);
     let chain_ref = api.register(&chain_def.yaml).await?;
@@ -57,17 +58,108 @@ pub async fn run(
             peak: false,
             kb: pids.iter().map(|p| memory::rss_kb(*p)).collect(),
         }],
+        history: None,
     };
+    let workflows = Workflows {
+        chain: (&chain_def, &chain_ref),
+        fanout: (&fanout_def, &fanout_ref),
+    };
+    let fresh = measure(args, platform, env, &workflows, "").await?;
+    results.memory.extend(fresh.memory);
+    results.chain = fresh.chain;
+    results.chain_dispatch = fresh.chain_dispatch;
+    results.fanout = fresh.fanout;
+    results.lone = fresh.lone;
+    results.lone_dispatch = fresh.lone_dispatch;
 
+    if args.history_runs > 0 {
+        let runs = u64::from(args.history_runs);
+        results.history = Some(match db.postgres_pool() {
+            Some(pool) => {
+                eprintln!(
+                    "==> {backend}: filling history with {runs} finished runs of {chain_ref}"
+                );
+                let filled = history::fill(pool, &chain_ref, runs).await?;
+                eprintln!(
+                    "history: {runs} runs inserted in {:.1} s; measuring again (no VACUUM, no \
+                     ANALYZE)",
+                    filled.elapsed_s
+                );
+                let label = " after history";
+                let after = measure(args, platform, env, &workflows, label).await?;
+                results.memory.extend(after.memory);
+                History {
+                    runs,
+                    after: Some(AfterHistory {
+                        fill_s: filled.elapsed_s,
+                        steps_per_run: filled.template.steps,
+                        attempts_per_run: filled.template.attempts,
+                        events_per_run: filled.template.events,
+                        chain: after.chain,
+                        chain_dispatch: after.chain_dispatch,
+                        fanout: after.fanout,
+                        lone: after.lone,
+                        lone_dispatch: after.lone_dispatch,
+                    }),
+                }
+            }
+            None => {
+                eprintln!("{backend}: history is not filled on this backend (production only)");
+                History { runs, after: None }
+            }
+        });
+    }
+
+    alive(&mut env.services)?;
+    results.memory.push(MemoryRow {
+        phase: "lifetime peak (VmHWM) at the end".into(),
+        peak: true,
+        kb: pids.iter().map(|p| memory::hwm_kb(*p)).collect(),
+    });
+    Ok(results)
+}
+
+/// The workflows the scenarios run: (definition, registered ref).
+struct Workflows<'a> {
+    chain: (&'a workflows::Definition, &'a str),
+    fanout: (&'a workflows::Definition, &'a str),
+}
+
+/// The figures of one pass over the chosen scenarios.
+#[derive(Default)]
+struct Measured {
+    chain: Option<throughput::Outcome>,
+    chain_dispatch: Option<DispatchSummary>,
+    fanout: Option<throughput::Outcome>,
+    lone: Option<latency::Outcome>,
+    lone_dispatch: Option<DispatchSummary>,
+    memory: Vec<MemoryRow>,
+}
+
+/// One pass over the scenarios `--scenario` selects; `label` follows their names in the
+/// progress lines and memory phases (empty on the fresh database).
+async fn measure(
+    args: &Args,
+    platform: &Platform,
+    env: &mut Environment,
+    workflows: &Workflows<'_>,
+    label: &str,
+) -> anyhow::Result<Measured> {
+    let Platform { api, db, pids, .. } = platform;
+    let backend = platform.backend;
+    let timeout = Duration::from_secs(args.timeout_secs);
+    let (chain_def, chain_ref) = workflows.chain;
+    let (fanout_def, fanout_ref) = workflows.fanout;
+    let mut measured = Measured::default();
     if args.scenario.chain() {
         let runs = args.chain_runs as usize;
         eprintln!(
-            "==> {backend}: chain throughput: {runs} runs of {chain_ref}, {} in flight",
+            "==> {backend}: chain throughput{label}: {runs} runs of {chain_ref}, {} in flight",
             args.concurrency
         );
         let config = throughput::Config {
             label: "chain",
-            workflow_ref: &chain_ref,
+            workflow_ref: chain_ref,
             steps_per_run: chain_def.steps,
             runs,
             concurrency: args.concurrency as usize,
@@ -81,16 +173,16 @@ pub async fn run(
         )
         .await?;
         let peaks = sampler.stop().await;
-        results.memory.push(MemoryRow {
-            phase: "peak during chain throughput".into(),
+        measured.memory.push(MemoryRow {
+            phase: format!("peak during chain throughput{label}"),
             peak: true,
             kb: peaks.kb,
         });
-        results.chain_dispatch = Some(DispatchSummary::of(&db.dispatch(&outcome.run_ids).await?));
-        results.chain = Some(outcome);
+        measured.chain_dispatch = Some(DispatchSummary::of(&db.dispatch(&outcome.run_ids).await?));
+        measured.chain = Some(outcome);
         tokio::time::sleep(SETTLE).await;
-        results.memory.push(MemoryRow {
-            phase: format!("idle {} s after chain throughput", SETTLE.as_secs()),
+        measured.memory.push(MemoryRow {
+            phase: format!("idle {} s after chain throughput{label}", SETTLE.as_secs()),
             peak: false,
             kb: pids.iter().map(|p| memory::rss_kb(*p)).collect(),
         });
@@ -99,12 +191,12 @@ pub async fn run(
     if args.scenario.fanout() {
         let runs = args.fanout_runs as usize;
         eprintln!(
-            "==> {backend}: fan-out throughput: {runs} runs of {fanout_ref}, {} in flight",
+            "==> {backend}: fan-out throughput{label}: {runs} runs of {fanout_ref}, {} in flight",
             args.concurrency
         );
         let config = throughput::Config {
             label: "fan-out",
-            workflow_ref: &fanout_ref,
+            workflow_ref: fanout_ref,
             steps_per_run: fanout_def.steps,
             runs,
             concurrency: args.concurrency as usize,
@@ -118,23 +210,23 @@ pub async fn run(
         )
         .await?;
         let peaks = sampler.stop().await;
-        results.memory.push(MemoryRow {
-            phase: "peak during fan-out throughput".into(),
+        measured.memory.push(MemoryRow {
+            phase: format!("peak during fan-out throughput{label}"),
             peak: true,
             kb: peaks.kb,
         });
-        results.fanout = Some(outcome);
+        measured.fanout = Some(outcome);
     }
 
     if args.scenario.lone() {
         let (warmup, runs) = (args.warmup_runs as usize, args.lone_runs as usize);
         eprintln!(
-            "==> {backend}: lone chain latency: {warmup} warm-up + {runs} runs of {chain_ref}, \
+            "==> {backend}: lone chain latency{label}: {warmup} warm-up + {runs} runs of {chain_ref}, \
              one at a time"
         );
         let sampler = Sampler::start(pids.clone(), MEMORY_SAMPLE);
         let config = latency::Config {
-            workflow_ref: &chain_ref,
+            workflow_ref: chain_ref,
             steps_per_run: chain_def.steps,
             warmup,
             runs,
@@ -147,22 +239,16 @@ pub async fn run(
         )
         .await?;
         let peaks = sampler.stop().await;
-        results.memory.push(MemoryRow {
-            phase: "peak during lone chain latency".into(),
+        measured.memory.push(MemoryRow {
+            phase: format!("peak during lone chain latency{label}"),
             peak: true,
             kb: peaks.kb,
         });
-        results.lone_dispatch = Some(DispatchSummary::of(&db.dispatch(&outcome.run_ids).await?));
-        results.lone = Some(outcome);
+        measured.lone_dispatch = Some(DispatchSummary::of(&db.dispatch(&outcome.run_ids).await?));
+        measured.lone = Some(outcome);
     }
 
-    alive(&mut env.services)?;
-    results.memory.push(MemoryRow {
-        phase: "lifetime peak (VmHWM) at the end".into(),
-        peak: true,
-        kb: pids.iter().map(|p| memory::hwm_kb(*p)).collect(),
-    });
-    Ok(results)
+    Ok(measured)
 }
 
 /// A scenario with a hard bound on top of its own, in case something below it hangs.

@@ -108,6 +108,14 @@ impl Db {
         }
     }
 
+    /// The PostgreSQL pool of the production backend; `None` on SQLite.
+    pub fn postgres_pool(&self) -> Option<&sqlx::PgPool> {
+        match self {
+            Self::Postgres(pool) => Some(pool),
+            Self::Sqlite(_) => None,
+        }
+    }
+
     pub async fn close(self) {
         match self {
             Self::Postgres(pool) => pool.close().await,

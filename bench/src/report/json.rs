@@ -132,6 +132,7 @@ impl BackendResults {
         out.insert("dispatch".into(), Value::Object(dispatches));
         out.insert("memory".into(), json!(memory));
         out.insert("targets".into(), targets);
+        out.insert("history".into(), self.history_json());
         out
     }
 }

@@ -5,6 +5,7 @@
 
 mod compare;
 mod format;
+mod history;
 mod json;
 mod targets;
 mod text;
@@ -40,6 +41,28 @@ pub struct BackendResults {
     pub lone: Option<latency::Outcome>,
     pub lone_dispatch: Option<DispatchSummary>,
     pub memory: Vec<MemoryRow>,
+    /// The scenarios again after `--history-runs`; `None` when it was off.
+    pub history: Option<History>,
+}
+
+/// The scenarios measured again once the database holds `runs` more finished runs.
+pub struct History {
+    pub runs: u64,
+    /// `None` on a backend the bench does not fill (embedded).
+    pub after: Option<AfterHistory>,
+}
+
+/// The figures after the history was inserted, and what each inserted run holds.
+pub struct AfterHistory {
+    pub fill_s: f64,
+    pub steps_per_run: i64,
+    pub attempts_per_run: i64,
+    pub events_per_run: i64,
+    pub chain: Option<throughput::Outcome>,
+    pub chain_dispatch: Option<DispatchSummary>,
+    pub fanout: Option<throughput::Outcome>,
+    pub lone: Option<latency::Outcome>,
+    pub lone_dispatch: Option<DispatchSummary>,
 }
 
 /// The version of something holding the data, e.g. PostgreSQL 16.4.

@@ -43,6 +43,18 @@ pub const LONE_P50_MS: Goal = Goal {
     value: 15.0,
     unit: "ms",
 };
+/// After `--history-runs` finished runs, chain throughput at least 80 % of the fresh database's.
+pub const HISTORY_CHAIN_RATIO: Goal = Goal {
+    op: Op::AtLeast,
+    value: 0.8,
+    unit: "×",
+};
+/// After `--history-runs` finished runs, the lone-chain p50 at most 120 % of the fresh one's.
+pub const HISTORY_LONE_RATIO: Goal = Goal {
+    op: Op::AtMost,
+    value: 1.2,
+    unit: "×",
+};
 /// Resident memory limit per service, MB (10^6 bytes).
 pub const RSS_MB: Goal = Goal {
     op: Op::Below,
@@ -140,6 +152,9 @@ impl BackendResults {
                 LONE_P50_MS,
             );
         }
+        for (name, value, goal) in self.history_checks() {
+            check(name, value, "×", goal);
+        }
         for row in self.memory.iter().filter(|r| r.peak) {
             for (service, kb) in self.services.iter().zip(&row.kb) {
                 let Some(kb) = kb else { continue };
@@ -165,6 +180,10 @@ mod tests {
         assert_eq!(DISPATCH_P50_MS.describe(), "≤ 1 ms");
         assert_eq!(LONE_P50_MS.describe(), "≤ 15 ms");
         assert_eq!(RSS_MB.describe(), "< 100 MB");
+        assert_eq!(HISTORY_CHAIN_RATIO.describe(), "≥ 0.8 ×");
+        assert_eq!(HISTORY_LONE_RATIO.describe(), "≤ 1.2 ×");
+        assert!(HISTORY_LONE_RATIO.met(1.2) && !HISTORY_LONE_RATIO.met(1.21));
+        assert!(HISTORY_CHAIN_RATIO.met(0.8) && !HISTORY_CHAIN_RATIO.met(0.79));
         assert!(RSS_MB.met(99.9) && !RSS_MB.met(100.0));
         assert!(DISPATCH_P99_MS.met(5.0) && !DISPATCH_P99_MS.met(5.01));
         assert!(CHAIN_STEPS_PER_S.met(10_000.0) && !CHAIN_STEPS_PER_S.met(9_999.0));

@@ -78,6 +78,7 @@ fn production() -> BackendResults {
         fanout: None,
         lone: Some(lone(12.0)),
         lone_dispatch: Some(dispatch(0.25)),
+        history: None,
         memory: vec![
             MemoryRow {
                 phase: "idle after start-up".into(),
@@ -108,6 +109,7 @@ fn embedded() -> BackendResults {
         fanout: None,
         lone: Some(lone(30.0)),
         lone_dispatch: Some(dispatch(10.0)),
+        history: None,
         memory: vec![
             MemoryRow {
                 phase: "idle after start-up".into(),
@@ -330,4 +332,143 @@ fn json_of_embedded_alone() {
     assert_eq!(json["embedded"]["chain"]["steps_per_s"], 2500.0);
     let json = results(vec![production()]).json();
     assert!(json["embedded"].is_null());
+}
+
+/// Production with history: chain 5,000 → 4,500 steps/s (0.90×, met), lone p50 12 → 15 ms
+/// (1.25×, missed).
+fn production_with_history() -> BackendResults {
+    let mut p = production();
+    p.history = Some(History {
+        runs: 100_000,
+        after: Some(AfterHistory {
+            fill_s: 12.5,
+            steps_per_run: 10,
+            attempts_per_run: 0,
+            events_per_run: 32,
+            chain: Some(throughput::Outcome {
+                completed_steps: 9_000,
+                ..chain(2.0)
+            }),
+            chain_dispatch: Some(dispatch(0.5)),
+            fanout: None,
+            lone: Some(lone(15.0)),
+            lone_dispatch: Some(dispatch(0.25)),
+        }),
+    });
+    p
+}
+
+#[test]
+fn history_side_by_side_with_targets() {
+    let text = results(vec![production_with_history()]).text();
+    let history = between(&text, "History (production)", Some("Targets (production)"));
+    assert!(
+        history.contains(
+            "the same scenarios after 100,000 finished runs inserted in 12.5 s (10 steps, 0 \
+             attempts, 32 events each; no VACUUM, no ANALYZE)"
+        ),
+        "{history}"
+    );
+    assert!(
+        history.contains("fresh after 100,000   after ÷ fresh"),
+        "{history}"
+    );
+    assert!(
+        history.contains(&side_line(
+            "chain throughput (steps/s)",
+            "5,000",
+            "4,500",
+            "0.90×"
+        )),
+        "{history}"
+    );
+    assert!(
+        history.contains(&side_line(
+            "lone 10-step chain p50 (ms)",
+            "12.00",
+            "15.00",
+            "1.25×"
+        )),
+        "{history}"
+    );
+    assert!(
+        history.contains(&checked_line(
+            "chain throughput, after ÷ fresh",
+            "0.900",
+            "×",
+            "≥ 0.8 ×",
+            "✓"
+        )),
+        "{history}"
+    );
+    assert!(
+        history.contains(&checked_line(
+            "lone 10-step chain p50, after ÷ fresh",
+            "1.250",
+            "×",
+            "≤ 1.2 ×",
+            "✗"
+        )),
+        "{history}"
+    );
+    assert!(
+        text.contains("✗ lone 10-step chain p50 after 100,000 runs of history ÷ fresh: 1.250 ×"),
+        "{text}"
+    );
+}
+
+#[test]
+fn history_json_and_unfilled_backend() {
+    let json = results(vec![production_with_history()]).json();
+    let h = &json["history"];
+    assert_eq!(h["runs"], 100_000);
+    assert_eq!(h["filled"], true);
+    assert_eq!(h["per_run"]["events"], 32);
+    assert_eq!(h["fresh"]["chain throughput (steps/s)"], 5000.0);
+    assert_eq!(h["after"]["chain throughput (steps/s)"], 4500.0);
+    assert_eq!(h["after_over_fresh"]["lone 10-step chain p50 (ms)"], 1.25);
+    let checks = h["targets"].as_array().unwrap();
+    assert_eq!(checks.len(), 2);
+    assert!(
+        checks
+            .iter()
+            .any(|c| c["ok"] == false && c["target"] == "≤ 1.2 ×")
+    );
+    assert!(
+        json["targets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["name"] == "chain throughput after 100,000 runs of history ÷ fresh")
+    );
+    assert!(results(vec![production()]).json()["history"].is_null());
+
+    let mut e = embedded();
+    e.history = Some(History {
+        runs: 5,
+        after: None,
+    });
+    let text = results(vec![e]).text();
+    assert!(
+        text.contains(
+            "History (embedded): not filled; --history-runs 5 fills the production backend only"
+        ),
+        "{text}"
+    );
+    let mut e = embedded();
+    e.history = Some(History {
+        runs: 5,
+        after: None,
+    });
+    assert_eq!(
+        results(vec![e]).json()["embedded"]["history"]["filled"],
+        false
+    );
+}
+
+#[test]
+fn history_ratio() {
+    assert_eq!(super::history::ratio(Some(2.0), Some(3.0)), Some(1.5));
+    assert_eq!(super::history::ratio(Some(0.0), Some(3.0)), None);
+    assert_eq!(super::history::ratio(None, Some(3.0)), None);
 }

@@ -68,6 +68,7 @@ impl BackendResults {
         self.lone(t);
         self.dispatch(t);
         self.memory(t, memory_sample_ms);
+        self.history_text(t);
         self.verdict(t);
     }
 
