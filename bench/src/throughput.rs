@@ -60,6 +60,9 @@ impl Outcome {
     }
 }
 
+/// The tenant of the bench's key, and so of its runs.
+const BENCH_TENANT: &str = "default";
+
 /// Starts `config.runs` runs with `config.concurrency` StartRun calls in flight and waits until
 /// all have ended. Fails if a call fails, the bound passes, a run ends other than completed, or
 /// `alive` fails (a service process exited).
@@ -70,8 +73,11 @@ pub async fn run(
     mut alive: impl FnMut() -> anyhow::Result<()>,
 ) -> anyhow::Result<Outcome> {
     let label = config.label;
-    // Earlier runs of the same workflow (warm-up) have all ended: count only the new ones.
-    let (_, ended_before) = db.run_counts(config.workflow_ref).await?;
+    // Only the runs this scenario starts (created from now on, in the bench's tenant): not the
+    // warm-up's, nor the history's, which would also make every poll read the whole table.
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as i64);
     let started = Arc::new(AtomicUsize::new(0));
     let t0 = Instant::now();
     let mut submit = Some(tokio::spawn(submit_all(
@@ -90,8 +96,10 @@ pub async fn run(
             let task = submit.take().expect("checked above");
             submitted = Some(task.await.context("the StartRun task panicked")??);
         }
-        let (_, ended) = db.run_counts(config.workflow_ref).await?;
-        let done = (ended - ended_before).max(0) as usize;
+        let (_, ended) = db
+            .run_counts(BENCH_TENANT, config.workflow_ref, since)
+            .await?;
+        let done = ended.max(0) as usize;
         if done >= config.runs {
             break t0.elapsed();
         }

@@ -47,11 +47,20 @@ impl Db {
         }
     }
 
-    /// Runs of a workflow: (all, ended).
-    pub async fn run_counts(&self, workflow_ref: &str) -> anyhow::Result<(i64, i64)> {
+    /// Runs of a workflow in `tenant` created at or after `since_micros`: (all, ended).
+    pub async fn run_counts(
+        &self,
+        tenant: &str,
+        workflow_ref: &str,
+        since_micros: i64,
+    ) -> anyhow::Result<(i64, i64)> {
         match self {
-            Self::Postgres(pool) => postgres::run_counts(pool, workflow_ref).await,
-            Self::Sqlite(pool) => sqlite::run_counts(pool, workflow_ref).await,
+            Self::Postgres(pool) => {
+                postgres::run_counts(pool, tenant, workflow_ref, since_micros).await
+            }
+            Self::Sqlite(pool) => {
+                sqlite::run_counts(pool, tenant, workflow_ref, since_micros).await
+            }
         }
     }
 

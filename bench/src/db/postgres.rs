@@ -25,13 +25,22 @@ pub async fn server_version(pool: &PgPool) -> anyhow::Result<String> {
         .await?)
 }
 
-pub async fn run_counts(pool: &PgPool, workflow_ref: &str) -> anyhow::Result<(i64, i64)> {
+pub async fn run_counts(
+    pool: &PgPool,
+    tenant: &str,
+    workflow_ref: &str,
+    since_micros: i64,
+) -> anyhow::Result<(i64, i64)> {
+    // By tenant and creation time, so the index on (tenant, created_at) reads only the
+    // scenario's runs, however much history the table holds.
     let sql = format!(
         "SELECT count(*), count(*) FILTER (WHERE status IN {TERMINAL}) \
-         FROM runs WHERE workflow_ref = $1"
+         FROM runs WHERE tenant = $1 AND created_at >= to_timestamp($3 / 1e6) AND workflow_ref = $2"
     );
     sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(tenant)
         .bind(workflow_ref)
+        .bind(since_micros as f64)
         .fetch_one(pool)
         .await
         .context("cannot count runs")

@@ -40,13 +40,20 @@ pub async fn server_version(pool: &SqlitePool) -> anyhow::Result<String> {
         .await?)
 }
 
-pub async fn run_counts(pool: &SqlitePool, workflow_ref: &str) -> anyhow::Result<(i64, i64)> {
+pub async fn run_counts(
+    pool: &SqlitePool,
+    tenant: &str,
+    workflow_ref: &str,
+    since_micros: i64,
+) -> anyhow::Result<(i64, i64)> {
     let sql = format!(
         "SELECT count(*), count(*) FILTER (WHERE status IN {TERMINAL}) \
-         FROM runs WHERE workflow_ref = ?1"
+         FROM runs WHERE tenant = ?1 AND created_at >= ?3 AND workflow_ref = ?2"
     );
     sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(tenant)
         .bind(workflow_ref)
+        .bind(since_micros)
         .fetch_one(pool)
         .await
         .context("cannot count runs")
@@ -201,8 +208,22 @@ mod tests {
         let both = [done, broken];
 
         assert!(server_version(&pool).await.unwrap().starts_with("3."));
-        assert_eq!(run_counts(&pool, "bench/chain@1").await.unwrap(), (2, 2));
-        assert_eq!(run_counts(&pool, "bench/other@1").await.unwrap(), (0, 0));
+        assert_eq!(
+            run_counts(&pool, "t", "bench/chain@1", 0).await.unwrap(),
+            (2, 2)
+        );
+        assert_eq!(
+            run_counts(&pool, "t", "bench/chain@1", 1).await.unwrap(),
+            (0, 0)
+        );
+        assert_eq!(
+            run_counts(&pool, "u", "bench/chain@1", 0).await.unwrap(),
+            (0, 0)
+        );
+        assert_eq!(
+            run_counts(&pool, "t", "bench/other@1", 0).await.unwrap(),
+            (0, 0)
+        );
         assert_eq!(
             statuses(&pool, &both).await.unwrap(),
             [("completed".to_owned(), 1), ("failed".to_owned(), 1)]
