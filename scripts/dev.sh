@@ -34,7 +34,7 @@ echo "==> cargo build --bins --features heap-profiling"
 cargo build --bins --features baton-orchestrator/heap-profiling,baton-workflow-runner/heap-profiling
 ADDR="http://127.0.0.1:$ORCHESTRATOR_PORT"
 
-# The key this session uses: BATON_TOKEN, else the one saved for ADDR if it works here, else a
+# The key make dev uses: BATON_TOKEN, else the one saved for ADDR if it works here, else a
 # new admin key written straight into the database and saved for ADDR (never printed). The
 # orchestrator refuses to start while the database holds no key at all, so one is made first then.
 create_key() {
