@@ -31,10 +31,15 @@ pub struct Args {
     #[arg(long, default_value_t = 20)]
     pub warmup_runs: u32,
     /// After the scenarios, insert this many finished 10-step chain runs straight into the
-    /// production database (no VACUUM, no ANALYZE) and run the scenarios again, reported beside
-    /// the fresh figures; 0 = off. The embedded backend is not filled.
+    /// production database and run the scenarios again, reported beside the fresh figures; 0 =
+    /// off. The bench runs no VACUUM or ANALYZE: it waits for the services' own table upkeep to
+    /// see the new rows first. The embedded backend is not filled.
     #[arg(long, default_value_t = 0, value_name = "N")]
     pub history_runs: u32,
+    /// How long to wait after the history fill for the services' table upkeep (or autovacuum)
+    /// to analyze the hot tables before measuring anyway.
+    #[arg(long, default_value_t = 120, value_name = "SECONDS")]
+    pub history_upkeep_timeout_secs: u64,
     /// Which scenarios to run.
     #[arg(long, value_enum, default_value_t = Scenario::All)]
     pub scenario: Scenario,

@@ -1,10 +1,12 @@
 //! Filling the production database with history: copies of one real finished chain run (its run,
 //! steps, attempts and events, every column as the services wrote it) inserted in bulk with
 //! `INSERT ... SELECT ... FROM generate_series`, so that the scenarios can be measured again on a
-//! database holding many finished runs. No VACUUM or ANALYZE follows: the point is to measure
-//! without them.
+//! database holding many finished runs. The bench runs no VACUUM or ANALYZE: it waits, reading
+//! `pg_stat_user_tables` only, until the services' own table upkeep (or the server's autovacuum)
+//! has seen the new rows, as it would have while real history accumulated over hours, and then
+//! measures.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use sqlx::PgPool;
@@ -216,6 +218,45 @@ pub async fn fill(pool: &PgPool, workflow_ref: &str, runs: u64) -> anyhow::Resul
         template,
         elapsed_s: started.elapsed().as_secs_f64(),
     })
+}
+
+/// The tables whose statistics the hot path's plans depend on.
+const HOT_TABLES: &[&str] = &["runs", "step_runs", "run_events"];
+
+/// Waits until the hot tables have been analyzed (by the runner's upkeep or autovacuum) since
+/// the fill ended, reading the server's statistics every 250 ms; returns how long that took, or
+/// `None` when `timeout` passed first.
+pub async fn await_upkeep(pool: &PgPool, timeout: Duration) -> anyhow::Result<Option<f64>> {
+    let started = Instant::now();
+    let filled_at: f64 = sqlx::query_scalar("SELECT extract(epoch FROM now())::float8")
+        .fetch_one(pool)
+        .await
+        .context("cannot read the database's clock")?;
+    loop {
+        let pending: Vec<String> = sqlx::query_scalar(
+            "SELECT t FROM unnest($1::text[]) AS t WHERE NOT EXISTS ( \
+               SELECT 1 FROM pg_stat_user_tables s \
+               WHERE s.schemaname = current_schema() AND s.relname = t \
+                 AND greatest(s.last_analyze, s.last_autoanalyze) >= to_timestamp($2))",
+        )
+        .bind(HOT_TABLES)
+        .bind(filled_at)
+        .fetch_all(pool)
+        .await
+        .context("cannot read pg_stat_user_tables")?;
+        if pending.is_empty() {
+            return Ok(Some(started.elapsed().as_secs_f64()));
+        }
+        if started.elapsed() >= timeout {
+            eprintln!(
+                "history: {} not analyzed {:.0} s after the fill; measuring anyway",
+                pending.join(", "),
+                timeout.as_secs_f64()
+            );
+            return Ok(None);
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
 }
 
 /// The latest completed run of `workflow_ref` with what it left; an error if there is none or it

@@ -132,9 +132,14 @@ impl BackendResults {
             ));
             return;
         };
+        let upkeep = match after.upkeep_s {
+            Some(s) => format!("the services' table upkeep saw them {s:.1} s later"),
+            None => "the services' table upkeep did not see them in time".to_owned(),
+        };
         t.heading(&format!(
             "History ({}): the same scenarios after {runs} finished runs inserted in {:.1} s \
-             ({} steps, {} attempts, {} events each; no VACUUM, no ANALYZE)",
+             ({} steps, {} attempts, {} events each; {upkeep}; the bench runs no VACUUM or \
+             ANALYZE)",
             self.backend,
             after.fill_s,
             after.steps_per_run,
@@ -208,6 +213,7 @@ impl BackendResults {
             "runs": h.runs,
             "filled": true,
             "fill_s": after.fill_s,
+            "upkeep_s": after.upkeep_s,
             "per_run": {
                 "steps": after.steps_per_run,
                 "attempts": after.attempts_per_run,

@@ -55,6 +55,9 @@ pub struct History {
 /// The figures after the history was inserted, and what each inserted run holds.
 pub struct AfterHistory {
     pub fill_s: f64,
+    /// Seconds from the fill's end until the hot tables were analyzed by the services' upkeep
+    /// (or autovacuum); `None` when that was not seen within the timeout.
+    pub upkeep_s: Option<f64>,
     pub steps_per_run: i64,
     pub attempts_per_run: i64,
     pub events_per_run: i64,

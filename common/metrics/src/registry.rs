@@ -142,6 +142,11 @@ impl Metrics {
         self.retention.consumers_removed(n);
     }
 
+    /// Counts upkeep done on a table; `action` is `analyze` or `vacuum`.
+    pub fn db_maintenance(&self, table: &str, action: &str) {
+        self.retention.db_maintenance(table, action);
+    }
+
     /// Renders every metric in the Prometheus text format 0.0.4.
     pub fn encode(&self) -> String {
         let mut buf = Vec::new();

@@ -32,10 +32,11 @@ use uuid::Uuid;
 
 pub use error::StoreError;
 pub use model::{
-    ApiKeyRecord, NewApiKey, NewRun, NewWorkflow, Page, PageRequest, PutWorkflowOutcome, RunDetail,
-    RunFilter, StatusCounts, StepLease, StoredEvent, StoredWorkflow, WakeCandidate, WorkerHost,
+    ApiKeyRecord, MaintenanceReport, NewApiKey, NewRun, NewWorkflow, Page, PageRequest,
+    PutWorkflowOutcome, RunDetail, RunFilter, StatusCounts, StepLease, StoredEvent, StoredWorkflow,
+    TableUpkeep, WakeCandidate, WorkerHost,
 };
-pub use pg::PgStore;
+pub use pg::{PgStore, maintenance::LOCK_KEY as PG_MAINTENANCE_LOCK};
 pub use sqlite::SqliteStore;
 
 /// One run of [`Store::create_runs`]: the run, and whether it was created now.
@@ -179,6 +180,14 @@ pub trait Store: KeyStore + Send + Sync + 'static {
         ended_before_micros: i64,
         limit: i64,
     ) -> Result<u64, StoreError>;
+
+    /// Refreshes the planner's statistics and clears dead rows of Baton's tables where the
+    /// database server does not (Postgres with `autovacuum` off, server-wide or for a table),
+    /// by the thresholds the server's own autovacuum would use. Without it, plans made while
+    /// the tables were empty are kept as they grow, and every batch slows with history. One
+    /// replica at a time does the work; the others return [`MaintenanceReport::held_elsewhere`].
+    /// SQLite plans from its schema alone and needs none.
+    async fn maintain(&self) -> Result<MaintenanceReport, StoreError>;
 
     /// Records worker processes and their hosts (once per worker; later facts replace earlier).
     async fn record_workers(&self, hosts: &[WorkerHost]) -> Result<(), StoreError>;

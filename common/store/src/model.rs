@@ -193,6 +193,24 @@ pub struct StepLease {
     pub lease: u64,
 }
 
+/// What one [`crate::Store::maintain`] pass did to Baton's tables.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct MaintenanceReport {
+    /// Another replica was maintaining the tables, so this pass did nothing.
+    pub held_elsewhere: bool,
+    /// The tables that needed upkeep and what was done to each, in the order done.
+    pub tables: Vec<TableUpkeep>,
+}
+
+/// Upkeep done to one table: statistics refreshed (`analyzed`), dead rows cleared (`vacuumed`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct TableUpkeep {
+    pub table: String,
+    pub analyzed: bool,
+    pub vacuumed: bool,
+    pub took: std::time::Duration,
+}
+
 /// Counts by status (`queued`, `running`, `completed`, ...), as the store holds them.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct StatusCounts {

@@ -12,6 +12,9 @@ use sqlx::Connection;
 
 use conformance::Handles;
 
+#[path = "postgres/maintenance.rs"]
+mod maintenance;
+
 store_conformance!(with_postgres);
 
 fn admin_url() -> String {

@@ -62,6 +62,11 @@ pub struct RunnerConfig {
     /// entry (those of replicas that are gone) leave the inbox's and job streams' groups.
     /// Longer than any pause a live replica makes between reads; `0` or `off` keeps them.
     pub consumer_idle_remove: Option<Duration>,
+    /// `BATON_DB_MAINTENANCE_INTERVAL` (default 10s): how often the runner checks whether
+    /// Baton's tables need `ANALYZE` or `VACUUM` that the database server is not doing (Postgres
+    /// with `autovacuum` off) and does it, by the server's autovacuum thresholds and pace, one
+    /// replica at a time. Tables autovacuum looks after are left to it. `0` or `off`: never.
+    pub db_maintenance_interval: Option<Duration>,
     /// `BATON_BUILTIN_WORKERS` (default true): run the built-in kinds' workers in this process.
     pub builtin_workers: bool,
     /// The built-in workers' settings, read as every worker service reads them
@@ -122,6 +127,11 @@ impl RunnerConfig {
                 env,
                 "BATON_CONSUMER_IDLE_REMOVE",
                 Duration::from_secs(3_600),
+            )?,
+            db_maintenance_interval: duration_or_off(
+                env,
+                "BATON_DB_MAINTENANCE_INTERVAL",
+                Duration::from_secs(10),
             )?,
             builtin_workers: env.bool_or("BATON_BUILTIN_WORKERS", true)?,
             worker: WorkerConfig::from_env_with_default_id(env, &format!("{consumer}-worker"))?,

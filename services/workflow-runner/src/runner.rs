@@ -6,6 +6,7 @@
 
 mod apply;
 mod inbox;
+mod maintenance;
 mod metrics;
 mod recovery;
 mod retention;

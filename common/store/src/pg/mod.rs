@@ -7,6 +7,7 @@ mod batch;
 mod error;
 mod keys;
 mod leases;
+pub(crate) mod maintenance;
 mod retention;
 mod rows;
 
@@ -453,6 +454,10 @@ impl Store for PgStore {
         limit: i64,
     ) -> Result<u64, StoreError> {
         self.delete_finished(ended_before_micros, limit).await
+    }
+
+    async fn maintain(&self) -> Result<crate::MaintenanceReport, StoreError> {
+        maintenance::maintain(&self.pool).await
     }
 
     async fn record_workers(&self, hosts: &[WorkerHost]) -> Result<(), StoreError> {
