@@ -62,10 +62,11 @@ pub struct RunnerConfig {
     /// entry (those of replicas that are gone) leave the inbox's and job streams' groups.
     /// Longer than any pause a live replica makes between reads; `0` or `off` keeps them.
     pub consumer_idle_remove: Option<Duration>,
-    /// `BATON_DB_MAINTENANCE_INTERVAL` (default 10s): how often the runner checks whether
+    /// `BATON_DB_MAINTENANCE_INTERVAL` (default 2s): how often the runner checks whether
     /// Baton's tables need `ANALYZE` or `VACUUM` that the database server is not doing (Postgres
     /// with `autovacuum` off) and does it, by the server's autovacuum thresholds and pace, one
-    /// replica at a time. Tables autovacuum looks after are left to it. `0` or `off`: never.
+    /// replica at a time. A check is one read of `pg_stat_user_tables`. Tables autovacuum looks
+    /// after are left to it. `0` or `off`: never.
     pub db_maintenance_interval: Option<Duration>,
     /// `BATON_BUILTIN_WORKERS` (default true): run the built-in kinds' workers in this process.
     pub builtin_workers: bool,
@@ -131,7 +132,7 @@ impl RunnerConfig {
             db_maintenance_interval: duration_or_off(
                 env,
                 "BATON_DB_MAINTENANCE_INTERVAL",
-                Duration::from_secs(10),
+                Duration::from_secs(2),
             )?,
             builtin_workers: env.bool_or("BATON_BUILTIN_WORKERS", true)?,
             worker: WorkerConfig::from_env_with_default_id(env, &format!("{consumer}-worker"))?,
@@ -208,6 +209,29 @@ mod tests {
                 .unwrap_err()
                 .to_string()
                 .contains("BATON_RETENTION")
+        );
+    }
+
+    #[test]
+    fn db_maintenance_every_two_seconds_unless_off() {
+        let defaults = RunnerConfig::from_env(&Env::from_pairs([])).unwrap();
+        assert_eq!(
+            defaults.db_maintenance_interval,
+            Some(Duration::from_secs(2))
+        );
+        let set = Env::from_pairs([("BATON_DB_MAINTENANCE_INTERVAL", "30s")]);
+        assert_eq!(
+            RunnerConfig::from_env(&set)
+                .unwrap()
+                .db_maintenance_interval,
+            Some(Duration::from_secs(30))
+        );
+        let off = Env::from_pairs([("BATON_DB_MAINTENANCE_INTERVAL", "off")]);
+        assert_eq!(
+            RunnerConfig::from_env(&off)
+                .unwrap()
+                .db_maintenance_interval,
+            None
         );
     }
 

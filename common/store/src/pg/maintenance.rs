@@ -86,10 +86,17 @@ const STATS_SQL: &str = "SELECT s.relname::text, c.reltuples::float8, s.n_dead_t
     FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid \
     WHERE s.schemaname = current_schema() AND s.relname = ANY($1)";
 
-/// One pass, on a connection of its own (so the advisory lock and the cost-delay setting die
-/// with it and never reach the pool).
+/// One pass. The statistics are read on a pooled connection, which is all a pass costs while
+/// nothing is due; work that is due is done on a connection of its own, so the advisory lock
+/// and the cost-delay setting die with it and never reach the pool.
 #[tracing::instrument(name = "db_maintenance", skip_all, fields(tables = tracing::field::Empty))]
 pub(super) async fn maintain(pool: &PgPool) -> Result<MaintenanceReport, StoreError> {
+    {
+        let mut pooled = pool.acquire().await.map_err(pg_error)?;
+        if due_tables(&mut pooled).await?.is_empty() {
+            return Ok(MaintenanceReport::default());
+        }
+    }
     let mut conn = PgConnection::connect_with(&pool.connect_options())
         .await
         .map_err(pg_error)?;
@@ -101,18 +108,8 @@ pub(super) async fn maintain(pool: &PgPool) -> Result<MaintenanceReport, StoreEr
     Ok(report)
 }
 
-async fn maintain_on(conn: &mut PgConnection) -> Result<MaintenanceReport, StoreError> {
-    let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
-        .bind(LOCK_KEY)
-        .fetch_one(&mut *conn)
-        .await
-        .map_err(pg_error)?;
-    if !locked {
-        return Ok(MaintenanceReport {
-            held_elsewhere: true,
-            tables: Vec::new(),
-        });
-    }
+/// The tables due for upkeep, hottest first, with what each is due for: (`ANALYZE`, `VACUUM`).
+async fn due_tables(conn: &mut PgConnection) -> Result<Vec<(String, bool, bool)>, StoreError> {
     let (
         analyze_threshold,
         analyze_scale,
@@ -137,45 +134,59 @@ async fn maintain_on(conn: &mut PgConnection) -> Result<MaintenanceReport, Store
         .fetch_all(&mut *conn)
         .await
         .map_err(pg_error)?;
-    let mut stats: Vec<TableStats> = rows
+    let mut due_tables: Vec<(String, bool, bool)> = rows
         .into_iter()
-        .map(
-            |(table, reltuples, dead, modified, inserted, autovacuum)| TableStats {
+        .filter_map(|(table, reltuples, dead, modified, inserted, autovacuum)| {
+            let stats = TableStats {
                 table,
                 reltuples,
                 dead,
                 modified_since_analyze: modified,
                 inserted_since_vacuum: inserted,
                 autovacuum,
-            },
-        )
+            };
+            let (analyze, vacuum) = due(&stats, &thresholds);
+            (analyze || vacuum).then_some((stats.table, analyze, vacuum))
+        })
         .collect();
-    stats.sort_by_key(|s| TABLES.iter().position(|t| *t == s.table));
+    due_tables.sort_by_key(|(table, _, _)| TABLES.iter().position(|t| t == table));
+    Ok(due_tables)
+}
+
+async fn maintain_on(conn: &mut PgConnection) -> Result<MaintenanceReport, StoreError> {
+    let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+        .bind(LOCK_KEY)
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(pg_error)?;
+    if !locked {
+        return Ok(MaintenanceReport {
+            held_elsewhere: true,
+            tables: Vec::new(),
+        });
+    }
+    // Read again under the lock: the replica that held it may have done the work.
+    let due = due_tables(conn).await?;
     let mut report = MaintenanceReport::default();
-    let mut throttled = false;
-    for table in &stats {
-        let (analyze, vacuum) = due(table, &thresholds);
-        if !analyze && !vacuum {
-            continue;
-        }
-        if !throttled {
-            // Paced as autovacuum is, so upkeep never takes the disk from the hot path.
-            sqlx::query(
-                "SELECT set_config('vacuum_cost_delay', CASE \
-                   WHEN current_setting('autovacuum_vacuum_cost_delay') = '-1' \
-                   THEN current_setting('vacuum_cost_delay') \
-                   ELSE current_setting('autovacuum_vacuum_cost_delay') END, false)",
-            )
-            .execute(&mut *conn)
-            .await
-            .map_err(pg_error)?;
-            throttled = true;
-        }
+    if due.is_empty() {
+        return Ok(report);
+    }
+    // Paced as autovacuum is, so upkeep never takes the disk from the hot path.
+    sqlx::query(
+        "SELECT set_config('vacuum_cost_delay', CASE \
+           WHEN current_setting('autovacuum_vacuum_cost_delay') = '-1' \
+           THEN current_setting('vacuum_cost_delay') \
+           ELSE current_setting('autovacuum_vacuum_cost_delay') END, false)",
+    )
+    .execute(&mut *conn)
+    .await
+    .map_err(pg_error)?;
+    for (table, analyze, vacuum) in due {
         // The name is one of `TABLES`, never input.
         let statement = match (analyze, vacuum) {
-            (true, true) => format!("VACUUM (ANALYZE) \"{}\"", table.table),
-            (false, true) => format!("VACUUM \"{}\"", table.table),
-            _ => format!("ANALYZE \"{}\"", table.table),
+            (true, true) => format!("VACUUM (ANALYZE) \"{table}\""),
+            (false, true) => format!("VACUUM \"{table}\""),
+            _ => format!("ANALYZE \"{table}\""),
         };
         let began = Instant::now();
         sqlx::raw_sql(sqlx::AssertSqlSafe(statement))
@@ -183,7 +194,7 @@ async fn maintain_on(conn: &mut PgConnection) -> Result<MaintenanceReport, Store
             .await
             .map_err(pg_error)?;
         report.tables.push(TableUpkeep {
-            table: table.table.clone(),
+            table,
             analyzed: analyze,
             vacuumed: vacuum,
             took: began.elapsed(),
