@@ -12,6 +12,8 @@ use sqlx::Connection;
 
 use conformance::Handles;
 
+#[path = "postgres/hot.rs"]
+mod hot;
 #[path = "postgres/maintenance.rs"]
 mod maintenance;
 

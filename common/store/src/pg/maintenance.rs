@@ -27,16 +27,16 @@ pub const LOCK_KEY: i64 = 0x6261_746f_6e6d_6e74;
 
 /// The server's autovacuum thresholds: a table is due for `ANALYZE` after
 /// `analyze_threshold + analyze_scale × rows` changed rows, and for `VACUUM` after
-/// `vacuum_threshold + vacuum_scale × rows` dead rows or `insert_threshold + insert_scale × rows`
-/// rows inserted since its last vacuum.
+/// `vacuum_threshold + vacuum_scale × rows` dead rows. Autovacuum also vacuums after many
+/// inserts, to set visibility bits and freeze; nothing on Baton's hot path needs the one, and the
+/// server's anti-wraparound vacuum does the other even with autovacuum off, so upkeep spares the
+/// append-only event table that work while runs are being applied.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub(crate) struct Thresholds {
     pub analyze_threshold: f64,
     pub analyze_scale: f64,
     pub vacuum_threshold: f64,
     pub vacuum_scale: f64,
-    pub insert_threshold: f64,
-    pub insert_scale: f64,
 }
 
 /// What the server's statistics say of one table.
@@ -47,7 +47,6 @@ pub(crate) struct TableStats {
     pub reltuples: f64,
     pub dead: i64,
     pub modified_since_analyze: i64,
-    pub inserted_since_vacuum: i64,
     /// Whether the server's autovacuum looks after this table.
     pub autovacuum: bool,
 }
@@ -60,9 +59,7 @@ pub(crate) fn due(stats: &TableStats, t: &Thresholds) -> (bool, bool) {
     let rows = stats.reltuples.max(0.0);
     let analyze =
         stats.modified_since_analyze as f64 > t.analyze_threshold + t.analyze_scale * rows;
-    let vacuum = stats.dead as f64 > t.vacuum_threshold + t.vacuum_scale * rows
-        || (t.insert_threshold >= 0.0
-            && stats.inserted_since_vacuum as f64 > t.insert_threshold + t.insert_scale * rows);
+    let vacuum = stats.dead as f64 > t.vacuum_threshold + t.vacuum_scale * rows;
     (analyze, vacuum)
 }
 
@@ -70,14 +67,12 @@ const THRESHOLDS_SQL: &str = "SELECT \
     current_setting('autovacuum_analyze_threshold')::float8, \
     current_setting('autovacuum_analyze_scale_factor')::float8, \
     current_setting('autovacuum_vacuum_threshold')::float8, \
-    current_setting('autovacuum_vacuum_scale_factor')::float8, \
-    current_setting('autovacuum_vacuum_insert_threshold')::float8, \
-    current_setting('autovacuum_vacuum_insert_scale_factor')::float8";
+    current_setting('autovacuum_vacuum_scale_factor')::float8";
 
 /// Per-table statistics; `autovacuum` is the server switch (with `track_counts`, which it
 /// needs) and the table's own `autovacuum_enabled`.
 const STATS_SQL: &str = "SELECT s.relname::text, c.reltuples::float8, s.n_dead_tup, \
-      s.n_mod_since_analyze, s.n_ins_since_vacuum, \
+      s.n_mod_since_analyze, \
       current_setting('autovacuum')::bool AND current_setting('track_counts')::bool \
         AND NOT EXISTS (SELECT 1 FROM unnest(c.reloptions) o \
           WHERE lower(o) IN ('autovacuum_enabled=false', 'autovacuum_enabled=off', \
@@ -110,39 +105,30 @@ pub(super) async fn maintain(pool: &PgPool) -> Result<MaintenanceReport, StoreEr
 
 /// The tables due for upkeep, hottest first, with what each is due for: (`ANALYZE`, `VACUUM`).
 async fn due_tables(conn: &mut PgConnection) -> Result<Vec<(String, bool, bool)>, StoreError> {
-    let (
-        analyze_threshold,
-        analyze_scale,
-        vacuum_threshold,
-        vacuum_scale,
-        insert_threshold,
-        insert_scale,
-    ): (f64, f64, f64, f64, f64, f64) = sqlx::query_as(THRESHOLDS_SQL)
-        .fetch_one(&mut *conn)
-        .await
-        .map_err(pg_error)?;
+    let (analyze_threshold, analyze_scale, vacuum_threshold, vacuum_scale): (f64, f64, f64, f64) =
+        sqlx::query_as(THRESHOLDS_SQL)
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(pg_error)?;
     let thresholds = Thresholds {
         analyze_threshold,
         analyze_scale,
         vacuum_threshold,
         vacuum_scale,
-        insert_threshold,
-        insert_scale,
     };
-    let rows: Vec<(String, f64, i64, i64, i64, bool)> = sqlx::query_as(STATS_SQL)
+    let rows: Vec<(String, f64, i64, i64, bool)> = sqlx::query_as(STATS_SQL)
         .bind(TABLES)
         .fetch_all(&mut *conn)
         .await
         .map_err(pg_error)?;
     let mut due_tables: Vec<(String, bool, bool)> = rows
         .into_iter()
-        .filter_map(|(table, reltuples, dead, modified, inserted, autovacuum)| {
+        .filter_map(|(table, reltuples, dead, modified, autovacuum)| {
             let stats = TableStats {
                 table,
                 reltuples,
                 dead,
                 modified_since_analyze: modified,
-                inserted_since_vacuum: inserted,
                 autovacuum,
             };
             let (analyze, vacuum) = due(&stats, &thresholds);
@@ -212,56 +198,41 @@ mod tests {
         analyze_scale: 0.1,
         vacuum_threshold: 50.0,
         vacuum_scale: 0.2,
-        insert_threshold: 1000.0,
-        insert_scale: 0.2,
     };
 
-    fn table(reltuples: f64, dead: i64, modified: i64, inserted: i64) -> TableStats {
+    fn table(reltuples: f64, dead: i64, modified: i64) -> TableStats {
         TableStats {
             table: "step_runs".into(),
             reltuples,
             dead,
             modified_since_analyze: modified,
-            inserted_since_vacuum: inserted,
             autovacuum: false,
         }
     }
 
     #[test]
     fn a_table_never_analyzed_is_analyzed_once_it_has_rows() {
-        assert_eq!(due(&table(-1.0, 0, 50, 50), &DEFAULTS), (false, false));
-        assert_eq!(due(&table(-1.0, 0, 51, 51), &DEFAULTS), (true, false));
+        assert_eq!(due(&table(-1.0, 0, 50), &DEFAULTS), (false, false));
+        assert_eq!(due(&table(-1.0, 0, 51), &DEFAULTS), (true, false));
     }
 
     #[test]
     fn thresholds_grow_with_the_table() {
-        // 100 000 rows: analyze after 10 050 changes, vacuum after 20 050 dead or 21 000 inserted.
+        // 100 000 rows: analyze after 10 050 changes, vacuum after 20 050 dead rows.
         assert_eq!(
-            due(&table(100_000.0, 20_000, 10_000, 20_000), &DEFAULTS),
+            due(&table(100_000.0, 20_000, 10_000), &DEFAULTS),
             (false, false)
         );
         assert_eq!(
-            due(&table(100_000.0, 20_051, 10_051, 0), &DEFAULTS),
+            due(&table(100_000.0, 20_051, 10_051), &DEFAULTS),
             (true, true)
         );
-        assert_eq!(
-            due(&table(100_000.0, 0, 0, 21_001), &DEFAULTS),
-            (false, true)
-        );
-    }
-
-    #[test]
-    fn insert_vacuum_off_when_its_threshold_is_negative() {
-        let off = Thresholds {
-            insert_threshold: -1.0,
-            ..DEFAULTS
-        };
-        assert_eq!(due(&table(0.0, 0, 0, 1_000_000), &off), (false, false));
+        assert_eq!(due(&table(100_000.0, 20_051, 0), &DEFAULTS), (false, true));
     }
 
     #[test]
     fn tables_autovacuum_looks_after_are_left_to_it() {
-        let mut stats = table(-1.0, 1_000_000, 1_000_000, 1_000_000);
+        let mut stats = table(-1.0, 1_000_000, 1_000_000);
         stats.autovacuum = true;
         assert_eq!(due(&stats, &DEFAULTS), (false, false));
     }
