@@ -12,8 +12,6 @@ use sqlx::Connection;
 
 use conformance::Handles;
 
-#[path = "postgres/hot.rs"]
-mod hot;
 #[path = "postgres/maintenance.rs"]
 mod maintenance;
 

@@ -1,8 +1,7 @@
 //! Step leases on Postgres, judged by the database's clock, so no replica's clock decides whose
 //! job is lost. Leases are set from `clock_timestamp()`; the expiry scan compares with `now()`
-//! (the same clock at the statement's start). The scan reaches steps in flight through the
-//! partial index of running runs, and reads their steps by primary key: the lease expiry itself
-//! is not indexed, so the step updates that move it stay HOT.
+//! (the same clock at the statement's start), which, unlike `clock_timestamp()`, can drive the
+//! partial index on `lease_expires_at` instead of a scan of every step.
 
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -12,10 +11,10 @@ use crate::{StepLease, StoreError};
 
 pub(super) async fn expired(pool: &PgPool, limit: i64) -> Result<Vec<StepLease>, StoreError> {
     let rows: Vec<(Uuid, String, String, i32, i64)> = sqlx::query_as(
-        "SELECT s.run_id, s.step_id, s.kind, s.attempt, s.lease FROM runs r \
-         JOIN step_runs s ON s.run_id = r.id \
-         WHERE r.status = 'running' \
-           AND s.lease_expires_at < now() AND s.status IN ('queued', 'running') \
+        "SELECT s.run_id, s.step_id, s.kind, s.attempt, s.lease FROM step_runs s \
+         JOIN runs r ON r.id = s.run_id \
+         WHERE s.lease_expires_at < now() AND s.status IN ('queued', 'running') \
+           AND r.status = 'running' \
          ORDER BY s.lease_expires_at LIMIT $1",
     )
     .bind(limit)
