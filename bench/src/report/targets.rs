@@ -26,6 +26,12 @@ pub const CHAIN_STEPS_PER_S: Goal = Goal {
     value: 10_000.0,
     unit: "",
 };
+/// Steps per second the 100-way fan-out throughput should reach.
+pub const FANOUT_STEPS_PER_S: Goal = Goal {
+    op: Op::AtLeast,
+    value: 10_000.0,
+    unit: "",
+};
 /// Dispatch delay targets.
 pub const DISPATCH_P50_MS: Goal = Goal {
     op: Op::AtMost,
@@ -41,6 +47,12 @@ pub const DISPATCH_P99_MS: Goal = Goal {
 pub const LONE_P50_MS: Goal = Goal {
     op: Op::AtMost,
     value: 15.0,
+    unit: "ms",
+};
+/// Lone 10-step chain p99 target.
+pub const LONE_P99_MS: Goal = Goal {
+    op: Op::AtMost,
+    value: 25.0,
     unit: "ms",
 };
 /// After `--history-runs` finished runs, chain throughput at least 80 % of the fresh database's.
@@ -132,6 +144,14 @@ impl BackendResults {
                 CHAIN_STEPS_PER_S,
             );
         }
+        if let Some(f) = &self.fanout {
+            check(
+                "fan-out throughput".into(),
+                f.steps_per_s(),
+                "steps/s",
+                FANOUT_STEPS_PER_S,
+            );
+        }
         for (_, which, d) in self.dispatches() {
             let Some(d) = d else { continue };
             for (_, what, s) in d.delays() {
@@ -150,6 +170,12 @@ impl BackendResults {
                 l.latency_ms.p50,
                 "ms",
                 LONE_P50_MS,
+            );
+            check(
+                "lone 10-step chain p99".into(),
+                l.latency_ms.p99,
+                "ms",
+                LONE_P99_MS,
             );
         }
         for (name, value, goal) in self.history_checks() {
@@ -179,6 +205,8 @@ mod tests {
         assert_eq!(CHAIN_STEPS_PER_S.describe(), "≥ 10,000");
         assert_eq!(DISPATCH_P50_MS.describe(), "≤ 1 ms");
         assert_eq!(LONE_P50_MS.describe(), "≤ 15 ms");
+        assert_eq!(LONE_P99_MS.describe(), "≤ 25 ms");
+        assert_eq!(FANOUT_STEPS_PER_S.describe(), "≥ 10,000");
         assert_eq!(RSS_MB.describe(), "< 100 MB");
         assert_eq!(HISTORY_CHAIN_RATIO.describe(), "≥ 0.8 ×");
         assert_eq!(HISTORY_LONE_RATIO.describe(), "≤ 1.2 ×");

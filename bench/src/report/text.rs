@@ -5,7 +5,10 @@
 use std::fmt::Write as _;
 
 use super::format::{LABEL, Text, mark, mb, num};
-use super::targets::{CHAIN_STEPS_PER_S, DISPATCH_P50_MS, DISPATCH_P99_MS, LONE_P50_MS, RSS_MB};
+use super::targets::{
+    CHAIN_STEPS_PER_S, DISPATCH_P50_MS, DISPATCH_P99_MS, FANOUT_STEPS_PER_S, LONE_P50_MS,
+    LONE_P99_MS, RSS_MB,
+};
 use super::{BackendResults, Results, compare};
 use crate::backend::Backend;
 use crate::throughput;
@@ -90,11 +93,12 @@ impl BackendResults {
             "s",
         );
         t.row("runs", o.runs_per_s(), "runs/s");
-        let target = if chain {
-            self.target(CHAIN_STEPS_PER_S, o.steps_per_s())
+        let goal = if chain {
+            CHAIN_STEPS_PER_S
         } else {
-            None
+            FANOUT_STEPS_PER_S
         };
+        let target = self.target(goal, o.steps_per_s());
         t.figure("steps", o.steps_per_s(), "steps/s", target);
         t.row("steps completed", o.completed_steps as f64, "steps");
         t.row("all StartRun calls returned after", o.submit_s, "s");
@@ -121,7 +125,7 @@ impl BackendResults {
         let s = &l.latency_ms;
         t.figure("p50", s.p50, "ms", self.target(LONE_P50_MS, s.p50));
         t.row("p90", s.p90, "ms");
-        t.row("p99", s.p99, "ms");
+        t.figure("p99", s.p99, "ms", self.target(LONE_P99_MS, s.p99));
         t.row("max", s.max, "ms");
         t.row("mean", s.mean, "ms");
         if let Some(s) = &l.start_rpc_ms {
