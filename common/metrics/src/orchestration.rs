@@ -6,7 +6,7 @@
 //! 10, 30, 60, 120, 300, 600, 1800 and 3600 s (plus `+Inf`), which spans sub-millisecond steps up to
 //! hour-long runs.
 
-use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
+use prometheus::{HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry};
 
 use crate::MetricsError;
 
@@ -19,6 +19,9 @@ pub const ORCHESTRATION_RUN_DURATION_SECONDS: &str = "orchestration_run_duration
 /// `completed` or `failed`.
 pub const ORCHESTRATION_STEP_DURATION_SECONDS: &str = "orchestration_step_duration_seconds";
 /// Histogram `orchestration_step_queue_seconds{definition,step}`, queued to running.
+/// Run starts held back because `BATON_MAX_RUNNING_RUNS` runs were running; each such run
+/// stays queued and starts as room is made.
+pub const BATON_RUN_STARTS_HELD_TOTAL: &str = "baton_run_starts_held_total";
 pub const ORCHESTRATION_STEP_QUEUE_SECONDS: &str = "orchestration_step_queue_seconds";
 
 /// Bucket bounds in seconds for orchestration durations: sub-millisecond to one hour.
@@ -63,6 +66,7 @@ pub(crate) struct OrchestrationMetrics {
     run_duration: HistogramVec,
     step_duration: HistogramVec,
     step_queue: HistogramVec,
+    starts_held: IntCounter,
 }
 
 impl OrchestrationMetrics {
@@ -92,8 +96,14 @@ impl OrchestrationMetrics {
         registry.register(Box::new(runs_total.clone()))?;
         registry.register(Box::new(run_duration.clone()))?;
         registry.register(Box::new(step_duration.clone()))?;
+        let starts_held = IntCounter::new(
+            BATON_RUN_STARTS_HELD_TOTAL,
+            "Run starts held back by admission control; the runs start as running runs end.",
+        )?;
         registry.register(Box::new(step_queue.clone()))?;
+        registry.register(Box::new(starts_held.clone()))?;
         Ok(Self {
+            starts_held,
             runs_total,
             run_duration,
             step_duration,
@@ -126,6 +136,10 @@ impl OrchestrationMetrics {
         self.step_duration
             .with_label_values(&[definition, step, status])
             .observe(secs);
+    }
+
+    pub(crate) fn starts_held(&self, n: u64) {
+        self.starts_held.inc_by(n);
     }
 
     pub(crate) fn step_queued_for(&self, definition: &str, step: &str, secs: f64) {

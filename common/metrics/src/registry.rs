@@ -91,6 +91,11 @@ impl Metrics {
             .step_ended(definition, step, succeeded, duration_secs);
     }
 
+    /// Counts run starts held back by admission control (`baton_run_starts_held_total`).
+    pub fn run_starts_held(&self, n: u64) {
+        self.orchestration.starts_held(n);
+    }
+
     /// Observes how long a step waited between being queued and starting to run.
     pub fn step_queued_for(&self, definition: &str, step: &str, secs: f64) {
         self.orchestration.step_queued_for(definition, step, secs);

@@ -34,7 +34,7 @@ pub use error::StoreError;
 pub use model::{
     ApiKeyRecord, MaintenanceReport, NewApiKey, NewRun, NewWorkflow, Page, PageRequest,
     PutWorkflowOutcome, RunDetail, RunFilter, StatusCounts, StepLease, StoredEvent, StoredWorkflow,
-    TableUpkeep, WakeCandidate, WorkerHost,
+    TableUpkeep, WorkerHost,
 };
 pub use pg::{PgStore, maintenance::LOCK_KEY as PG_MAINTENANCE_LOCK};
 pub use sqlite::SqliteStore;
@@ -150,14 +150,25 @@ pub trait Store: KeyStore + Send + Sync + 'static {
     /// their steps. Other batches over the same runs wait until this one commits or drops.
     async fn lock_runs(&self, ids: &[Uuid]) -> Result<Box<dyn RunBatch>, StoreError>;
 
-    /// Runs that need a wake-up a timer may have lost: retries overdue, deadlines passed, runs
-    /// queued but never started.
+    /// Running runs that need a wake-up a timer may have lost: a retry due or the deadline
+    /// passed more than `grace_micros` before `now_micros`; at most `limit`.
     async fn overdue_runs(
         &self,
         now_micros: i64,
         grace_micros: i64,
         limit: i64,
-    ) -> Result<Vec<WakeCandidate>, StoreError>;
+    ) -> Result<Vec<Uuid>, StoreError>;
+
+    /// Runs still queued that were created before `created_before_micros`, oldest first, at
+    /// most `limit`: the ones admission starts next, or whose start message was lost.
+    async fn queued_runs(
+        &self,
+        created_before_micros: i64,
+        limit: i64,
+    ) -> Result<Vec<Uuid>, StoreError>;
+
+    /// How many runs are running now (started, not ended), for admission control.
+    async fn running_runs(&self) -> Result<u64, StoreError>;
 
     /// Steps in flight whose lease ran out by the database's clock, soonest expired first, at
     /// most `limit`: their jobs may be lost. Only steps of running runs.

@@ -172,15 +172,6 @@ pub struct StoredEvent {
     pub record: baton_engine::EventRecord,
 }
 
-/// A run that should be woken, and why.
-#[derive(Clone, Debug, PartialEq)]
-pub enum WakeCandidate {
-    /// Queued, but no runner took it.
-    NotStarted(Uuid),
-    /// A retry or the deadline is overdue.
-    Overdue(Uuid),
-}
-
 /// The lease of a step in flight: which dispatch of which attempt holds it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StepLease {

@@ -68,6 +68,12 @@ pub struct RunnerConfig {
     /// replica at a time. A check is one read of `pg_stat_user_tables`. Tables autovacuum looks
     /// after are left to it. `0` or `off`: never.
     pub db_maintenance_interval: Option<Duration>,
+    /// `BATON_MAX_RUNNING_RUNS` (default 256): most runs running at once across the replicas
+    /// sharing the store. A burst beyond it waits as `queued`, durably in the store, and starts
+    /// oldest first as running runs end, so the runs already going keep their pace instead of
+    /// every run slowing down together. A soft bound: replicas count between store readings, so
+    /// it can be passed by a batch per replica. `0` or `off`: no bound.
+    pub max_running_runs: Option<u64>,
     /// `BATON_BUILTIN_WORKERS` (default true): run the built-in kinds' workers in this process.
     pub builtin_workers: bool,
     /// The built-in workers' settings, read as every worker service reads them
@@ -134,6 +140,7 @@ impl RunnerConfig {
                 "BATON_DB_MAINTENANCE_INTERVAL",
                 Duration::from_secs(2),
             )?,
+            max_running_runs: count_or_off(env, "BATON_MAX_RUNNING_RUNS", 256)?,
             builtin_workers: env.bool_or("BATON_BUILTIN_WORKERS", true)?,
             worker: WorkerConfig::from_env_with_default_id(env, &format!("{consumer}-worker"))?,
             max_deliveries: env.parse_or("BATON_MAX_DELIVERIES", 5)?,
@@ -155,6 +162,17 @@ fn above_zero(env: &Env, name: &str, default: Duration) -> Result<Duration, Conf
         });
     }
     Ok(value)
+}
+
+/// A count, `default` when unset, or `None` for `0` or `off`.
+fn count_or_off(env: &Env, name: &str, default: u64) -> Result<Option<u64>, ConfigError> {
+    if env
+        .var(name)
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("off"))
+    {
+        return Ok(None);
+    }
+    Ok(Some(env.parse_or(name, default)?).filter(|n| *n > 0))
 }
 
 /// A duration like `30d` or `90s`, `default` when unset, or `None` for `0` or `off`.
@@ -233,6 +251,22 @@ mod tests {
                 .db_maintenance_interval,
             None
         );
+    }
+
+    #[test]
+    fn running_runs_bounded_at_256_unless_off() {
+        let read = |pairs: &[(&'static str, &'static str)]| {
+            RunnerConfig::from_env(&Env::from_pairs(pairs.iter().copied()))
+        };
+        assert_eq!(read(&[]).unwrap().max_running_runs, Some(256));
+        let set = read(&[("BATON_MAX_RUNNING_RUNS", "64")]).unwrap();
+        assert_eq!(set.max_running_runs, Some(64));
+        for off in ["0", "off", "OFF"] {
+            let off_pairs = [("BATON_MAX_RUNNING_RUNS", off)];
+            assert_eq!(read(&off_pairs).unwrap().max_running_runs, None, "{off}");
+        }
+        let bad = read(&[("BATON_MAX_RUNNING_RUNS", "many")]).unwrap_err();
+        assert!(bad.to_string().contains("BATON_MAX_RUNNING_RUNS"), "{bad}");
     }
 
     #[test]

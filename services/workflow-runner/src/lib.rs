@@ -84,6 +84,7 @@ pub async fn serve(
     tasks.spawn(runner.clone().run_inbox(shutdown.clone()));
     tasks.spawn(runner.clone().run_timers(shutdown.clone()));
     tasks.spawn(runner.clone().run_recovery(shutdown.clone()));
+    tasks.spawn(runner.clone().run_admission(shutdown.clone()));
     tasks.spawn(runner.clone().run_maintenance(shutdown.clone()));
     tasks.spawn(
         runner

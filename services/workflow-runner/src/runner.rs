@@ -4,6 +4,7 @@
 //! as in flight), never a step recorded as queued with no job behind it. The runner is the only
 //! writer of run state: even a cancel reaches it as an inbox message.
 
+mod admission;
 mod apply;
 mod inbox;
 mod maintenance;
@@ -29,6 +30,7 @@ use baton_store::Store;
 use tokio_util::sync::CancellationToken;
 
 use crate::{RunnerConfig, RunnerError};
+use admission::Admission;
 use inbox::{InboxEntry, Rejected, RunMessages, SortedBatch};
 use workflows::WorkflowCache;
 
@@ -44,6 +46,8 @@ pub struct Runner {
     metrics: Arc<Metrics>,
     /// When the inbox loop last read, and applied what it read, without an outage.
     progress: Progress,
+    /// How many runs may start now (`BATON_MAX_RUNNING_RUNS`).
+    admission: Admission,
 }
 
 /// Whether work moves: the inbox loop records each read and each batch that applied, so health
@@ -107,6 +111,7 @@ impl Runner {
             limits: config.limits,
         };
         Self {
+            admission: Admission::new(config.max_running_runs),
             store,
             queue,
             config,
@@ -166,14 +171,16 @@ impl Runner {
     /// delivered too often are tried alone, the rest are applied together (see
     /// [`Runner::apply_isolating_runs`]).
     pub async fn process(&self, batch: Vec<Delivery<v1::RunnerMessage>>) {
-        let sorted = SortedBatch::sort(batch, self.config.max_deliveries);
+        let mut sorted = SortedBatch::sort(batch, self.config.max_deliveries);
         self.dead_letter(sorted.rejected).await;
         for suspect in sorted.suspects {
             self.apply_suspect(suspect).await;
         }
+        let admitted = self.admit_starts(&mut sorted.by_run).await;
         if !sorted.by_run.is_empty() {
             self.apply_isolating_runs(sorted.by_run).await;
         }
+        self.admission.release(admitted);
     }
 
     /// Applies `by_run`, waiting out an outage of the store or the queue in place (with backoff,
@@ -224,7 +231,7 @@ impl Runner {
             deliveries.saturating_sub(1).max(1)
         );
         self.dead_letter(vec![Rejected {
-            id: entry.id,
+            id: entry.id.unwrap_or_default(),
             reason,
             payload: entry.payload,
         }])

@@ -28,8 +28,7 @@ use self::{
 };
 use crate::{
     CreatedRun, NewRun, NewWorkflow, Page, PageRequest, PutWorkflowOutcome, RunBatch, RunDetail,
-    RunFilter, StatusCounts, Store, StoreError, StoredEvent, StoredWorkflow, WakeCandidate,
-    WorkerHost,
+    RunFilter, StatusCounts, Store, StoreError, StoredEvent, StoredWorkflow, WorkerHost,
     attempts::{with_final_attempts, worker_ids},
     codec::{host_from_json, host_to_json},
     columns::{
@@ -439,17 +438,9 @@ impl Store for SqliteStore {
         now_micros: i64,
         grace_micros: i64,
         limit: i64,
-    ) -> Result<Vec<WakeCandidate>, StoreError> {
+    ) -> Result<Vec<Uuid>, StoreError> {
         let cutoff = now_micros.saturating_sub(grace_micros);
-        let queued: Vec<Uuid> = sqlx::query_scalar(
-            "SELECT id FROM runs WHERE status = 'queued' AND created_at < ?1 ORDER BY created_at LIMIT ?2",
-        )
-        .bind(cutoff)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(sqlite_error)?;
-        let overdue: Vec<Uuid> = sqlx::query_scalar(
+        sqlx::query_scalar(
             "SELECT run_id FROM step_runs WHERE status = 'retrying' AND next_attempt_at < ?1 \
              UNION SELECT id FROM runs WHERE status = 'running' AND deadline < ?1 LIMIT ?2",
         )
@@ -457,12 +448,30 @@ impl Store for SqliteStore {
         .bind(limit)
         .fetch_all(&self.pool)
         .await
-        .map_err(sqlite_error)?;
-        Ok(queued
-            .into_iter()
-            .map(WakeCandidate::NotStarted)
-            .chain(overdue.into_iter().map(WakeCandidate::Overdue))
-            .collect())
+        .map_err(sqlite_error)
+    }
+
+    async fn queued_runs(
+        &self,
+        created_before_micros: i64,
+        limit: i64,
+    ) -> Result<Vec<Uuid>, StoreError> {
+        sqlx::query_scalar(
+            "SELECT id FROM runs WHERE status = 'queued' AND created_at < ?1 ORDER BY created_at LIMIT ?2",
+        )
+        .bind(created_before_micros)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(sqlite_error)
+    }
+
+    async fn running_runs(&self) -> Result<u64, StoreError> {
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM runs WHERE status = 'running'")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(sqlite_error)?;
+        Ok(n.max(0) as u64)
     }
 
     async fn expired_leases(&self, limit: i64) -> Result<Vec<crate::StepLease>, StoreError> {

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use baton_engine::{RunStatus, StepStatus, now_micros};
-use baton_store::{WakeCandidate, WorkerHost};
+use baton_store::WorkerHost;
 use uuid::Uuid;
 
 use super::{Handles, fixtures::*};
@@ -70,60 +70,58 @@ async fn zoo(h: &Handles, t0: i64) -> Zoo {
     }
 }
 
-pub async fn overdue_runs_are_those_unstarted_past_the_grace_or_due(h: Handles) {
+pub async fn overdue_runs_are_those_due_past_the_grace(h: Handles) {
     let t0 = now_micros();
     let z = zoo(&h, t0).await;
     let overdue = |now: i64, grace: i64, limit: i64| {
         let store = h.b.clone();
         async move {
             let mut found = store.overdue_runs(now, grace, limit).await.unwrap();
-            found.sort_by_key(|c| format!("{c:?}"));
+            found.sort();
             found
         }
     };
-    let mut want = vec![
-        WakeCandidate::NotStarted(z.queued_old),
-        WakeCandidate::Overdue(z.past_deadline),
-    ];
-    want.sort_by_key(|c| format!("{c:?}"));
     assert_eq!(
         overdue(t0 + 5 * SECOND, SECOND, 100).await,
-        want,
+        [z.past_deadline],
         "at t0 + 5 s"
     );
-
-    let mut want = vec![
-        WakeCandidate::NotStarted(z.queued_old),
-        WakeCandidate::NotStarted(z.queued_new),
-        WakeCandidate::Overdue(z.retrying),
-        WakeCandidate::Overdue(z.past_deadline),
-    ];
-    want.sort_by_key(|c| format!("{c:?}"));
+    let mut want = vec![z.retrying, z.past_deadline];
+    want.sort();
     assert_eq!(
         overdue(t0 + 20 * SECOND, SECOND, 100).await,
         want,
         "at t0 + 20 s"
     );
-
     // The grace holds back what is only just due.
     assert_eq!(
         overdue(t0 + 20 * SECOND, 20 * SECOND, 100).await,
-        [WakeCandidate::Overdue(z.past_deadline)],
+        [z.past_deadline],
         "with a grace of 20 s"
     );
+    assert_eq!(overdue(t0 + 20 * SECOND, SECOND, 1).await.len(), 1);
+}
 
-    // A limit of one: the oldest unstarted run, and one overdue run.
-    let limited = h.a.overdue_runs(t0 + 20 * SECOND, SECOND, 1).await.unwrap();
-    let not_started: Vec<_> = limited
-        .iter()
-        .filter(|c| matches!(c, WakeCandidate::NotStarted(_)))
-        .collect();
-    assert_eq!(not_started, [&WakeCandidate::NotStarted(z.queued_old)]);
-    let overdue_now = limited
-        .iter()
-        .filter(|c| matches!(c, WakeCandidate::Overdue(_)))
-        .count();
-    assert_eq!(overdue_now, 1, "{limited:?}");
+pub async fn queued_runs_come_oldest_first_and_running_ones_are_counted(h: Handles) {
+    let t0 = now_micros();
+    let z = zoo(&h, t0).await;
+    let queued = |before: i64, limit: i64| {
+        let store = h.b.clone();
+        async move { store.queued_runs(before, limit).await.unwrap() }
+    };
+    assert_eq!(queued(t0 + 5 * SECOND, 100).await, [z.queued_old]);
+    assert_eq!(
+        queued(t0 + 20 * SECOND, 100).await,
+        [z.queued_old, z.queued_new],
+        "oldest first"
+    );
+    assert_eq!(queued(t0 + 20 * SECOND, 1).await, [z.queued_old]);
+    assert!(
+        queued(t0, 100).await.is_empty(),
+        "created at t0, not before"
+    );
+    // `retrying` and `past_deadline` run; the finished and cancelled ones do not count.
+    assert_eq!(h.a.running_runs().await.unwrap(), 2);
 }
 
 pub async fn status_counts_count_runs_and_steps_by_status(h: Handles) {

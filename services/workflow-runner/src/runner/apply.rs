@@ -20,7 +20,9 @@ use baton_workflow::CompiledWorkflow;
 use prost::Message as _;
 
 use super::{
-    Runner, dead_letter,
+    Runner,
+    admission::RunningChange,
+    dead_letter,
     inbox::{InboxEntry, RunMessages},
     metrics::record_metrics,
     workflows::LoadedWorkflow,
@@ -77,6 +79,7 @@ impl Runner {
         times.committed = times.began.elapsed();
         times.observe(&self.metrics);
         record_metrics(&self.metrics, &runs);
+        self.admission.record(RunningChange::of(&runs));
         record_recovery(&self.metrics, &decided.effects);
         log_ended_runs(&runs);
         self.record_workers(by_run).await;
@@ -330,7 +333,11 @@ fn batch_outcome(by_run: &RunMessages, runs: &[RunState], effects: Effects) -> B
             .iter()
             .map(|result| exhausted_letter(runs, result))
             .collect(),
-        ack: by_run.values().flatten().map(|e| e.id.clone()).collect(),
+        ack: by_run
+            .values()
+            .flatten()
+            .filter_map(|e| e.id.clone())
+            .collect(),
         drop_timers: ended_deadlines(runs),
     }
 }

@@ -11,8 +11,9 @@ use uuid::Uuid;
 
 /// An inbox entry to apply; acknowledged once the batch that applies it commits.
 pub(super) struct InboxEntry {
-    /// The entry's id in the inbox stream.
-    pub(super) id: String,
+    /// The entry's id in the inbox stream; `None` for the start of a queued run that admission
+    /// took from the store.
+    pub(super) id: Option<String>,
     pub(super) run_id: Uuid,
     pub(super) message: Message,
     /// How many times the inbox delivered it, this time included.
@@ -82,7 +83,7 @@ fn accept(delivery: Delivery<v1::RunnerMessage>) -> Result<InboxEntry, Rejected>
             match named.parse() {
                 Ok(run_id) => {
                     return Ok(InboxEntry {
-                        id,
+                        id: Some(id),
                         run_id,
                         message,
                         deliveries,

@@ -1,13 +1,14 @@
 //! Work that keeps runs moving when a message was lost or left behind: firing due timers,
 //! reclaiming inbox entries of replicas that stopped, the sweep that wakes runs whose wake-up
-//! never came, and the reconciler that dispatches again steps whose job was lost.
+//! never came, and the reconciler that dispatches again steps whose job was lost. Runs whose
+//! start was lost are started by admission ([`super::admission`]).
 
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use baton_engine::now_micros;
 use baton_proto::v1::{self, runner_message::Message};
 use baton_queue::JobKey;
-use baton_store::{StepLease, WakeCandidate};
+use baton_store::StepLease;
 use tokio_util::sync::CancellationToken;
 
 use super::Runner;
@@ -164,8 +165,12 @@ impl Runner {
         );
         let messages: Vec<v1::RunnerMessage> = candidates
             .into_iter()
-            .map(|candidate| v1::RunnerMessage {
-                message: Some(wake_up(candidate)),
+            .map(|id| v1::RunnerMessage {
+                message: Some(Message::WakeRun(v1::WakeRunCommand {
+                    run_id: id.to_string(),
+                    reason: v1::WakeReason::Sweep as i32,
+                    due_at: None,
+                })),
             })
             .collect();
         self.queue.send_to_runner(&messages).await?;
@@ -178,19 +183,5 @@ fn job_key(lease: &StepLease) -> JobKey {
         run_id: lease.run_id.to_string(),
         step_id: lease.step_id.clone(),
         lease: lease.lease,
-    }
-}
-
-fn wake_up(candidate: WakeCandidate) -> Message {
-    match candidate {
-        WakeCandidate::NotStarted(id) => Message::StartRun(v1::StartRunCommand {
-            run_id: id.to_string(),
-            ..Default::default()
-        }),
-        WakeCandidate::Overdue(id) => Message::WakeRun(v1::WakeRunCommand {
-            run_id: id.to_string(),
-            reason: v1::WakeReason::Sweep as i32,
-            due_at: None,
-        }),
     }
 }
