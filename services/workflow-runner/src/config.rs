@@ -68,11 +68,13 @@ pub struct RunnerConfig {
     /// replica at a time. A check is one read of `pg_stat_user_tables`. Tables autovacuum looks
     /// after are left to it. `0` or `off`: never.
     pub db_maintenance_interval: Option<Duration>,
-    /// `BATON_MAX_RUNNING_RUNS` (default 256): most runs running at once across the replicas
+    /// `BATON_MAX_RUNNING_RUNS` (default 10000): most runs running at once across the replicas
     /// sharing the store. A burst beyond it waits as `queued`, durably in the store, and starts
     /// oldest first as running runs end, so the runs already going keep their pace instead of
-    /// every run slowing down together. A soft bound: replicas count between store readings, so
-    /// it can be passed by a batch per replica. `0` or `off`: no bound.
+    /// every run slowing down together. The default only guards against floods (jobs waiting
+    /// so long their leases expire); a lower bound shortens each started run's step-to-step wait
+    /// at a cost in throughput. A soft bound: replicas count between store readings, so it can
+    /// be passed by a batch per replica. `0` or `off`: no bound.
     pub max_running_runs: Option<u64>,
     /// `BATON_BUILTIN_WORKERS` (default true): run the built-in kinds' workers in this process.
     pub builtin_workers: bool,
@@ -140,7 +142,7 @@ impl RunnerConfig {
                 "BATON_DB_MAINTENANCE_INTERVAL",
                 Duration::from_secs(2),
             )?,
-            max_running_runs: count_or_off(env, "BATON_MAX_RUNNING_RUNS", 256)?,
+            max_running_runs: count_or_off(env, "BATON_MAX_RUNNING_RUNS", 10_000)?,
             builtin_workers: env.bool_or("BATON_BUILTIN_WORKERS", true)?,
             worker: WorkerConfig::from_env_with_default_id(env, &format!("{consumer}-worker"))?,
             max_deliveries: env.parse_or("BATON_MAX_DELIVERIES", 5)?,
@@ -254,11 +256,11 @@ mod tests {
     }
 
     #[test]
-    fn running_runs_bounded_at_256_unless_off() {
+    fn running_runs_bounded_at_ten_thousand_unless_off() {
         let read = |pairs: &[(&'static str, &'static str)]| {
             RunnerConfig::from_env(&Env::from_pairs(pairs.iter().copied()))
         };
-        assert_eq!(read(&[]).unwrap().max_running_runs, Some(256));
+        assert_eq!(read(&[]).unwrap().max_running_runs, Some(10_000));
         let set = read(&[("BATON_MAX_RUNNING_RUNS", "64")]).unwrap();
         assert_eq!(set.max_running_runs, Some(64));
         for off in ["0", "off", "OFF"] {
