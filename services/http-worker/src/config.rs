@@ -45,7 +45,11 @@ impl HttpWorkerConfig {
             max_redirects: env.parse_or("HTTP_WORKER_MAX_REDIRECTS", 10)?,
         };
         if caps.max_response_bytes == 0 {
-            return Err(error(env, "HTTP_WORKER_MAX_RESPONSE_BYTES", "must be at least 1"));
+            return Err(error(
+                env,
+                "HTTP_WORKER_MAX_RESPONSE_BYTES",
+                "must be at least 1",
+            ));
         }
         Ok(Self {
             service,
@@ -89,7 +93,10 @@ mod tests {
         assert_eq!(config.service.worker.concurrency, 32);
         assert_eq!(config.caps.max_response_bytes, 2048);
         let off = Env::from_pairs([("HTTP_WORKER_SSRF_GUARD", "off")]);
-        assert_eq!(HttpWorkerConfig::from_env(&off).unwrap().guard, Guard::off());
+        assert_eq!(
+            HttpWorkerConfig::from_env(&off).unwrap().guard,
+            Guard::off()
+        );
         for (name, value) in [
             ("HTTP_WORKER_ALLOW", "10.0.0.0/99"),
             ("HTTP_WORKER_CONCURRENCY", "0"),

@@ -75,9 +75,8 @@ impl Resolve for GuardedResolver {
         let guard = self.guard.clone();
         Box::pin(async move {
             let host = name.as_str().to_ascii_lowercase();
-            let found: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
-                .await?
-                .collect();
+            let found: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
             let mut refused = None;
             let allowed: Vec<SocketAddr> = found
                 .into_iter()
@@ -187,9 +186,7 @@ impl HttpExecutor {
                 continue;
             }
             tracing::Span::current().record("http.status", status.as_u16());
-            return self
-                .finish(response, &call, &method, &url, began)
-                .await;
+            return self.finish(response, &call, &method, &url, began).await;
         }
     }
 
@@ -265,7 +262,9 @@ impl HttpExecutor {
 }
 
 fn has_header(call: &HttpCall, name: &str) -> bool {
-    call.headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(name))
+    call.headers
+        .iter()
+        .any(|(n, _)| n.eq_ignore_ascii_case(name))
 }
 
 fn location(response: &reqwest::Response, base: &Url) -> Option<Url> {
@@ -275,7 +274,13 @@ fn location(response: &reqwest::Response, base: &Url) -> Option<Url> {
 
 /// `Retry-After` in seconds (the HTTP-date form is not read).
 pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
-    let seconds: u64 = headers.get(RETRY_AFTER)?.to_str().ok()?.trim().parse().ok()?;
+    let seconds: u64 = headers
+        .get(RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
     Some(Duration::from_secs(seconds))
 }
 

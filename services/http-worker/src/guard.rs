@@ -9,7 +9,9 @@ use std::{
 
 /// Why a destination is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("blocked: {target} is {reason}, which http steps may not reach (allow it with HTTP_WORKER_ALLOW)")]
+#[error(
+    "blocked: {target} is {reason}, which http steps may not reach (allow it with HTTP_WORKER_ALLOW)"
+)]
 pub struct Blocked {
     /// The host and, when it was resolved, the address: `internal.example (10.0.0.7)`.
     pub target: String,

@@ -75,7 +75,9 @@ impl StatusSpec {
     }
 
     pub fn matches(&self, status: u16) -> bool {
-        self.ranges.iter().any(|(lo, hi)| (*lo..=*hi).contains(&status))
+        self.ranges
+            .iter()
+            .any(|(lo, hi)| (*lo..=*hi).contains(&status))
     }
 }
 
@@ -172,8 +174,7 @@ impl HttpCall {
             None => return Err(invalid("url", "required")),
         };
         if let Some(query) = fields.get("query") {
-            let pairs =
-                string_map(query).map_err(|(at, r)| invalid(format!("query{at}"), r))?;
+            let pairs = string_map(query).map_err(|(at, r)| invalid(format!("query{at}"), r))?;
             let mut serializer = url.query_pairs_mut();
             for (name, value) in pairs {
                 serializer.append_pair(&name, &value);
@@ -210,7 +211,9 @@ impl HttpCall {
             Some(Value::String(t)) => humantime::parse_duration(t)
                 .ok()
                 .filter(|d| !d.is_zero())
-                .ok_or_else(|| invalid("timeout", format!("`{t}` is not a duration such as `10s`")))?,
+                .ok_or_else(|| {
+                    invalid("timeout", format!("`{t}` is not a duration such as `10s`"))
+                })?,
             Some(other) => {
                 return Err(invalid(
                     "timeout",
@@ -226,7 +229,10 @@ impl HttpCall {
             None | Some(Value::Null) => DEFAULT_MAX_RESPONSE_BYTES.min(caps.max_response_bytes),
             Some(n) => {
                 let n = n.as_u64().filter(|n| *n > 0).ok_or_else(|| {
-                    invalid("max_response_bytes", format!("`{n}` is not a positive whole number"))
+                    invalid(
+                        "max_response_bytes",
+                        format!("`{n}` is not a positive whole number"),
+                    )
                 })?;
                 if n > caps.max_response_bytes {
                     return Err(invalid(
@@ -310,7 +316,10 @@ pub fn parse_url(text: &str) -> Result<Url, String> {
 /// below the field, and why.
 fn string_map(value: &Value) -> Result<Vec<(String, String)>, (String, String)> {
     let Value::Object(map) = value else {
-        return Err((String::new(), "must be an object of names to values".to_owned()));
+        return Err((
+            String::new(),
+            "must be an object of names to values".to_owned(),
+        ));
     };
     map.iter()
         .map(|(k, v)| match v {
@@ -407,24 +416,92 @@ mod tests {
         for (input, field, want) in [
             (json!("http://x"), "", "must be an object"),
             (json!({}), "url", "required"),
-            (json!({"url": "ftp://x.example/"}), "url", "only http and https"),
-            (json!({"url": "file:///etc/passwd"}), "url", "only http and https"),
+            (
+                json!({"url": "ftp://x.example/"}),
+                "url",
+                "only http and https",
+            ),
+            (
+                json!({"url": "file:///etc/passwd"}),
+                "url",
+                "only http and https",
+            ),
             (json!({"url": "not a url"}), "url", "is not a URL"),
-            (json!({"url": "http://u:p@x.example/"}), "url", "credentials"),
-            (json!({"url": "http://x.example", "method": "BREW"}), "method", "not one of"),
-            (json!({"url": "http://x.example", "expect_status": "2xxx"}), "expect_status", "2xxx"),
-            (json!({"url": "http://x.example", "expect_status": "600"}), "expect_status", "600"),
-            (json!({"url": "http://x.example", "expect_status": "300-200"}), "expect_status", "backwards"),
-            (json!({"url": "http://x.example", "expect_status": []}), "expect_status", "at least one"),
-            (json!({"url": "http://x.example", "timeout": "soon"}), "timeout", "soon"),
-            (json!({"url": "http://x.example", "max_response_bytes": 0}), "max_response_bytes", "positive"),
-            (json!({"url": "http://x.example", "max_response_bytes": 9_000_000}), "max_response_bytes", "cap"),
-            (json!({"url": "http://x.example", "follow_redirects": 11}), "follow_redirects", "cap"),
-            (json!({"url": "http://x.example", "headers": {"bad name": "v"}}), "headers.bad name", "header name"),
-            (json!({"url": "http://x.example", "headers": {"a": "x\ny"}}), "headers.a", "header value"),
-            (json!({"url": "http://x.example", "headers": {"a": {"b": 1}}}), "headers.a", "must be a string"),
-            (json!({"url": "http://x.example", "query": [1]}), "query", "must be an object"),
-            (json!({"url": "http://x.example", "colour": "red"}), "colour", "unknown field"),
+            (
+                json!({"url": "http://u:p@x.example/"}),
+                "url",
+                "credentials",
+            ),
+            (
+                json!({"url": "http://x.example", "method": "BREW"}),
+                "method",
+                "not one of",
+            ),
+            (
+                json!({"url": "http://x.example", "expect_status": "2xxx"}),
+                "expect_status",
+                "2xxx",
+            ),
+            (
+                json!({"url": "http://x.example", "expect_status": "600"}),
+                "expect_status",
+                "600",
+            ),
+            (
+                json!({"url": "http://x.example", "expect_status": "300-200"}),
+                "expect_status",
+                "backwards",
+            ),
+            (
+                json!({"url": "http://x.example", "expect_status": []}),
+                "expect_status",
+                "at least one",
+            ),
+            (
+                json!({"url": "http://x.example", "timeout": "soon"}),
+                "timeout",
+                "soon",
+            ),
+            (
+                json!({"url": "http://x.example", "max_response_bytes": 0}),
+                "max_response_bytes",
+                "positive",
+            ),
+            (
+                json!({"url": "http://x.example", "max_response_bytes": 9_000_000}),
+                "max_response_bytes",
+                "cap",
+            ),
+            (
+                json!({"url": "http://x.example", "follow_redirects": 11}),
+                "follow_redirects",
+                "cap",
+            ),
+            (
+                json!({"url": "http://x.example", "headers": {"bad name": "v"}}),
+                "headers.bad name",
+                "header name",
+            ),
+            (
+                json!({"url": "http://x.example", "headers": {"a": "x\ny"}}),
+                "headers.a",
+                "header value",
+            ),
+            (
+                json!({"url": "http://x.example", "headers": {"a": {"b": 1}}}),
+                "headers.a",
+                "must be a string",
+            ),
+            (
+                json!({"url": "http://x.example", "query": [1]}),
+                "query",
+                "must be an object",
+            ),
+            (
+                json!({"url": "http://x.example", "colour": "red"}),
+                "colour",
+                "unknown field",
+            ),
         ] {
             let e = call(input.clone()).unwrap_err();
             assert_eq!(e.field, field, "{input}: {e}");

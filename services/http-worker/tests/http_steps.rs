@@ -1,0 +1,379 @@
+//! `http` steps end to end: a stack on the backend `BATON_TEST_BACKEND` names, the http-worker
+//! in process on the stack's queue, and HTTP servers of the test's own on loopback.
+
+use std::{
+    net::SocketAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
+
+use axum::{
+    Json, Router,
+    extract::{Path, State},
+    http::{HeaderMap, StatusCode, header},
+    response::{IntoResponse, Response},
+    routing::{get, post},
+};
+use baton_http_worker::HttpWorkerConfig;
+use baton_proto::v1::RunStatus;
+use baton_runtime::env::Env;
+use baton_testkit::{StackOptions, TestStack, output, status, step};
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+#[derive(Clone, Default)]
+struct Seen {
+    failing: Arc<AtomicUsize>,
+}
+
+/// The API the steps call.
+async fn api() -> (SocketAddr, Seen) {
+    let seen = Seen::default();
+    let app = Router::new()
+        .route(
+            "/items/{n}",
+            post(
+                |Path(n): Path<u32>, headers: HeaderMap, Json(body): Json<Value>| async move {
+                    let token = headers
+                        .get("x-token")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or_default()
+                        .to_owned();
+                    (
+                        StatusCode::CREATED,
+                        Json(json!({"id": format!("item-{n}"), "got": body, "token": token})),
+                    )
+                },
+            ),
+        )
+        .route(
+            "/failing",
+            get(|State(seen): State<Seen>| async move {
+                seen.failing.fetch_add(1, Ordering::SeqCst);
+                StatusCode::INTERNAL_SERVER_ERROR
+            }),
+        )
+        .route(
+            "/slow",
+            get(|| async {
+                tokio::time::sleep(Duration::from_secs(3)).await;
+                "late"
+            }),
+        )
+        .route(
+            "/hop/{n}",
+            get(|Path(n): Path<u32>| async move {
+                if n == 0 {
+                    return "arrived".into_response();
+                }
+                redirect(&format!("/hop/{}", n - 1))
+            }),
+        )
+        .route(
+            "/to-metadata",
+            get(|| async { redirect("http://169.254.169.254/latest/meta-data/") }),
+        )
+        .route(
+            "/big",
+            get(|| async {
+                let chunks = (0..64).map(|_| Ok::<_, std::io::Error>(vec![b'x'; 1024]));
+                // Streamed without a length, so only the reading can find it too big.
+                axum::body::Body::from_stream(tokio_stream::iter(chunks))
+            }),
+        )
+        .route(
+            "/busy",
+            get(|| async {
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    [(header::RETRY_AFTER, "7")],
+                    "busy",
+                )
+            }),
+        )
+        .with_state(seen.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (addr, seen)
+}
+
+fn redirect(to: &str) -> Response {
+    (StatusCode::FOUND, [(header::LOCATION, to.to_owned())]).into_response()
+}
+
+/// A stack whose `http` steps go to an http-worker in process, with `env` as its settings.
+async fn stack_with_worker(env: &[(&str, &str)]) -> (TestStack, CancellationToken) {
+    let stack = TestStack::start_with(StackOptions {
+        extra_kinds: vec!["http".to_owned()],
+        ..StackOptions::default()
+    })
+    .await
+    .unwrap();
+    let config = HttpWorkerConfig::from_env(&Env::from_pairs(env.iter().copied())).unwrap();
+    let stop = CancellationToken::new();
+    let (queue, token) = (stack.queue.clone(), stop.clone());
+    let metrics = Arc::new(baton_metrics::Metrics::new().unwrap());
+    tokio::spawn(async move {
+        let listeners = baton_worker::WorkerListeners::default();
+        baton_http_worker::serve(queue, config, listeners, metrics, token)
+            .await
+            .unwrap();
+    });
+    (stack, stop)
+}
+
+/// Registers a one-step workflow calling `input`, runs it, and returns the ended run.
+async fn run_one(stack: &TestStack, name: &str, input: Value, retry: &str) -> baton_proto::v1::Run {
+    let definition = json!({
+        "owner": "t", "name": name, "version": 1,
+        "steps": [{"id": "call", "kind": "http", "input": input}],
+    });
+    let mut definition = definition.to_string();
+    if !retry.is_empty() {
+        definition = definition.replace("\"kind\":\"http\"", &format!("\"kind\":\"http\",{retry}"));
+    }
+    stack.register(&definition).await.unwrap();
+    let run = stack
+        .start_run(&format!("t/{name}@1"), json!({}))
+        .await
+        .unwrap();
+    stack.wait_for_end(&run.id, WAIT).await.unwrap()
+}
+
+fn error_of(run: &baton_proto::v1::Run) -> String {
+    step(run, "call").error.clone()
+}
+
+#[tokio::test]
+async fn an_http_step_templated_from_an_earlier_step_feeds_the_next() {
+    let (api, _) = api().await;
+    let (stack, stop) = stack_with_worker(&[("HTTP_WORKER_ALLOW", "127.0.0.1")]).await;
+    let definition = format!(
+        "owner: t\nname: mixed\nversion: 1\nsteps:\n\
+         - {{id: seed, kind: echo, input: {{name: '{{{{ inputs.name }}}}', n: 7}}}}\n\
+         - id: call\n  kind: http\n  needs: [seed]\n  input:\n    method: POST\n    url: 'http://{api}/items/{{{{ steps.seed.output.n }}}}'\n    headers: {{x-token: 'tok-{{{{ inputs.name }}}}'}}\n    body: {{name: '{{{{ steps.seed.output.name }}}}', n: '{{{{ steps.seed.output.n }}}}'}}\n    expect_status: 201\n\
+         - {{id: shape, kind: echo, needs: [call], input: {{id: '{{{{ steps.call.output.body.id }}}}', status: '{{{{ steps.call.output.status }}}}'}}}}\n"
+    );
+    stack.register(&definition).await.unwrap();
+    let run = stack
+        .start_run("t/mixed@1", json!({"name": "ada"}))
+        .await
+        .unwrap();
+    let run = stack.wait_for_end(&run.id, WAIT).await.unwrap();
+    assert_eq!(status(&run), RunStatus::Completed, "{run:?}");
+    let call = output(step(&run, "call"));
+    assert_eq!(call["status"], 201);
+    assert_eq!(
+        call["body"],
+        json!({"id": "item-7", "got": {"name": "ada", "n": 7}, "token": "tok-ada"})
+    );
+    assert_eq!(call["headers"]["content-type"], "application/json");
+    assert!(call["duration_ms"].is_u64(), "{call}");
+    assert_eq!(
+        output(step(&run, "shape")),
+        json!({"id": "item-7", "status": 201})
+    );
+    stop.cancel();
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn each_failure_says_what_went_wrong_and_retries_apply() {
+    let (api, seen) = api().await;
+    let (stack, stop) = stack_with_worker(&[("HTTP_WORKER_ALLOW", "127.0.0.1")]).await;
+
+    let retry = r#""retry":{"max_attempts":2,"initial":"10ms"}"#;
+    let run = run_one(
+        &stack,
+        "failing",
+        json!({"url": format!("http://{api}/failing")}),
+        retry,
+    )
+    .await;
+    assert_eq!(status(&run), RunStatus::Failed);
+    assert!(
+        error_of(&run).contains("answered 500 Internal Server Error, expected 2xx"),
+        "{}",
+        error_of(&run)
+    );
+    assert_eq!(seen.failing.load(Ordering::SeqCst), 2, "retried once");
+
+    let run = run_one(
+        &stack,
+        "slow",
+        json!({"url": format!("http://{api}/slow"), "timeout": "200ms"}),
+        "",
+    )
+    .await;
+    assert!(
+        error_of(&run).contains("timed out after 200ms"),
+        "{}",
+        error_of(&run)
+    );
+
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let nobody = closed.local_addr().unwrap();
+    drop(closed);
+    let run = run_one(
+        &stack,
+        "refused",
+        json!({"url": format!("http://{nobody}/")}),
+        "",
+    )
+    .await;
+    assert!(
+        error_of(&run).contains("cannot connect"),
+        "{}",
+        error_of(&run)
+    );
+
+    let run = run_one(
+        &stack,
+        "busy",
+        json!({"url": format!("http://{api}/busy")}),
+        "",
+    )
+    .await;
+    assert!(
+        error_of(&run).contains("503 Service Unavailable")
+            && error_of(&run).contains("Retry-After: 7s"),
+        "{}",
+        error_of(&run)
+    );
+
+    let run = run_one(
+        &stack,
+        "big",
+        json!({"url": format!("http://{api}/big"), "max_response_bytes": 10_000}),
+        "",
+    )
+    .await;
+    assert!(
+        error_of(&run).contains("over the 10000-byte limit"),
+        "{}",
+        error_of(&run)
+    );
+    let run = run_one(
+        &stack,
+        "big-ok",
+        json!({"url": format!("http://{api}/big")}),
+        "",
+    )
+    .await;
+    assert_eq!(
+        status(&run),
+        RunStatus::Completed,
+        "64 KiB is under the default limit"
+    );
+
+    let run = run_one(
+        &stack,
+        "bad-input",
+        json!({"url": format!("http://{api}/hop/0"), "method": "BREW"}),
+        r#""retry":{"max_attempts":3,"initial":"10ms"}"#,
+    )
+    .await;
+    assert!(
+        error_of(&run).contains("input.method"),
+        "{}",
+        error_of(&run)
+    );
+    assert_eq!(step(&run, "call").attempt, 1, "bad input is not retried");
+    stop.cancel();
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn redirects_are_followed_up_to_the_limit_and_judged_each_hop() {
+    let (api, _) = api().await;
+    let (stack, stop) = stack_with_worker(&[("HTTP_WORKER_ALLOW", "127.0.0.1")]).await;
+    let run = run_one(
+        &stack,
+        "hops",
+        json!({"url": format!("http://{api}/hop/3")}),
+        "",
+    )
+    .await;
+    assert_eq!(status(&run), RunStatus::Completed, "{run:?}");
+    assert_eq!(output(step(&run, "call"))["body"], "arrived");
+
+    let run = run_one(
+        &stack,
+        "too-many",
+        json!({"url": format!("http://{api}/hop/3"), "follow_redirects": 2}),
+        "",
+    )
+    .await;
+    assert!(
+        error_of(&run).contains("stopped after 2 redirects"),
+        "{}",
+        error_of(&run)
+    );
+
+    let run = run_one(
+        &stack,
+        "unfollowed",
+        json!({"url": format!("http://{api}/hop/1"), "follow_redirects": false, "expect_status": "3xx"}),
+        "",
+    )
+    .await;
+    assert_eq!(output(step(&run, "call"))["status"], 302);
+
+    let run = run_one(
+        &stack,
+        "metadata",
+        json!({"url": format!("http://{api}/to-metadata")}),
+        "",
+    )
+    .await;
+    assert!(
+        error_of(&run).contains("blocked: 169.254.169.254 is a cloud metadata address"),
+        "{}",
+        error_of(&run)
+    );
+    stop.cancel();
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn the_guard_refuses_every_spelling_of_a_non_public_address() {
+    let (api, _) = api().await;
+    let port = api.port();
+    // No allow list: loopback is as refused as any private address.
+    let (stack, stop) = stack_with_worker(&[]).await;
+    for (n, url) in [
+        format!("http://127.0.0.1:{port}/hop/0"),
+        format!("http://localhost:{port}/hop/0"),
+        format!("http://2130706433:{port}/hop/0"),
+        format!("http://0x7f.1:{port}/hop/0"),
+        format!("http://0177.0.0.1:{port}/hop/0"),
+        format!("http://[::1]:{port}/hop/0"),
+        format!("http://[::ffff:127.0.0.1]:{port}/hop/0"),
+        "http://169.254.169.254/latest/meta-data/".to_owned(),
+        "http://10.0.0.1/".to_owned(),
+        "http://[fd00:ec2::254]/".to_owned(),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let run = run_one(&stack, &format!("blocked-{n}"), json!({ "url": url }), "").await;
+        assert_eq!(status(&run), RunStatus::Failed, "{url}");
+        let error = error_of(&run);
+        assert!(error.starts_with("blocked: "), "{url}: {error}");
+        assert!(error.contains("HTTP_WORKER_ALLOW"), "{url}: {error}");
+    }
+    let run = run_one(&stack, "scheme", json!({"url": "file:///etc/passwd"}), "").await;
+    assert!(
+        error_of(&run).contains("only http and https"),
+        "{}",
+        error_of(&run)
+    );
+    stop.cancel();
+    stack.stop().await;
+}
