@@ -4,7 +4,8 @@
 
 use baton_proto::v1::{self, RunEventType as Ev};
 use baton_workflow::{
-    CompiledWorkflow, RetryPolicy, TemplateContext, eval_condition, render_input,
+    CompiledWorkflow, RetryPolicy, SECRET_KINDS, TemplateContext, eval_condition, render_input,
+    render_input_with_secrets,
 };
 use serde_json::Value as Json;
 
@@ -215,8 +216,8 @@ pub fn redispatch_step(
     let ctx = template_context(run, wf);
     let def = &wf.steps()[i];
     // It rendered when first dispatched, and the steps it reads have not changed since.
-    let input = match render_input(&def.input, &ctx, "input", &cfg.limits.template) {
-        Ok(input) => input,
+    let (input, nonce) = match render_step_input(def, &ctx, cfg) {
+        Ok(rendered) => rendered,
         Err(e) => {
             fail_without_attempt(run, i, e.to_string(), now);
             advance(run, wf, cfg, now, fx);
@@ -229,7 +230,7 @@ pub fn redispatch_step(
     step.worker_id = None;
     step.dirty = true;
     fx.redispatched += 1;
-    let job = new_job(run, wf, cfg, i, &input, now);
+    let job = new_job(run, wf, cfg, i, &input, nonce, now);
     fx.jobs.push(job);
     run.push_event(
         Ev::StepQueued,
@@ -611,8 +612,8 @@ fn dispatch(
     fx: &mut Effects,
 ) -> bool {
     let def = &wf.steps()[i];
-    let input = match render_input(&def.input, ctx, "input", &cfg.limits.template) {
-        Ok(input) => input,
+    let (input, nonce) = match render_step_input(def, ctx, cfg) {
+        Ok(rendered) => rendered,
         Err(e) => {
             fail_without_attempt(run, i, e.to_string(), now);
             return false;
@@ -635,10 +636,27 @@ fn dispatch(
     step.next_attempt_at = None;
     step.usage = None;
     step.dirty = true;
-    let job = new_job(run, wf, cfg, i, &input, now);
+    let job = new_job(run, wf, cfg, i, &input, nonce, now);
     fx.jobs.push(job);
     run.push_event(Ev::StepQueued, Some(i), now, None, None);
     true
+}
+
+/// A step's rendered input, and for kinds whose worker resolves secrets, the fresh nonce its
+/// secret placeholders carry.
+fn render_step_input(
+    def: &baton_workflow::StepDefinition,
+    ctx: &TemplateContext,
+    cfg: &EngineConfig,
+) -> Result<(Json, String), baton_workflow::TemplateError> {
+    if SECRET_KINDS.contains(&def.kind.as_str()) {
+        let nonce = uuid::Uuid::new_v4().simple().to_string();
+        let input =
+            render_input_with_secrets(&def.input, ctx, "input", &cfg.limits.template, &nonce)?;
+        return Ok((input, nonce));
+    }
+    let input = render_input(&def.input, ctx, "input", &cfg.limits.template)?;
+    Ok((input, String::new()))
 }
 
 /// The job for step `i`'s current attempt, under a new lease that the step now holds.
@@ -648,6 +666,7 @@ fn new_job(
     cfg: &EngineConfig,
     i: usize,
     input: &Json,
+    secret_nonce: String,
     now: i64,
 ) -> v1::Job {
     let def = &wf.steps()[i];
@@ -672,6 +691,7 @@ fn new_job(
         workflow_ref: run.workflow_ref.clone(),
         tenant: run.tenant.clone(),
         lease: step.lease,
+        secret_nonce,
     }
 }
 

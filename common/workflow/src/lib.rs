@@ -16,7 +16,10 @@ pub use definition::{
 pub use duration::Duration;
 pub use error::{DefinitionError, TemplateError};
 pub use limits::{TEMPLATE_FUEL_VAR, TEMPLATE_OUTPUT_BYTES_VAR, TemplateLimits, json_size_within};
-pub use template::{TemplateContext, eval_condition, render_input};
+pub use template::{
+    SECRET_KINDS, TemplateContext, eval_condition, is_secret_name, render_input,
+    render_input_with_secrets, secret_placeholder,
+};
 pub use validate::{
     BUILTIN_KINDS, CompiledWorkflow, MAX_DEFINITION_BYTES, MAX_STEPS, compile, compile_registered,
 };

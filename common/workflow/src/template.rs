@@ -79,7 +79,8 @@ impl<'a> Renderer<'a> {
     }
 }
 
-/// What templates can see: the run's inputs and the finished steps.
+/// What templates can see: the run's inputs and the finished steps, and `secrets.NAME`, which
+/// renders to itself (see [`secret_placeholder`]).
 #[derive(Debug, Default, Serialize)]
 pub struct TemplateContext {
     pub inputs: Json,
@@ -90,6 +91,44 @@ pub struct TemplateContext {
 impl TemplateContext {
     fn to_value(&self) -> Value {
         Value::from_serialize(self)
+    }
+
+    /// With `secrets.NAME` rendering to placeholders that carry `nonce`.
+    fn to_value_with_secrets(&self, nonce: &str) -> Value {
+        minijinja::context! {
+            inputs => Value::from_serialize(&self.inputs),
+            steps => Value::from_serialize(&self.steps),
+            secrets => Value::from_object(SecretPlaceholders { nonce: nonce.to_owned() }),
+        }
+    }
+}
+
+/// The step kinds whose workers resolve `{{ secrets.NAME }}` in their input.
+pub const SECRET_KINDS: &[&str] = &["http"];
+
+/// Whether `name` can name a secret: ASCII letters, digits and `_`.
+pub fn is_secret_name(name: &str) -> bool {
+    !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// What `{{ secrets.NAME }}` renders to for a dispatch whose job carries `nonce`: a
+/// placeholder only the worker that sends the request fills in, so the engine never holds the
+/// value. Text from run inputs or step outputs cannot forge one, as the nonce is new with each
+/// dispatch.
+pub fn secret_placeholder(name: &str, nonce: &str) -> String {
+    format!("{{{{ secrets.{name}:{nonce} }}}}")
+}
+
+/// `secrets`: every attribute is its placeholder.
+#[derive(Debug)]
+struct SecretPlaceholders {
+    nonce: String,
+}
+
+impl minijinja::value::Object for SecretPlaceholders {
+    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
+        let name = key.as_str()?;
+        is_secret_name(name).then(|| Value::from(secret_placeholder(name, &self.nonce)))
     }
 }
 
@@ -117,6 +156,22 @@ pub fn render_input(
         return Ok(input.clone());
     }
     let value = ctx.to_value();
+    render_json(input, &value, field, &Renderer::new(limits))
+}
+
+/// [`render_input`] for a step whose worker resolves secrets: `{{ secrets.NAME }}` renders to
+/// [`secret_placeholder`] with `nonce`.
+pub fn render_input_with_secrets(
+    input: &Json,
+    ctx: &TemplateContext,
+    field: &str,
+    limits: &TemplateLimits,
+    nonce: &str,
+) -> Result<Json, TemplateError> {
+    if !contains_template(input) {
+        return Ok(input.clone());
+    }
+    let value = ctx.to_value_with_secrets(nonce);
     render_json(input, &value, field, &Renderer::new(limits))
 }
 
@@ -315,6 +370,26 @@ mod tests {
         let input = json!({"m": ["x", "{{ inputs.missing.deeper }}"]});
         let err = render_input(&input, &ctx(), "input", &limits()).unwrap_err();
         assert_eq!(err.field, "input.m[1]");
+    }
+
+    #[test]
+    fn secrets_render_to_their_placeholders() {
+        let input = json!({
+            "auth": "Bearer {{ secrets.API_TOKEN }}",
+            "alone": "{{ secrets.KEY }}",
+            "n": "{{ inputs.count }}",
+        });
+        let out = render_input_with_secrets(&input, &ctx(), "input", &limits(), "n0nce").unwrap();
+        assert_eq!(
+            out,
+            json!({
+                "auth": "Bearer {{ secrets.API_TOKEN:n0nce }}",
+                "alone": "{{ secrets.KEY:n0nce }}",
+                "n": 3,
+            })
+        );
+        // Without a nonce there are no secrets to render.
+        assert!(render_input(&input, &ctx(), "input", &limits()).is_err());
     }
 
     #[test]

@@ -374,6 +374,7 @@ fn check_references(
                 }
                 None => {}
             },
+            Some("secrets") => check_secret(step, field, parts.next())?,
             Some(other) => {
                 return Err(DefinitionError::step(
                     &step.id,
@@ -383,6 +384,37 @@ fn check_references(
             }
             None => {}
         }
+    }
+    Ok(())
+}
+
+/// `secrets.NAME` is for the inputs of the kinds whose workers resolve it; the engine never
+/// sees a secret's value, only the placeholder it leaves in the rendered input.
+fn check_secret(
+    step: &StepDefinition,
+    field: &str,
+    name: Option<&str>,
+) -> Result<(), DefinitionError> {
+    let refuse = |message: String| Err(DefinitionError::step(&step.id, field, message));
+    if field == "when" {
+        return refuse(
+            "`secrets` cannot be used in a condition, only in an http step's input".into(),
+        );
+    }
+    match name {
+        Some(name) if crate::template::is_secret_name(name) => {}
+        Some(name) => {
+            return refuse(format!(
+                "`secrets.{name}`: a secret's name is letters, digits and `_`"
+            ));
+        }
+        None => return refuse("name the secret: `{{ secrets.NAME }}`".into()),
+    }
+    if !crate::template::SECRET_KINDS.contains(&step.kind.as_str()) {
+        return refuse(format!(
+            "`secrets` can be used only in the input of {} steps, whose worker resolves them",
+            crate::template::SECRET_KINDS.join(", ")
+        ));
     }
     Ok(())
 }
@@ -541,7 +573,15 @@ mod tests {
             ),
             (
                 "  - {id: a, kind: echo, input: {m: '{{ secrets.key }}'}}\n",
-                "step `a`: input.m: unknown variable `secrets`",
+                "step `a`: input.m: `secrets` can be used only in the input of http steps",
+            ),
+            (
+                "  - {id: a, kind: noop, when: 'secrets.key'}\n",
+                "step `a`: when: `secrets` cannot be used in a condition",
+            ),
+            (
+                "  - {id: a, kind: echo, input: {url: '{{ secrets }}'}}\n",
+                "step `a`: input.url: name the secret",
             ),
             (
                 "  - {id: a, kind: sleep}\n",
@@ -595,6 +635,18 @@ mod tests {
         let err =
             compile_yaml(&format!("{HEAD}  - {{id: a, kind: noop, neds: [b]}}\n")).unwrap_err();
         assert!(err.to_string().contains("neds"), "{err}");
+    }
+
+    #[test]
+    fn an_http_step_may_use_secrets_in_its_input() {
+        let text = format!(
+            "{HEAD}  - {{id: a, kind: http, input: {{url: 'https://api.example/{{{{ secrets.PATH_KEY }}}}', headers: {{authorization: 'Bearer {{{{ secrets.API_TOKEN }}}}'}}}}}}\n"
+        );
+        let wf = compile(
+            parse_definition(&text, DefinitionFormat::Yaml).unwrap(),
+            &["http".to_owned()],
+        );
+        assert!(wf.is_ok(), "{wf:?}");
     }
 
     fn compile_err(text: &str) -> String {
@@ -754,7 +806,7 @@ mod tests {
             "{HEAD}  - {{id: a, kind: echo, input: {{list: [plain, '{{{{ secrets.key }}}}']}}}}\n"
         ));
         assert!(
-            err.starts_with("step `a`: input.list[1]: unknown variable `secrets`"),
+            err.starts_with("step `a`: input.list[1]: `secrets` can be used only"),
             "{err}"
         );
     }

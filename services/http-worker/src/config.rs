@@ -4,7 +4,7 @@
 use baton_runtime::env::{ConfigError, Env};
 use baton_worker::WorkerServiceConfig;
 
-use crate::{guard::Guard, request::Caps};
+use crate::{guard::Guard, request::Caps, secrets::Secrets};
 
 /// gRPC health port unless `GRPC_PORT` says otherwise.
 pub const DEFAULT_GRPC_PORT: u16 = 8004;
@@ -23,6 +23,9 @@ pub struct HttpWorkerConfig {
     /// `max_response_bytes` may be. `HTTP_WORKER_MAX_REDIRECTS` (default 10): the most its
     /// `follow_redirects` may be.
     pub caps: Caps,
+    /// Where `{{ secrets.NAME }}` comes from: `BATON_SECRET_<NAME>` in this process's
+    /// environment, else the file `NAME` in `HTTP_WORKER_SECRETS_DIR` (default none).
+    pub secrets: Secrets,
 }
 
 impl HttpWorkerConfig {
@@ -51,10 +54,17 @@ impl HttpWorkerConfig {
                 "must be at least 1",
             ));
         }
+        let secrets = Secrets {
+            dir: env
+                .var("HTTP_WORKER_SECRETS_DIR")
+                .filter(|d| !d.trim().is_empty())
+                .map(Into::into),
+        };
         Ok(Self {
             service,
             guard,
             caps,
+            secrets,
         })
     }
 }

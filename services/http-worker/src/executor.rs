@@ -23,6 +23,7 @@ use url::{Host, Url};
 use crate::{
     guard::{Blocked, Guard},
     request::{Body, Caps, HttpCall, headers_json, parse_url},
+    secrets::{Redactor, Secrets},
 };
 
 /// The `http` kind's executor: one connection pool for every step this worker runs.
@@ -30,10 +31,11 @@ pub struct HttpExecutor {
     client: reqwest::Client,
     guard: Arc<Guard>,
     caps: Caps,
+    secrets: Secrets,
 }
 
 impl HttpExecutor {
-    pub fn new(guard: Guard, caps: Caps) -> Result<Self, reqwest::Error> {
+    pub fn new(guard: Guard, caps: Caps, secrets: Secrets) -> Result<Self, reqwest::Error> {
         let guard = Arc::new(guard);
         let client = reqwest::Client::builder()
             .dns_resolver(Arc::new(GuardedResolver {
@@ -49,6 +51,7 @@ impl HttpExecutor {
             client,
             guard,
             caps,
+            secrets,
         })
     }
 
@@ -102,26 +105,45 @@ impl Resolve for GuardedResolver {
 impl StepExecutor for HttpExecutor {
     async fn execute(
         &self,
-        _job: &v1::Job,
+        job: &v1::Job,
         input: Value,
         cancel: CancellationToken,
     ) -> Result<StepOutput, StepFailure> {
-        let call = HttpCall::from_input(&input, self.caps)
+        let resolved = self
+            .secrets
+            .resolve(&input, &job.secret_nonce)
             .map_err(|e| StepFailure::permanent(e.to_string()))?;
+        let redactor = resolved.values;
+        let call = HttpCall::from_input(&resolved.input, self.caps)
+            .map_err(|e| StepFailure::permanent(redactor.text(&e.to_string())))?;
         let trace_headers = baton_telemetry::inject_context(&tracing::Span::current());
-        tokio::select! {
-            done = self.call(call, &trace_headers) => done,
+        let done = tokio::select! {
+            done = self.call(call, &trace_headers, &redactor) => done,
             _ = cancel.cancelled() => Err(StepFailure::permanent("cancelled")),
+        };
+        // What the step reports never holds a secret it used: not an echo of it in the
+        // response, not a URL with one in it in an error.
+        match done {
+            Ok(StepOutput::Done(mut output)) => {
+                redactor.json(&mut output);
+                Ok(StepOutput::Done(output))
+            }
+            Err(mut failure) => {
+                failure.message = redactor.text(&failure.message);
+                Err(failure)
+            }
+            parked => parked,
         }
     }
 }
 
 impl HttpExecutor {
-    #[tracing::instrument(name = "http.request", skip_all, fields(http.method = %call.method, url.host = call.url.host_str().unwrap_or_default(), http.status))]
+    #[tracing::instrument(name = "http.request", skip_all, fields(http.method = %call.method, url.host = redactor.text(call.url.host_str().unwrap_or_default()), http.status))]
     async fn call(
         &self,
         call: HttpCall,
         trace_headers: &std::collections::HashMap<String, String>,
+        redactor: &Redactor,
     ) -> Result<StepOutput, StepFailure> {
         let began = Instant::now();
         let mut url = call.url.clone();

@@ -6,6 +6,7 @@ pub mod config;
 pub mod executor;
 pub mod guard;
 pub mod request;
+pub mod secrets;
 
 use std::sync::Arc;
 
@@ -37,7 +38,7 @@ pub fn pool(
     config: &HttpWorkerConfig,
     metrics: Arc<Metrics>,
 ) -> Result<WorkerPool, HttpWorkerError> {
-    let executor = HttpExecutor::new(config.guard.clone(), config.caps)?;
+    let executor = HttpExecutor::new(config.guard.clone(), config.caps, config.secrets.clone())?;
     Ok(WorkerPool::new(queue, config.service.worker.clone())
         .with_metrics(metrics)
         .with_executor(KIND, Arc::new(executor)))

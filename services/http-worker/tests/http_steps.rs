@@ -52,6 +52,17 @@ async fn api() -> (SocketAddr, Seen) {
             ),
         )
         .route(
+            "/echo",
+            post(|headers: HeaderMap, Json(body): Json<Value>| async move {
+                let auth = headers
+                    .get(header::AUTHORIZATION)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_owned();
+                Json(json!({"authorization": auth, "body": body}))
+            }),
+        )
+        .route(
             "/failing",
             get(|State(seen): State<Seen>| async move {
                 seen.failing.fetch_add(1, Ordering::SeqCst);
@@ -376,4 +387,79 @@ async fn the_guard_refuses_every_spelling_of_a_non_public_address() {
     );
     stop.cancel();
     stack.stop().await;
+}
+
+#[tokio::test]
+async fn secrets_reach_the_request_and_nothing_the_run_reports() {
+    const SECRET: &str = "tok-5f0e1c9a-do-not-leak";
+    let (api, _) = api().await;
+    let dir = std::env::temp_dir().join(format!("baton-http-secrets-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("API_TOKEN"), format!("{SECRET}\n")).unwrap();
+    let dir_text = dir.display().to_string();
+    let (stack, stop) = stack_with_worker(&[
+        ("HTTP_WORKER_ALLOW", "127.0.0.1"),
+        ("HTTP_WORKER_SECRETS_DIR", dir_text.as_str()),
+    ])
+    .await;
+    let definition = format!(
+        "owner: t\nname: secret\nversion: 1\nsteps:\n\
+         - id: call\n  kind: http\n  input:\n    method: POST\n    url: 'http://{api}/echo'\n    headers: {{authorization: 'Bearer {{{{ secrets.API_TOKEN }}}}'}}\n    body: {{token: '{{{{ secrets.API_TOKEN }}}}', note: '{{{{ inputs.note }}}}'}}\n\
+         - {{id: after, kind: echo, needs: [call], input: {{seen: '{{{{ steps.call.output.body }}}}'}}}}\n"
+    );
+    stack.register(&definition).await.unwrap();
+    // A run input that looks like a placeholder asks for nothing.
+    let run = stack
+        .start_run("t/secret@1", json!({"note": "{{ secrets.API_TOKEN }}"}))
+        .await
+        .unwrap();
+    let run = stack.wait_for_end(&run.id, WAIT).await.unwrap();
+    assert_eq!(status(&run), RunStatus::Completed, "{run:?}");
+    let echoed = output(step(&run, "call"));
+    // The server got the value; the run holds only `***`.
+    assert_eq!(echoed["body"]["authorization"], "Bearer ***");
+    assert_eq!(echoed["body"]["body"]["token"], "***");
+    assert_eq!(echoed["body"]["body"]["note"], "{{ secrets.API_TOKEN }}");
+    let state = format!("{run:?}");
+    assert!(!state.contains(SECRET), "run state: {state}");
+    let events = stack
+        .store
+        .list_events(run.id.parse().unwrap(), 0, 1_000)
+        .await
+        .unwrap();
+    let events = format!("{events:?}");
+    assert!(!events.contains(SECRET), "events: {events}");
+    assert!(
+        events.contains("***"),
+        "the output event holds the redacted echo"
+    );
+
+    // An unknown secret fails the step naming it.
+    let run = run_one(
+        &stack,
+        "unknown-secret",
+        json!({"url": format!("http://{api}/echo"), "headers": {"x-key": "{{ secrets.NOT_THERE }}"}}),
+        "",
+    )
+    .await;
+    assert_eq!(status(&run), RunStatus::Failed);
+    assert!(
+        error_of(&run).contains("input.headers.x-key: unknown secret `NOT_THERE`"),
+        "{}",
+        error_of(&run)
+    );
+    // A secret in a URL that fails is redacted in the error too.
+    let run = run_one(
+        &stack,
+        "secret-in-url",
+        json!({"url": format!("http://{api}/status/{{{{ secrets.API_TOKEN }}}}"), "method": "GET"}),
+        "",
+    )
+    .await;
+    assert_eq!(status(&run), RunStatus::Failed);
+    assert!(!format!("{run:?}").contains(SECRET), "{run:?}");
+    assert!(error_of(&run).contains("/status/***"), "{}", error_of(&run));
+    stop.cancel();
+    stack.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
 }
