@@ -48,10 +48,8 @@ impl Redactor {
             return;
         }
         match value {
-            Value::String(s) => {
-                if self.values.iter().any(|v| s.contains(v.as_str())) {
-                    *s = self.text(s);
-                }
+            Value::String(s) if self.values.iter().any(|v| s.contains(v.as_str())) => {
+                *s = self.text(s);
             }
             Value::Array(items) => items.iter_mut().for_each(|v| self.json(v)),
             Value::Object(map) => {
