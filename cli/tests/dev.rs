@@ -427,3 +427,89 @@ async fn baton_dev_with_auth_disabled_says_so_and_saves_no_key() {
     assert_eq!(code, 0, "no token is needed: {out}");
     dev.terminate(Duration::from_secs(30)).await.unwrap();
 }
+
+#[tokio::test]
+async fn baton_dev_runs_http_steps_behind_the_ssrf_guard() {
+    let dir = TempDir::new();
+    // Loopback allowed, so the example can call `baton dev`'s own health endpoint.
+    let dev = start_dev_with(
+        &dir,
+        &dir.0.join("dev.db"),
+        0,
+        &[("HTTP_WORKER_ALLOW", "127.0.0.1")],
+    )
+    .await;
+    let grpc = dev.addr("GRPC_PORT");
+    wait_until_serving(grpc, "baton.v1.RunService", Duration::from_secs(30))
+        .await
+        .unwrap();
+    let (code, out) = cli(
+        &dir,
+        grpc,
+        &[
+            "workflow",
+            "apply",
+            "-f",
+            &workspace_file("examples/http.yaml"),
+        ],
+    )
+    .await;
+    assert_eq!(code, 0, "{out}");
+    let url = format!("url=http://{}/health", dev.addr("HTTP_PORT"));
+    let (code, out) = cli(
+        &dir,
+        grpc,
+        &[
+            "run",
+            "start",
+            "examples/http@1",
+            "--input",
+            &url,
+            "--follow",
+        ],
+    )
+    .await;
+    assert_eq!(code, 0, "the http example completes:\n{out}");
+    assert!(out.contains("took_ms"), "{out}");
+    dev.terminate(Duration::from_secs(30)).await.unwrap();
+
+    // The guard is on by default: the same call to loopback is refused, and says why.
+    let dir = TempDir::new();
+    let dev = start_dev(&dir, &dir.0.join("dev.db")).await;
+    let grpc = dev.addr("GRPC_PORT");
+    wait_until_serving(grpc, "baton.v1.RunService", Duration::from_secs(30))
+        .await
+        .unwrap();
+    let (code, out) = cli(
+        &dir,
+        grpc,
+        &[
+            "workflow",
+            "apply",
+            "-f",
+            &workspace_file("examples/http.yaml"),
+        ],
+    )
+    .await;
+    assert_eq!(code, 0, "{out}");
+    let url = format!("url=http://{}/health", dev.addr("HTTP_PORT"));
+    let (code, out) = cli(
+        &dir,
+        grpc,
+        &[
+            "run",
+            "start",
+            "examples/http@1",
+            "--input",
+            &url,
+            "--follow",
+        ],
+    )
+    .await;
+    assert_ne!(code, 0, "{out}");
+    assert!(
+        out.contains("blocked: 127.0.0.1 is a loopback address"),
+        "{out}"
+    );
+    dev.terminate(Duration::from_secs(30)).await.unwrap();
+}

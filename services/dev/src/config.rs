@@ -3,6 +3,7 @@
 
 use std::{net::IpAddr, path::PathBuf};
 
+use baton_http_worker::HttpWorkerConfig;
 use baton_orchestrator::OrchestratorConfig;
 use baton_runtime::env::{ConfigError, Env};
 use baton_workflow_runner::RunnerConfig;
@@ -30,6 +31,8 @@ pub struct DevConfig {
     pub pprof_port: Option<u16>,
     pub orchestrator: OrchestratorConfig,
     pub runner: RunnerConfig,
+    /// `http` steps' settings, read as the http-worker reads them (`HTTP_WORKER_ALLOW`, ...).
+    pub http_worker: HttpWorkerConfig,
 }
 
 impl DevConfig {
@@ -38,6 +41,17 @@ impl DevConfig {
         let mut runner = RunnerConfig::from_env(env)?;
         // The built-in kinds run here; nothing else would run them.
         runner.builtin_workers = true;
+        // So do `http` steps, on the http-worker's own pool.
+        let mut orchestrator = OrchestratorConfig::from_env(env)?;
+        if !orchestrator
+            .extra_kinds
+            .iter()
+            .any(|k| k == baton_http_worker::KIND)
+        {
+            orchestrator
+                .extra_kinds
+                .push(baton_http_worker::KIND.to_owned());
+        }
         Ok(Self {
             db: PathBuf::from(DEFAULT_DB),
             listen: IpAddr::from([127, 0, 0, 1]),
@@ -53,8 +67,9 @@ impl DevConfig {
                 .bool_or("ENABLE_PPROF", true)?
                 .then(|| env.parse_or("PPROF_PORT", 6060))
                 .transpose()?,
-            orchestrator: OrchestratorConfig::from_env(env)?,
+            orchestrator,
             runner,
+            http_worker: HttpWorkerConfig::from_env(env)?,
         })
     }
 

@@ -1,6 +1,7 @@
-//! `baton dev`: the orchestrator, the workflow-runner and the built-in workers in one process, on
-//! one SQLite file that holds both the store and the queue. Same gRPC API, health, metrics, pprof
-//! and raw signal as the separate services, on the same ports, so every client works unchanged.
+//! `baton dev`: the orchestrator, the workflow-runner, the built-in workers and the http-worker in
+//! one process, on one SQLite file that holds both the store and the queue. Same gRPC API, health,
+//! metrics, pprof and raw signal as the separate services, on the same ports, so every client works
+//! unchanged.
 //! Every service that joins Baton adds its `serve` here too. With authentication on (the
 //! default), it keeps a local admin key in the credentials file for the CLI ([`local_key`]).
 
@@ -45,6 +46,8 @@ pub enum DevError {
     Orchestrator(#[from] baton_orchestrator::ServeError),
     #[error("the workflow-runner stopped")]
     Runner(#[from] baton_workflow_runner::RunnerError),
+    #[error("the http-worker stopped")]
+    HttpWorker(#[from] baton_http_worker::HttpWorkerError),
 }
 
 /// The embedded backend: the store and the queue over one SQLite file.
@@ -160,6 +163,9 @@ pub async fn serve(
         tokio::spawn(baton_pprof::serve(listener, shutdown.clone()));
     }
     let EmbeddedBackend { store, queue } = backend;
+    tracing::info!(guard = %config.http_worker.guard, "http steps run in this process");
+    let http_pool = baton_http_worker::pool(queue.clone(), &config.http_worker, metrics.clone())?;
+    let http_worker = http_pool.run(shutdown.child_token());
     let orchestrator = baton_orchestrator::serve(
         store.clone(),
         queue.clone(),
@@ -186,7 +192,8 @@ pub async fn serve(
     );
     // One part stopping stops the others: a half-running platform would only confuse.
     let stop_all = shutdown.clone();
-    let (orchestrator, runner) = tokio::join!(
+    let stop_on_http = shutdown.clone();
+    let (orchestrator, runner, http_worker) = tokio::join!(
         async {
             let r = orchestrator.await;
             stop_all.cancel();
@@ -196,9 +203,15 @@ pub async fn serve(
             let r = runner.await;
             shutdown.cancel();
             r
+        },
+        async {
+            let r = http_worker.await;
+            stop_on_http.cancel();
+            r
         }
     );
     orchestrator?;
     runner?;
+    http_worker.map_err(baton_http_worker::HttpWorkerError::from)?;
     Ok(())
 }
