@@ -43,7 +43,7 @@ demo: ## One-command demo on the embedded backend (baton dev): run examples/hell
 demo-services: ## The demo on the production path: Redis + PostgreSQL and the separate services
 	@bash scripts/demo-services.sh
 
-dev: ## Run orchestrator + workflow-runner in the foreground (Ctrl-C stops both)
+dev: ## Run orchestrator, workflow-runner and http-worker in the foreground (Ctrl-C stops them)
 	@bash scripts/dev.sh
 
 test: deps client-deps ## Run the test suite, clients' end-to-end tests included (cargo nextest)

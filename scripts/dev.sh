@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Development loop: local Redis + PostgreSQL, debug build, then both services
-# in the foreground with readable logs, each line prefixed with the service
-# name. Ctrl-C stops both; if one service exits, the other is stopped too.
+# Development loop: local Redis + PostgreSQL, debug build, then the services
+# (orchestrator, workflow-runner, http-worker) in the foreground with readable
+# logs, each line prefixed with the service name. Ctrl-C stops them; if one
+# exits, the others are stopped too.
 #
 # Env (all optional):
 #   CARGO_TARGET_DIR   default $HOME/.cache/baton-target
@@ -9,6 +10,7 @@
 #   REDIS_URL          default redis://127.0.0.1:6379
 #   LOG_LEVEL          default info
 #   ORCHESTRATOR_PORT  default 8002     RUNNER_PORT  default 8003
+#   HTTP_WORKER_PORT   default 8004     HTTP_WORKER_ALLOW  default 127.0.0.1 (local APIs)
 #   BATON_TOKEN        an API key to use; else the one the CLI's credentials file holds for the
 #                      orchestrator's address, else a new admin key is made in the database and
 #                      saved there (the orchestrator refuses to start with no key at all)
@@ -27,6 +29,9 @@ export GRPC_WEB_ALLOWED_ORIGINS="${GRPC_WEB_ALLOWED_ORIGINS:-http://localhost:51
 export _RJEM_MALLOC_CONF="${_RJEM_MALLOC_CONF:-prof:true,prof_active:true,lg_prof_sample:19}"
 ORCHESTRATOR_PORT="${ORCHESTRATOR_PORT:-8002}"
 RUNNER_PORT="${RUNNER_PORT:-8003}"
+HTTP_WORKER_PORT="${HTTP_WORKER_PORT:-8004}"
+# http steps may call APIs on this machine in development; the guard still refuses the rest.
+export HTTP_WORKER_ALLOW="${HTTP_WORKER_ALLOW:-127.0.0.1}"
 BIN="$CARGO_TARGET_DIR/debug"
 
 bash scripts/deps.sh
@@ -54,9 +59,9 @@ if [[ -z "$token" || "$active_keys" == "0" ]]; then
 fi
 
 if [[ -t 1 ]]; then
-    c_orch=$'\e[36m' c_run=$'\e[35m' c_off=$'\e[0m'
+    c_orch=$'\e[36m' c_run=$'\e[35m' c_http=$'\e[33m' c_off=$'\e[0m'
 else
-    c_orch='' c_run='' c_off=''
+    c_orch='' c_run='' c_http='' c_off=''
     export NO_COLOR=1
 fi
 # The prefixers ignore Ctrl-C so that the services' shutdown logs still show.
@@ -82,12 +87,15 @@ trap stop EXIT
 trap 'echo; echo "==> stopping"; exit 130' INT
 trap 'exit 143' TERM
 
-echo "==> orchestrator on 127.0.0.1:$ORCHESTRATOR_PORT, workflow-runner health on 127.0.0.1:$RUNNER_PORT (Ctrl-C stops both)"
-GRPC_PORT="$ORCHESTRATOR_PORT" "$BIN/baton-orchestrator" \
+echo "==> orchestrator on 127.0.0.1:$ORCHESTRATOR_PORT, workflow-runner health on 127.0.0.1:$RUNNER_PORT, http-worker health on 127.0.0.1:$HTTP_WORKER_PORT (Ctrl-C stops them)"
+GRPC_PORT="$ORCHESTRATOR_PORT" BATON_EXTRA_KINDS="${BATON_EXTRA_KINDS:-http}" "$BIN/baton-orchestrator" \
     > >(prefix "${c_orch}orchestrator   ${c_off}") 2>&1 &
 pids+=($!)
 GRPC_PORT="$RUNNER_PORT" "$BIN/baton-workflow-runner" \
     > >(prefix "${c_run}workflow-runner${c_off}") 2>&1 &
+pids+=($!)
+GRPC_PORT="$HTTP_WORKER_PORT" "$BIN/baton-http-worker" \
+    > >(prefix "${c_http}http-worker    ${c_off}") 2>&1 &
 pids+=($!)
 
 # Once the orchestrator answers: a saved key that does not work here is replaced, and a new key
@@ -109,5 +117,5 @@ fi
 # Return as soon as either service exits; the EXIT trap stops the other one.
 status=0
 wait -n "${pids[@]}" || status=$?
-echo "==> a service exited (status $status); stopping the other" >&2
+echo "==> a service exited (status $status); stopping the others" >&2
 exit "$status"
