@@ -318,7 +318,13 @@ pub fn apply_job_result(
                 ..RetryPolicy::default()
             });
             if retryable && step.attempt < policy.max_attempts {
-                let delay = policy.backoff(step.attempt + 1, rand::random::<f64>());
+                // The longer of the backoff and what the callee asked for (bounded, so an
+                // answer cannot park a step for good).
+                let asked =
+                    std::time::Duration::from_millis(result.retry_after_ms).min(MAX_RETRY_AFTER);
+                let delay = policy
+                    .backoff(step.attempt + 1, rand::random::<f64>())
+                    .max(asked);
                 let due = now + i64::try_from(delay.as_micros()).unwrap_or(i64::MAX / 2);
                 step.status = StepStatus::Retrying;
                 step.next_attempt_at = Some(due);
@@ -364,6 +370,9 @@ pub fn apply_job_result(
 }
 
 /// How an attempt ended, in the form the store can hold.
+/// The longest a result's `retry_after_ms` may hold back the next attempt.
+const MAX_RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(3_600);
+
 enum Ending {
     Output(Json),
     Failure { error: String, retryable: bool },

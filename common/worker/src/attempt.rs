@@ -20,6 +20,7 @@ pub(crate) enum AttemptOutcome {
     Failed {
         error: String,
         retryable: bool,
+        retry_after: Option<Duration>,
     },
     /// The step's `timeout_ms` passed; the executor was stopped.
     TimedOut {
@@ -44,9 +45,16 @@ impl AttemptOutcome {
                 result.output_json = output.to_string();
                 v1::JobOutcome::Succeeded
             }
-            Self::Failed { error, retryable } => {
+            Self::Failed {
+                error,
+                retryable,
+                retry_after,
+            } => {
                 result.error = error;
                 result.retryable = retryable;
+                result.retry_after_ms = retry_after
+                    .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+                    .unwrap_or(0);
                 v1::JobOutcome::Failed
             }
             Self::TimedOut { limit } => {
@@ -82,6 +90,7 @@ pub(crate) async fn run(
                 return AttemptOutcome::Failed {
                     error: format!("input is not JSON: {e}"),
                     retryable: false,
+                    retry_after: None,
                 };
             }
         },
@@ -104,6 +113,7 @@ pub(crate) async fn run(
                     "step output exceeds {max_output_bytes} bytes ({MAX_STEP_OUTPUT_BYTES_VAR}): it is {len} bytes"
                 ),
                 retryable: false,
+                retry_after: None,
             },
             _ => AttemptOutcome::Succeeded { output },
         },
@@ -111,13 +121,19 @@ pub(crate) async fn run(
         Ok(Err(StepFailure { message, .. })) if cancel.is_cancelled() => {
             AttemptOutcome::Cancelled { error: message }
         }
-        Ok(Err(StepFailure { message, retryable })) => AttemptOutcome::Failed {
+        Ok(Err(StepFailure {
+            message,
+            retryable,
+            retry_after,
+        })) => AttemptOutcome::Failed {
             error: message,
             retryable,
+            retry_after,
         },
         Err(panic) => AttemptOutcome::Failed {
             error: format!("step executor panicked: {}", panic_message(panic.as_ref())),
             retryable: true,
+            retry_after: None,
         },
     }
 }
@@ -215,7 +231,8 @@ mod tests {
             attempt(r#"{"do": "fail"}"#).await,
             AttemptOutcome::Failed {
                 error: "bad input".into(),
-                retryable: false
+                retryable: false,
+                retry_after: None
             }
         );
         assert_eq!(
@@ -228,7 +245,8 @@ mod tests {
             attempt("{not json").await,
             AttemptOutcome::Failed {
                 error: "input is not JSON: key must be a string at line 1 column 2".into(),
-                retryable: false
+                retryable: false,
+                retry_after: None
             }
         );
     }
@@ -239,7 +257,8 @@ mod tests {
             attempt(r#"{"do": "panic"}"#).await,
             AttemptOutcome::Failed {
                 error: "step executor panicked: the executor broke".into(),
-                retryable: true
+                retryable: true,
+                retry_after: None
             }
         );
     }
@@ -278,7 +297,8 @@ mod tests {
             outcome,
             AttemptOutcome::Failed {
                 error: "step executor panicked: the executor broke on the call".into(),
-                retryable: true
+                retryable: true,
+                retry_after: None
             }
         );
     }
@@ -300,7 +320,8 @@ mod tests {
             AttemptOutcome::Failed {
                 error: "step output exceeds 21 bytes (BATON_MAX_STEP_OUTPUT_BYTES): it is 22 bytes"
                     .into(),
-                retryable: false
+                retryable: false,
+                retry_after: None
             }
         );
         let mut result = v1::JobResult::default();
@@ -366,6 +387,7 @@ mod tests {
             AttemptOutcome::Failed {
                 error: "boom".into(),
                 retryable: true,
+                retry_after: Some(Duration::from_millis(1_500)),
             }
             .write_result(&mut result)
         );
@@ -373,6 +395,7 @@ mod tests {
             (result.outcome, result.error.as_str(), result.retryable),
             (v1::JobOutcome::Failed as i32, "boom", true)
         );
+        assert_eq!(result.retry_after_ms, 1_500);
         let mut result = v1::JobResult::default();
         let parked = AttemptOutcome::Parked {
             reason: "later".into(),

@@ -41,6 +41,9 @@ pub struct StepFailure {
     pub message: String,
     /// False when another attempt cannot help (bad input).
     pub retryable: bool,
+    /// The least the next attempt should wait, when the executor was told (an HTTP
+    /// `Retry-After`); the runner waits the longer of this and the step's backoff.
+    pub retry_after: Option<std::time::Duration>,
 }
 
 impl StepFailure {
@@ -48,6 +51,7 @@ impl StepFailure {
         Self {
             message: message.into(),
             retryable: true,
+            retry_after: None,
         }
     }
 
@@ -55,7 +59,14 @@ impl StepFailure {
         Self {
             message: message.into(),
             retryable: false,
+            retry_after: None,
         }
+    }
+
+    /// The next attempt should wait at least `wait`.
+    pub fn with_retry_after(mut self, wait: std::time::Duration) -> Self {
+        self.retry_after = Some(wait);
+        self
     }
 }
 

@@ -176,6 +176,7 @@ impl KindWorker {
             let failed = AttemptOutcome::Failed {
                 error,
                 retryable: false,
+                retry_after: None,
             };
             let report = self.report(&job, delivery.deliveries, failed, Start::NEVER, None);
             let _ = tx.send(report).await;

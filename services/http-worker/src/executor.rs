@@ -228,10 +228,10 @@ impl HttpExecutor {
                 shown(url),
                 call.expect
             );
-            if let Some(wait) = retry_after(&headers)
-                && matches!(status.as_u16(), 429 | 503)
-            {
+            let asked = retry_after(&headers).filter(|_| matches!(status.as_u16(), 429 | 503));
+            if let Some(wait) = asked {
                 message.push_str(&format!(" (Retry-After: {}s)", wait.as_secs()));
+                return Err(StepFailure::retryable(message).with_retry_after(wait));
             }
             return Err(StepFailure::retryable(message));
         }

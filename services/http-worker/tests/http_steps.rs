@@ -29,6 +29,7 @@ const WAIT: Duration = Duration::from_secs(30);
 #[derive(Clone, Default)]
 struct Seen {
     failing: Arc<AtomicUsize>,
+    busy_at: Arc<std::sync::Mutex<Vec<std::time::Instant>>>,
 }
 
 /// The API the steps call.
@@ -99,10 +100,11 @@ async fn api() -> (SocketAddr, Seen) {
         )
         .route(
             "/busy",
-            get(|| async {
+            get(|State(seen): State<Seen>| async move {
+                seen.busy_at.lock().unwrap().push(std::time::Instant::now());
                 (
                     StatusCode::SERVICE_UNAVAILABLE,
-                    [(header::RETRY_AFTER, "7")],
+                    [(header::RETRY_AFTER, "1")],
                     "busy",
                 )
             }),
@@ -244,16 +246,22 @@ async fn each_failure_says_what_went_wrong_and_retries_apply() {
         error_of(&run)
     );
 
+    // A 503 with Retry-After: the next attempt waits at least that long, though the step's
+    // own backoff is 10 ms.
     let run = run_one(
         &stack,
         "busy",
         json!({"url": format!("http://{api}/busy")}),
-        "",
+        retry,
     )
     .await;
+    let busy_at = seen.busy_at.lock().unwrap().clone();
+    assert_eq!(busy_at.len(), 2, "retried once");
+    let waited = busy_at[1] - busy_at[0];
+    assert!(waited >= Duration::from_secs(1), "waited only {waited:?}");
     assert!(
         error_of(&run).contains("503 Service Unavailable")
-            && error_of(&run).contains("Retry-After: 7s"),
+            && error_of(&run).contains("Retry-After: 1s"),
         "{}",
         error_of(&run)
     );
