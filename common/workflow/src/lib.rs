@@ -5,6 +5,7 @@
 mod definition;
 mod duration;
 mod error;
+pub mod http;
 mod limits;
 mod template;
 mod validate;

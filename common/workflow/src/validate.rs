@@ -259,7 +259,8 @@ fn check_retry_and_timeout(step: &StepDefinition) -> Result<(), DefinitionError>
     Ok(())
 }
 
-/// Built-in kinds check what they can before a run: a literal value must have the right type.
+/// Kinds Baton knows check what they can before a run: a literal value must have the right type
+/// (`http`: [`crate::http::check_http_input`]).
 fn check_builtin_input(step: &StepDefinition) -> Result<(), DefinitionError> {
     let input = &step.input;
     if !(input.is_null() || input.is_object()) {
@@ -297,6 +298,10 @@ fn check_builtin_input(step: &StepDefinition) -> Result<(), DefinitionError> {
                 }
             }
         },
+        "http" => {
+            crate::http::check_http_input(input)
+                .map_err(|(field, reason)| DefinitionError::step(&step.id, &field, reason))?;
+        }
         "fail" => {
             if let Some(v) = literal("times")
                 && !v.is_u64()

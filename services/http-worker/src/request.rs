@@ -3,6 +3,8 @@
 
 use std::{collections::BTreeMap, time::Duration};
 
+use baton_workflow::http::{HTTP_FIELDS, parse_method};
+pub use baton_workflow::http::{StatusSpec, parse_url};
 use serde_json::Value;
 use url::Url;
 
@@ -31,88 +33,6 @@ pub struct HttpCall {
 pub enum Body {
     Json(Value),
     Text(String),
-}
-
-/// The statuses that count as success: single codes and inclusive ranges.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StatusSpec {
-    ranges: Vec<(u16, u16)>,
-    text: String,
-}
-
-impl Default for StatusSpec {
-    fn default() -> Self {
-        Self {
-            ranges: vec![(200, 299)],
-            text: "2xx".to_owned(),
-        }
-    }
-}
-
-impl StatusSpec {
-    /// Parses `200`, `"2xx"`, `"200-204"`, or a list of those.
-    pub fn parse(value: &Value) -> Result<Self, String> {
-        let items: Vec<&Value> = match value {
-            Value::Array(items) if !items.is_empty() => items.iter().collect(),
-            Value::Array(_) => return Err("must list at least one status".to_owned()),
-            one => vec![one],
-        };
-        let mut ranges = Vec::new();
-        let mut texts = Vec::new();
-        for item in items {
-            let text = match item {
-                Value::Number(n) => n.to_string(),
-                Value::String(s) => s.trim().to_owned(),
-                other => return Err(format!("`{other}` is not a status, class or range")),
-            };
-            ranges.push(parse_status(&text)?);
-            texts.push(text);
-        }
-        Ok(Self {
-            ranges,
-            text: texts.join(", "),
-        })
-    }
-
-    pub fn matches(&self, status: u16) -> bool {
-        self.ranges
-            .iter()
-            .any(|(lo, hi)| (*lo..=*hi).contains(&status))
-    }
-}
-
-impl std::fmt::Display for StatusSpec {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.text)
-    }
-}
-
-fn parse_status(text: &str) -> Result<(u16, u16), String> {
-    let code = |s: &str| {
-        s.parse::<u16>()
-            .ok()
-            .filter(|c| (100..=599).contains(c))
-            .ok_or_else(|| format!("`{text}` is not a status, class (`2xx`) or range (`200-204`)"))
-    };
-    let lower = text.to_ascii_lowercase();
-    if let Some(class) = lower.strip_suffix("xx") {
-        let digit = class
-            .parse::<u16>()
-            .ok()
-            .filter(|d| (1..=5).contains(d) && class.len() == 1)
-            .ok_or_else(|| format!("`{text}` is not a status class (`1xx` to `5xx`)"))?;
-        return Ok((digit * 100, digit * 100 + 99));
-    }
-    match lower.split_once('-') {
-        Some((lo, hi)) => {
-            let (lo, hi) = (code(lo.trim())?, code(hi.trim())?);
-            if lo > hi {
-                return Err(format!("`{text}`: the range runs backwards"));
-            }
-            Ok((lo, hi))
-        }
-        None => code(&lower).map(|c| (c, c)),
-    }
 }
 
 /// Why a step's input cannot be sent, naming the field.
@@ -146,26 +66,21 @@ impl HttpCall {
                 "an http step's input must be an object with at least `url`",
             ));
         };
-        const KNOWN: &[&str] = &[
-            "method",
-            "url",
-            "headers",
-            "query",
-            "body",
-            "timeout",
-            "expect_status",
-            "max_response_bytes",
-            "follow_redirects",
-        ];
-        if let Some(unknown) = fields.keys().find(|k| !KNOWN.contains(&k.as_str())) {
+        if let Some(unknown) = fields.keys().find(|k| !HTTP_FIELDS.contains(&k.as_str())) {
             return Err(invalid(
                 unknown.clone(),
-                format!("unknown field; an http step takes {}", KNOWN.join(", ")),
+                format!(
+                    "unknown field; an http step takes {}",
+                    HTTP_FIELDS.join(", ")
+                ),
             ));
         }
         let method = match fields.get("method") {
             None | Some(Value::Null) => reqwest::Method::GET,
-            Some(Value::String(m)) => parse_method(m).map_err(|r| invalid("method", r))?,
+            Some(Value::String(m)) => parse_method(m)
+                .map_err(|r| invalid("method", r))?
+                .parse()
+                .expect("a standard method"),
             Some(other) => return Err(invalid("method", format!("`{other}` is not a string"))),
         };
         let mut url = match fields.get("url") {
@@ -280,36 +195,6 @@ impl HttpCall {
             follow_redirects,
         })
     }
-}
-
-fn parse_method(text: &str) -> Result<reqwest::Method, String> {
-    const METHODS: &[&str] = &["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
-    let upper = text.trim().to_ascii_uppercase();
-    if METHODS.contains(&upper.as_str()) {
-        Ok(upper.parse().expect("a standard method"))
-    } else {
-        Err(format!("`{text}` is not one of {}", METHODS.join(", ")))
-    }
-}
-
-/// Parses an absolute `http` or `https` URL. Hosts written as decimal, octal or hex numbers
-/// (`http://2130706433/`, `http://0x7f.1/`) come out as the IPv4 address they stand for, so
-/// the guard judges the address, not its spelling.
-pub fn parse_url(text: &str) -> Result<Url, String> {
-    let url = Url::parse(text.trim()).map_err(|e| format!("`{text}` is not a URL ({e})"))?;
-    if !matches!(url.scheme(), "http" | "https") {
-        return Err(format!(
-            "the scheme `{}` is not allowed; only http and https",
-            url.scheme()
-        ));
-    }
-    if url.host().is_none() {
-        return Err(format!("`{text}` names no host"));
-    }
-    if !url.username().is_empty() || url.password().is_some() {
-        return Err("credentials in the URL are not allowed; send them in a header".to_owned());
-    }
-    Ok(url)
 }
 
 /// An object of strings (numbers and booleans are written out); the error is the key path

@@ -294,7 +294,7 @@ async fn each_failure_says_what_went_wrong_and_retries_apply() {
     let run = run_one(
         &stack,
         "bad-input",
-        json!({"url": format!("http://{api}/hop/0"), "method": "BREW"}),
+        json!({"url": format!("http://{api}/hop/0"), "method": "{{ 'BREW' }}"}),
         r#""retry":{"max_attempts":3,"initial":"10ms"}"#,
     )
     .await;
@@ -387,9 +387,33 @@ async fn the_guard_refuses_every_spelling_of_a_non_public_address() {
         assert!(error.starts_with("blocked: "), "{url}: {error}");
         assert!(error.contains("HTTP_WORKER_ALLOW"), "{url}: {error}");
     }
-    let run = run_one(&stack, "scheme", json!({"url": "file:///etc/passwd"}), "").await;
+    // A scheme written out is refused at registration, naming the step and field...
+    let refused = stack
+        .register(
+            &json!({"owner": "t", "name": "scheme", "version": 1,
+                "steps": [{"id": "call", "kind": "http", "input": {"url": "file:///etc/passwd"}}]})
+            .to_string(),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument);
     assert!(
-        error_of(&run).contains("only http and https"),
+        refused
+            .message()
+            .contains("step `call`: input.url: the scheme `file` is not allowed"),
+        "{refused:?}"
+    );
+    // ...and one that arrives through a template, when the step runs.
+    let definition = json!({"owner": "t", "name": "scheme-late", "version": 1,
+        "steps": [{"id": "call", "kind": "http", "input": {"url": "{{ inputs.url }}"}}]});
+    stack.register(&definition.to_string()).await.unwrap();
+    let run = stack
+        .start_run("t/scheme-late@1", json!({"url": "file:///etc/passwd"}))
+        .await
+        .unwrap();
+    let run = stack.wait_for_end(&run.id, WAIT).await.unwrap();
+    assert!(
+        error_of(&run).contains("input.url: the scheme `file` is not allowed"),
         "{}",
         error_of(&run)
     );
