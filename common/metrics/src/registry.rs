@@ -8,6 +8,7 @@ use crate::auth::AuthMetrics;
 use crate::grpc::GrpcServerMetrics;
 use crate::infra::InfraMetrics;
 use crate::orchestration::{OrchestrationMetrics, RunOutcome};
+use crate::outbound::OutboundMetrics;
 use crate::recovery::RecoveryMetrics;
 use crate::retention::RetentionMetrics;
 
@@ -23,6 +24,7 @@ pub struct Metrics {
     retention: RetentionMetrics,
     recovery: RecoveryMetrics,
     auth: AuthMetrics,
+    outbound: OutboundMetrics,
     pub(crate) grpc: GrpcServerMetrics,
 }
 
@@ -42,6 +44,7 @@ impl Metrics {
         let retention = RetentionMetrics::register(&registry)?;
         let recovery = RecoveryMetrics::register(&registry)?;
         let auth = AuthMetrics::register(&registry)?;
+        let outbound = OutboundMetrics::register(&registry)?;
         let grpc = GrpcServerMetrics::register(&registry)?;
         #[cfg(target_os = "linux")]
         registry.register(Box::new(
@@ -54,6 +57,7 @@ impl Metrics {
             retention,
             recovery,
             auth,
+            outbound,
             grpc,
         })
     }
@@ -135,6 +139,22 @@ impl Metrics {
     /// Counts expired leases extended because their job was still in the queue.
     pub fn leases_renewed(&self, n: u64) {
         self.recovery.leases_renewed(n);
+    }
+
+    /// Counts an http step's request that got an answer of `class` (`2xx`, ...) or none
+    /// (`none`), and observes how long it took.
+    pub fn http_request(&self, class: &str, secs: f64) {
+        self.outbound.request(class, secs);
+    }
+
+    /// Counts response body bytes an http step read.
+    pub fn http_response_bytes(&self, n: u64) {
+        self.outbound.response_bytes(n);
+    }
+
+    /// Counts a request the SSRF guard refused, by `reason`.
+    pub fn http_blocked(&self, reason: &str) {
+        self.outbound.blocked(reason);
     }
 
     /// Counts finished runs deleted by retention.

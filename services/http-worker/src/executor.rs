@@ -32,10 +32,16 @@ pub struct HttpExecutor {
     guard: Arc<Guard>,
     caps: Caps,
     secrets: Secrets,
+    metrics: Arc<baton_metrics::Metrics>,
 }
 
 impl HttpExecutor {
-    pub fn new(guard: Guard, caps: Caps, secrets: Secrets) -> Result<Self, reqwest::Error> {
+    pub fn new(
+        guard: Guard,
+        caps: Caps,
+        secrets: Secrets,
+        metrics: Arc<baton_metrics::Metrics>,
+    ) -> Result<Self, reqwest::Error> {
         let guard = Arc::new(guard);
         let client = reqwest::Client::builder()
             .dns_resolver(Arc::new(GuardedResolver {
@@ -52,6 +58,7 @@ impl HttpExecutor {
             guard,
             caps,
             secrets,
+            metrics,
         })
     }
 
@@ -151,8 +158,10 @@ impl HttpExecutor {
         let mut body = call.body.clone();
         let mut redirects = 0;
         loop {
-            self.check_literal(&url)
-                .map_err(|b| StepFailure::permanent(b.to_string()))?;
+            self.check_literal(&url).map_err(|b| {
+                self.metrics.http_blocked(b.label());
+                StepFailure::permanent(b.to_string())
+            })?;
             let left = call.timeout.saturating_sub(began.elapsed());
             if left.is_zero() {
                 return Err(timed_out(&method, &url, call.timeout));
@@ -175,11 +184,30 @@ impl HttpExecutor {
                 Some(Body::Text(text)) => request.body(text.clone()),
                 None => request,
             };
-            let response = request
-                .send()
-                .await
-                .map_err(|e| send_failure(e, &method, &url, call.timeout))?;
+            let sent = Instant::now();
+            let response = match request.send().await {
+                Ok(response) => response,
+                Err(e) => {
+                    let failure = send_failure(e, &method, &url, call.timeout);
+                    match failure.blocked {
+                        Some(label) => self.metrics.http_blocked(label),
+                        None => self
+                            .metrics
+                            .http_request("none", sent.elapsed().as_secs_f64()),
+                    }
+                    return Err(failure.failure);
+                }
+            };
             let status = response.status();
+            let class = match status.as_u16() / 100 {
+                1 => "1xx",
+                2 => "2xx",
+                3 => "3xx",
+                4 => "4xx",
+                _ => "5xx",
+            };
+            self.metrics
+                .http_request(class, sent.elapsed().as_secs_f64());
             if status.is_redirection() && call.follow_redirects > 0 {
                 let Some(next) = location(&response, &url) else {
                     return Err(StepFailure::permanent(format!(
@@ -254,8 +282,9 @@ impl HttpExecutor {
             let chunk = response
                 .chunk()
                 .await
-                .map_err(|e| send_failure(e, method, url, call.timeout))?;
+                .map_err(|e| send_failure(e, method, url, call.timeout).failure)?;
             let Some(chunk) = chunk else { break };
+            self.metrics.http_response_bytes(chunk.len() as u64);
             if bytes.len() as u64 + chunk.len() as u64 > limit {
                 return Err(too_big());
             }
@@ -323,22 +352,35 @@ fn timed_out(method: &reqwest::Method, url: &Url, timeout: Duration) -> StepFail
     ))
 }
 
+/// Why a request got no answer, and the guard's label when it was the guard.
+struct SendFailure {
+    failure: StepFailure,
+    blocked: Option<&'static str>,
+}
+
 /// A request that got no answer: refused by the guard, timed out, or could not connect.
 fn send_failure(
     error: reqwest::Error,
     method: &reqwest::Method,
     url: &Url,
     timeout: Duration,
-) -> StepFailure {
+) -> SendFailure {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&error);
     while let Some(e) = source {
         if let Some(blocked) = e.downcast_ref::<Blocked>() {
-            return StepFailure::permanent(blocked.to_string());
+            return SendFailure {
+                failure: StepFailure::permanent(blocked.to_string()),
+                blocked: Some(blocked.label()),
+            };
         }
         source = e.source();
     }
+    let failure = |failure| SendFailure {
+        failure,
+        blocked: None,
+    };
     if error.is_timeout() {
-        return timed_out(method, url, timeout);
+        return failure(timed_out(method, url, timeout));
     }
     let mut root: &dyn std::error::Error = &error;
     while let Some(next) = root.source() {
@@ -349,5 +391,8 @@ fn send_failure(
     } else {
         "the request failed"
     };
-    StepFailure::retryable(format!("{method} {}: {what}: {root}", shown(url)))
+    failure(StepFailure::retryable(format!(
+        "{method} {}: {what}: {root}",
+        shown(url)
+    )))
 }

@@ -18,6 +18,22 @@ pub struct Blocked {
     pub reason: &'static str,
 }
 
+impl Blocked {
+    /// The reason as a metric label: `loopback`, `private`, `metadata`, ...
+    pub fn label(&self) -> &'static str {
+        let reason = self.reason;
+        let word = reason
+            .strip_prefix("an ")
+            .or_else(|| reason.strip_prefix("a "))
+            .or_else(|| reason.strip_prefix("the "))
+            .unwrap_or(reason);
+        match word.split(' ').next().unwrap_or(word) {
+            "cloud" => "metadata",
+            other => other,
+        }
+    }
+}
+
 /// One entry of `HTTP_WORKER_ALLOW`: a host name, or an address block.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Allowed {
@@ -275,6 +291,7 @@ mod tests {
         ] {
             let refused = guard.check(address, ip(address)).unwrap_err();
             assert_eq!(refused.reason, reason, "{address}");
+            assert!(!refused.label().contains(' '), "{}", refused.label());
             assert!(refused.to_string().starts_with("blocked: "), "{refused}");
         }
     }

@@ -38,7 +38,12 @@ pub fn pool(
     config: &HttpWorkerConfig,
     metrics: Arc<Metrics>,
 ) -> Result<WorkerPool, HttpWorkerError> {
-    let executor = HttpExecutor::new(config.guard.clone(), config.caps, config.secrets.clone())?;
+    let executor = HttpExecutor::new(
+        config.guard.clone(),
+        config.caps,
+        config.secrets.clone(),
+        metrics.clone(),
+    )?;
     Ok(WorkerPool::new(queue, config.service.worker.clone())
         .with_metrics(metrics)
         .with_executor(KIND, Arc::new(executor)))

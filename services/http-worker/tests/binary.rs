@@ -67,6 +67,27 @@ async fn the_binary_needs_only_redis_serves_health_and_runs_http_steps() {
     assert_eq!(output(get)["body"], "hi there");
     assert_eq!(get.attempts[0].worker_id, "http-1");
 
+    // A private address is refused, and counted by reason.
+    stack
+        .register("owner: t\nname: private\nversion: 1\nsteps:\n  - {id: get, kind: http, input: {url: 'http://10.0.0.1/'}}\n")
+        .await
+        .unwrap();
+    let run = stack.start_run("t/private@1", json!({})).await.unwrap();
+    let run = stack.wait_for_end(&run.id, WAIT).await.unwrap();
+    assert_eq!(status(&run), RunStatus::Failed);
+    let (_, _, body) = http_get(worker.addr("METRICS_PORT"), "/metrics")
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&body);
+    for line in [
+        "baton_http_requests_total{class=\"2xx\"} 1",
+        "baton_http_response_bytes_total 8",
+        "baton_http_blocked_total{reason=\"private\"} 1",
+        "baton_http_request_duration_seconds_count{class=\"2xx\"} 1",
+    ] {
+        assert!(text.contains(line), "{line} in:\n{text}");
+    }
+
     let (exit, printed) = worker.terminate(WAIT).await.unwrap();
     assert!(exit.success(), "{exit}\n{printed}");
     stack.stop().await;
