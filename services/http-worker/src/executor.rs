@@ -123,7 +123,17 @@ impl StepExecutor for HttpExecutor {
         let redactor = resolved.values;
         let call = HttpCall::from_input(&resolved.input, self.caps)
             .map_err(|e| StepFailure::permanent(redactor.text(&e.to_string())))?;
-        let trace_headers = baton_telemetry::inject_context(&tracing::Span::current());
+        // This attempt's span when traces are exported, else the step's own context as the
+        // runner sent it: either way the callee's spans join the run's trace.
+        let mut trace_headers = baton_telemetry::inject_context(&tracing::Span::current());
+        if trace_headers.is_empty() {
+            trace_headers = job
+                .trace_context
+                .iter()
+                .filter(|(k, _)| matches!(k.as_str(), "traceparent" | "tracestate"))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+        }
         let done = tokio::select! {
             done = self.call(call, &trace_headers, &redactor) => done,
             _ = cancel.cancelled() => Err(StepFailure::permanent("cancelled")),

@@ -12,12 +12,28 @@ use baton_testkit::{
 use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(30);
+const SECRET: &str = "sk-live-7d1e0c5b-never-shown";
 
 #[tokio::test]
 async fn the_binary_needs_only_redis_serves_health_and_runs_http_steps() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let api = listener.local_addr().unwrap();
-    let app = Router::new().route("/hello", get(|| async { "hi there" }));
+    let app = Router::new()
+        .route("/hello", get(|| async { "hi there" }))
+        .route(
+            "/trace",
+            get(|headers: axum::http::HeaderMap| async move {
+                let parent = headers.get("traceparent").and_then(|v| v.to_str().ok());
+                parent.unwrap_or("none").to_owned()
+            }),
+        )
+        .route(
+            "/whoami",
+            get(|headers: axum::http::HeaderMap| async move {
+                let auth = headers.get("authorization").and_then(|v| v.to_str().ok());
+                format!("you sent {}", auth.unwrap_or("nothing"))
+            }),
+        );
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
 
     let backend = TestBackend::create().await.unwrap();
@@ -28,6 +44,14 @@ async fn the_binary_needs_only_redis_serves_health_and_runs_http_steps() {
             env.retain(|(name, _)| !name.starts_with("DATABASE_"));
             env.push(("BATON_WORKER_ID".into(), "http-1".into()));
             env.push(("HTTP_WORKER_ALLOW".into(), "127.0.0.1".into()));
+            env.push(("BATON_SECRET_API_TOKEN".into(), SECRET.into()));
+            // Everything the worker says, to search for the secret after.
+            env.push(("LOG_LEVEL".into(), "debug".into()));
+            // Tracing on (to a collector that is not there): attempts have spans to propagate.
+            env.push((
+                "OTEL_EXPORTER_OTLP_ENDPOINT".into(),
+                "http://127.0.0.1:9".into(),
+            ));
             Ok(env)
         },
         &["GRPC_PORT", "METRICS_PORT"],
@@ -88,7 +112,48 @@ async fn the_binary_needs_only_redis_serves_health_and_runs_http_steps() {
         assert!(text.contains(line), "{line} in:\n{text}");
     }
 
+    // A secret from the worker's environment reaches the callee, and neither the run nor the
+    // worker's own log shows it.
+    stack
+        .register(&format!(
+            "owner: t\nname: whoami\nversion: 1\nsteps:\n  - {{id: get, kind: http, input: {{url: 'http://{api}/whoami', headers: {{authorization: 'Bearer {{{{ secrets.API_TOKEN }}}}'}}}}}}\n"
+        ))
+        .await
+        .unwrap();
+    let run = stack.start_run("t/whoami@1", json!({})).await.unwrap();
+    let run = stack.wait_for_end(&run.id, WAIT).await.unwrap();
+    assert_eq!(status(&run), RunStatus::Completed, "{}", run.error);
+    assert_eq!(output(step(&run, "get"))["body"], "you sent Bearer ***");
+    assert!(!format!("{run:?}").contains(SECRET));
+
+    // The request carries the attempt's W3C trace context.
+    stack
+        .register(&format!(
+            "owner: t\nname: traced\nversion: 1\nsteps:\n  - {{id: get, kind: http, input: {{url: 'http://{api}/trace'}}}}\n"
+        ))
+        .await
+        .unwrap();
+    let run = stack.start_run("t/traced@1", json!({})).await.unwrap();
+    let run = stack.wait_for_end(&run.id, WAIT).await.unwrap();
+    let parent = output(step(&run, "get"))["body"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let fields: Vec<&str> = parent.split('-').collect();
+    assert!(
+        fields.len() == 4 && fields[0] == "00" && fields[1].len() == 32 && fields[2].len() == 16,
+        "a W3C traceparent reached the callee: {parent}"
+    );
+
     let (exit, printed) = worker.terminate(WAIT).await.unwrap();
+    assert!(
+        !printed.contains(SECRET),
+        "the worker's log shows the secret:\n{printed}"
+    );
+    assert!(
+        printed.contains("DEBUG") || printed.contains("debug"),
+        "debug logging was on:\n{printed}"
+    );
     assert!(exit.success(), "{exit}\n{printed}");
     stack.stop().await;
 }
