@@ -333,16 +333,21 @@ fn location(response: &reqwest::Response, base: &Url) -> Option<Url> {
     base.join(value).ok()
 }
 
-/// `Retry-After` in seconds (the HTTP-date form is not read).
+/// `Retry-After` as seconds or as an HTTP date (how long from now; a date past is no wait).
 pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
-    let seconds: u64 = headers
-        .get(RETRY_AFTER)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse()
-        .ok()?;
-    Some(Duration::from_secs(seconds))
+    retry_after_at(headers, std::time::SystemTime::now())
+}
+
+fn retry_after_at(
+    headers: &reqwest::header::HeaderMap,
+    now: std::time::SystemTime,
+) -> Option<Duration> {
+    let text = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
+    if let Ok(seconds) = text.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let at = httpdate::parse_http_date(text).ok()?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
 /// A URL as errors show it: without its query, which may carry values that are not the
@@ -405,4 +410,38 @@ fn send_failure(
         "{method} {}: {what}: {root}",
         shown(url)
     )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(value: &str) -> reqwest::header::HeaderMap {
+        let mut h = reqwest::header::HeaderMap::new();
+        h.insert(RETRY_AFTER, value.parse().unwrap());
+        h
+    }
+
+    #[test]
+    fn retry_after_reads_seconds_and_http_dates() {
+        let now = httpdate::parse_http_date("Wed, 02 Dec 2026 00:00:00 GMT").unwrap();
+        assert_eq!(
+            retry_after_at(&headers("7"), now),
+            Some(Duration::from_secs(7))
+        );
+        assert_eq!(
+            retry_after_at(&headers("Wed, 02 Dec 2026 00:01:30 GMT"), now),
+            Some(Duration::from_secs(90))
+        );
+        assert_eq!(
+            retry_after_at(&headers("Tue, 01 Dec 2026 23:00:00 GMT"), now),
+            Some(Duration::ZERO),
+            "a date past"
+        );
+        assert_eq!(retry_after_at(&headers("soon"), now), None);
+        assert_eq!(
+            retry_after_at(&reqwest::header::HeaderMap::new(), now),
+            None
+        );
+    }
 }
