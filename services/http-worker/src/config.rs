@@ -26,6 +26,9 @@ pub struct HttpWorkerConfig {
     /// Where `{{ secrets.NAME }}` comes from: `BATON_SECRET_<NAME>` in this process's
     /// environment, else the file `NAME` in `HTTP_WORKER_SECRETS_DIR` (default none).
     pub secrets: Secrets,
+    /// `HTTP_WORKER_CA_FILE` (default none): a PEM file of certificate authorities trusted
+    /// beside the system's roots, for internal APIs signed by a private CA.
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 impl HttpWorkerConfig {
@@ -65,6 +68,10 @@ impl HttpWorkerConfig {
             guard,
             caps,
             secrets,
+            ca_file: env
+                .var("HTTP_WORKER_CA_FILE")
+                .filter(|f| !f.trim().is_empty())
+                .map(Into::into),
         })
     }
 }

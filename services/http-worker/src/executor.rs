@@ -43,7 +43,33 @@ impl HttpExecutor {
         metrics: Arc<baton_metrics::Metrics>,
     ) -> Result<Self, reqwest::Error> {
         let guard = Arc::new(guard);
-        let client = reqwest::Client::builder()
+        let client = Self::client(&guard, Vec::new())?;
+        Ok(Self {
+            client,
+            guard,
+            caps,
+            secrets,
+            metrics,
+        })
+    }
+
+    /// Trusts `roots` beside the system's.
+    pub fn with_roots(mut self, roots: Vec<reqwest::Certificate>) -> Result<Self, reqwest::Error> {
+        if !roots.is_empty() {
+            self.client = Self::client(&self.guard, roots)?;
+        }
+        Ok(self)
+    }
+
+    fn client(
+        guard: &Arc<Guard>,
+        roots: Vec<reqwest::Certificate>,
+    ) -> Result<reqwest::Client, reqwest::Error> {
+        let mut builder = reqwest::Client::builder();
+        for root in roots {
+            builder = builder.add_root_certificate(root);
+        }
+        builder
             .dns_resolver(Arc::new(GuardedResolver {
                 guard: guard.clone(),
             }))
@@ -52,14 +78,7 @@ impl HttpExecutor {
             // A proxy would connect on the worker's behalf to addresses the guard never saw.
             .no_proxy()
             .user_agent(concat!("baton-http-worker/", env!("CARGO_PKG_VERSION")))
-            .build()?;
-        Ok(Self {
-            client,
-            guard,
-            caps,
-            secrets,
-            metrics,
-        })
+            .build()
     }
 
     /// Refuses a URL whose host is an address the guard does not allow; names go through the

@@ -28,6 +28,8 @@ pub const HEALTH_SERVICE: &str = "baton.v1.HttpWorker";
 pub enum HttpWorkerError {
     #[error("cannot build the HTTP client: {0}")]
     Client(#[from] reqwest::Error),
+    #[error("HTTP_WORKER_CA_FILE: cannot read {path}: {reason}")]
+    CaFile { path: String, reason: String },
     #[error(transparent)]
     Queue(#[from] baton_queue::QueueError),
 }
@@ -38,12 +40,29 @@ pub fn pool(
     config: &HttpWorkerConfig,
     metrics: Arc<Metrics>,
 ) -> Result<WorkerPool, HttpWorkerError> {
+    let extra_roots = match &config.ca_file {
+        None => Vec::new(),
+        Some(path) => {
+            let failed = |reason: String| HttpWorkerError::CaFile {
+                path: path.display().to_string(),
+                reason,
+            };
+            let pem = std::fs::read(path).map_err(|e| failed(e.to_string()))?;
+            let roots =
+                reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| failed(e.to_string()))?;
+            if roots.is_empty() {
+                return Err(failed("it holds no PEM certificate".to_owned()));
+            }
+            roots
+        }
+    };
     let executor = HttpExecutor::new(
         config.guard.clone(),
         config.caps,
         config.secrets.clone(),
         metrics.clone(),
-    )?;
+    )?
+    .with_roots(extra_roots)?;
     Ok(WorkerPool::new(queue, config.service.worker.clone())
         .with_metrics(metrics)
         .with_executor(KIND, Arc::new(executor)))
