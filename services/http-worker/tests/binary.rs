@@ -2,7 +2,7 @@
 //! metrics, the `http` steps of a stack whose orchestrator lists the kind, and a clean exit on
 //! SIGTERM.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use axum::{Router, routing::get};
 use baton_proto::v1::RunStatus;
@@ -155,5 +155,100 @@ async fn the_binary_needs_only_redis_serves_health_and_runs_http_steps() {
         "debug logging was on:\n{printed}"
     );
     assert!(exit.success(), "{exit}\n{printed}");
+    stack.stop().await;
+}
+
+/// A worker killed (SIGKILL) while its request is in flight loses nothing: the job is taken over
+/// by another worker once its claim lapses, the request is made again, and the run completes.
+#[tokio::test]
+async fn a_worker_killed_mid_request_is_replaced_and_the_run_completes() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let calls = Arc::new(AtomicUsize::new(0));
+    let seen = calls.clone();
+    let app = Router::new().route(
+        "/slow-once",
+        get(move || {
+            let seen = seen.clone();
+            async move {
+                // The first call hangs until its worker is gone; later ones answer at once.
+                if seen.fetch_add(1, Ordering::SeqCst) == 0 {
+                    tokio::time::sleep(Duration::from_secs(20)).await;
+                }
+                "done"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let api = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let backend = TestBackend::create().await.unwrap();
+    let worker_env = |id: &str| {
+        let mut env = backend.service_env().unwrap();
+        env.retain(|(name, _)| !name.starts_with("DATABASE_"));
+        env.push(("BATON_WORKER_ID".into(), id.into()));
+        env.push(("HTTP_WORKER_ALLOW".into(), "127.0.0.1".into()));
+        // A silent worker's job is taken over after this long.
+        env.push(("BATON_VISIBILITY_TIMEOUT".into(), "2s".into()));
+        env
+    };
+    let (first_env, second_env) = (worker_env("http-first"), worker_env("http-second"));
+    let first = ServiceProcess::start(
+        env!("CARGO_BIN_EXE_baton-http-worker"),
+        move || Ok(first_env.clone()),
+        &["GRPC_PORT"],
+    )
+    .await
+    .unwrap();
+    baton_testkit::wait_until_serving(first.addr("GRPC_PORT"), "", WAIT)
+        .await
+        .unwrap();
+    let stack = TestStack::start_on(
+        backend,
+        StackOptions {
+            extra_kinds: vec!["http".to_owned()],
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    stack
+        .register(&format!(
+            "owner: t\nname: slow\nversion: 1\nsteps:\n  - {{id: get, kind: http, input: {{url: 'http://{api}/slow-once', timeout: 60s}}}}\n"
+        ))
+        .await
+        .unwrap();
+    let run = stack.start_run("t/slow@1", json!({})).await.unwrap();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while calls.load(Ordering::SeqCst) == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the first request never came"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    first.kill().await.unwrap();
+
+    let second = ServiceProcess::start(
+        env!("CARGO_BIN_EXE_baton-http-worker"),
+        move || Ok(second_env.clone()),
+        &["GRPC_PORT"],
+    )
+    .await
+    .unwrap();
+    let run = stack.wait_for_end(&run.id, WAIT).await.unwrap();
+    assert_eq!(status(&run), RunStatus::Completed, "{}", run.error);
+    let get = step(&run, "get");
+    assert_eq!(output(get)["body"], "done");
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        2,
+        "the request was made again, once"
+    );
+    assert_eq!(
+        get.attempts.last().map(|a| a.worker_id.as_str()),
+        Some("http-second")
+    );
+    second.terminate(WAIT).await.unwrap();
     stack.stop().await;
 }
