@@ -60,18 +60,48 @@ impl Stage<'_> {
     }
 }
 
-/// `kill -9` of the runner replicas in turn, each started again at once.
+/// `kill -9` of the runner replicas in turn, and of the http-worker every third kill, each
+/// started again at once.
 pub async fn runner_kill(stage: &mut Stage<'_>) -> anyhow::Result<()> {
-    let kills = stage.profile.runner_kills;
-    for k in 0..kills {
+    let order = kill_order(stage.profile.runner_kills, stage.profile.http_worker_kills);
+    let kills = order.len();
+    for (k, target) in order.into_iter().enumerate() {
         stage
             .load
             .reached((k + 1) as f64 / (kills + 1) as f64)
             .await;
-        stage.services.kill_runner(k % 2).await?;
+        match target {
+            Some(replica) => stage.services.kill_runner(replica).await?,
+            None => {
+                let hit = stage.in_flight().await;
+                stage.services.kill_http_worker().await?;
+                stage.note(format!("http-worker killed with {hit}"));
+            }
+        }
     }
-    stage.note(format!("{kills} runner kills, replicas taken in turn"));
+    stage.note(format!(
+        "{} runner kills, replicas taken in turn, and {} http-worker kills",
+        stage.profile.runner_kills, stage.profile.http_worker_kills
+    ));
     Ok(())
+}
+
+/// Which service each kill hits: `Some(replica)` for a runner, the replicas in turn, `None` for
+/// the http-worker, every third kill while it has kills left.
+fn kill_order(runner_kills: usize, http_worker_kills: usize) -> Vec<Option<usize>> {
+    let (mut runners, mut http) = (0, 0);
+    let mut order = Vec::new();
+    while runners < runner_kills || http < http_worker_kills {
+        let http_turn = (order.len() + 1) % 3 == 0 || runners == runner_kills;
+        if http_turn && http < http_worker_kills {
+            order.push(None);
+            http += 1;
+        } else {
+            order.push(Some(runners % 2));
+            runners += 1;
+        }
+    }
+    order
 }
 
 /// `kill -9` of the orchestrator, started again after a second; StartRuns meanwhile fail and are
@@ -181,15 +211,16 @@ async fn outage_probe(stage: &Stage<'_>, outage: Duration) -> String {
     )
 }
 
-/// SIGSTOP of a runner replica, its built-in workers with it, for longer than the visibility
-/// timeouts, then SIGCONT: its jobs and inbox messages are taken over meanwhile, and whatever it
+/// SIGSTOP of a runner replica, its built-in workers with it, and of the http-worker, for longer
+/// than the visibility timeouts, then SIGCONT: the runner's jobs and inbox messages are taken
+/// over meanwhile, the http-worker's are claimed again once it continues, and whatever either
 /// reports late must change nothing.
 pub async fn worker_pause(stage: &mut Stage<'_>) -> anyhow::Result<()> {
     stage.load.reached(0.3).await;
     let (at, hit) = (stage.progress(), stage.in_flight().await);
-    stage.services.pause_runner(0, stage.profile.pause).await?;
+    stage.services.pause_workers(0, stage.profile.pause).await?;
     stage.note(format!(
-        "runner-0 stopped (SIGSTOP) at {at}, with {hit}, for {:?}, then continued",
+        "runner-0 and the http-worker stopped (SIGSTOP) at {at}, with {hit}, for {:?}, then continued",
         stage.profile.pause
     ));
     Ok(())
@@ -460,4 +491,22 @@ async fn poisoned_runs(stage: &mut Stage<'_>) -> anyhow::Result<()> {
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::kill_order;
+
+    #[test]
+    fn the_http_worker_takes_every_third_kill_while_it_has_kills_left() {
+        assert_eq!(kill_order(2, 1), [Some(0), Some(1), None]);
+        assert_eq!(
+            kill_order(4, 2),
+            [Some(0), Some(1), None, Some(0), Some(1), None]
+        );
+        assert_eq!(kill_order(3, 0), [Some(0), Some(1), Some(0)]);
+        assert_eq!(kill_order(0, 2), [None, None]);
+        assert_eq!(kill_order(1, 3), [Some(0), None, None, None]);
+        assert_eq!(kill_order(10, 5).iter().filter(|k| k.is_none()).count(), 5);
+    }
 }

@@ -5,6 +5,7 @@
 //! `chaos/tests/short.rs` runs a short one inside `make test`.
 
 pub mod audit;
+pub mod callee;
 pub mod counters;
 pub mod faults;
 pub mod load;
@@ -24,6 +25,7 @@ use anyhow::Context;
 
 use crate::{
     audit::Violation,
+    callee::Callee,
     counters::RepairCounters,
     faults::Stage,
     load::{Load, LoadOptions},
@@ -94,6 +96,8 @@ pub struct Profile {
     /// StartRuns in flight at once.
     pub concurrency: usize,
     pub runner_kills: usize,
+    /// Kills of the http-worker, in the runner-kill scenario between the runners' kills.
+    pub http_worker_kills: usize,
     pub orchestrator_kills: usize,
     /// Times Redis is killed and started again empty.
     pub redis_restarts: usize,
@@ -114,6 +118,7 @@ impl Profile {
             rate: 40.0,
             concurrency: 8,
             runner_kills: 10,
+            http_worker_kills: 5,
             orchestrator_kills: 10,
             redis_restarts: 3,
             postgres_outage: Duration::from_secs(30),
@@ -130,6 +135,7 @@ impl Profile {
             rate: 40.0,
             concurrency: 8,
             runner_kills: 2,
+            http_worker_kills: 1,
             orchestrator_kills: 1,
             redis_restarts: 1,
             postgres_outage: Duration::from_secs(5),
@@ -260,9 +266,10 @@ async fn run_on_fresh_platform(
         prefix: "baton-chaos".into(),
     };
     let streams = Streams::new(&backend.redis_url, &backend.prefix);
+    let callee = Callee::start().await?;
     let mut services = Services::start(binaries, &backend, logs).await?;
     let api = services.api();
-    api.register(load::CHAIN).await?;
+    api.register(&load::chain(&callee.url())).await?;
     let pool = sqlx::postgres::PgPoolOptions::new()
         .max_connections(2)
         .connect(&backend.database_url)
@@ -325,6 +332,11 @@ async fn run_on_fresh_platform(
     if scenario == Scenario::RedisRestartEmpty {
         notes.push("dead letters: only those since Redis came back empty".into());
     }
+    let completed = audit.by_status.get("completed").copied().unwrap_or(0);
+    notes.push(format!(
+        "the echo API answered {} requests of the {completed} completed runs' http steps",
+        callee.requests()
+    ));
     if !ledger.never_acknowledged.is_empty() {
         notes.push(format!(
             "{} StartRuns never returned OK within {:?}: {}",

@@ -20,22 +20,29 @@ use tokio::task::JoinSet;
 use tonic::{Code, service::interceptor::InterceptedService, transport::Channel};
 
 /// The workflow the load starts: a chain with a fan-out of three in the middle, so runs have
-/// parallel steps, a join, and an output that proves which run it came from.
+/// parallel steps, a join, and an output that proves which run it came from. Its middle branch
+/// goes through an `http` step (the http-worker) posting to `echo_url`, the suite's echo API,
+/// and carries the echoed answer on, so a completed run proves the request was made and read.
 pub const CHAIN_REF: &str = "chaos/chain@1";
-pub const CHAIN: &str = r#"
+pub fn chain(echo_url: &str) -> String {
+    format!(
+        r#"
 owner: chaos
 name: chain
 version: 1
-execution: { concurrency: { maxParallel: 3 } }
+execution: {{ concurrency: {{ maxParallel: 3 }} }}
 steps:
-  - { id: start, kind: noop }
-  - { id: first, kind: echo, needs: [start], input: { i: "{{ inputs.i }}" } }
-  - { id: left, kind: sleep, needs: [first], input: { duration: 300ms } }
-  - { id: middle, kind: echo, needs: [first], input: { i: "{{ steps.first.output.i }}" } }
-  - { id: right, kind: noop, needs: [first] }
-  - { id: join, kind: echo, needs: [left, middle, right], input: { i: "{{ steps.middle.output.i }}" } }
-  - { id: end, kind: echo, needs: [join], input: { i: "{{ steps.join.output.i }}" } }
-"#;
+  - {{ id: start, kind: noop }}
+  - {{ id: first, kind: echo, needs: [start], input: {{ i: "{{{{ inputs.i }}}}" }} }}
+  - {{ id: left, kind: sleep, needs: [first], input: {{ duration: 300ms }} }}
+  - {{ id: call, kind: http, needs: [first], retry: {{ max_attempts: 5, initial: 200ms, max: 1s }}, input: {{ method: POST, url: "{echo_url}", body: {{ i: "{{{{ steps.first.output.i }}}}" }}, timeout: 5s }} }}
+  - {{ id: middle, kind: echo, needs: [call], input: {{ i: "{{{{ steps.call.output.body.i }}}}" }} }}
+  - {{ id: right, kind: noop, needs: [first] }}
+  - {{ id: join, kind: echo, needs: [left, middle, right], input: {{ i: "{{{{ steps.middle.output.i }}}}" }} }}
+  - {{ id: end, kind: echo, needs: [join], input: {{ i: "{{{{ steps.join.output.i }}}}" }} }}
+"#
+    )
+}
 
 /// How long one StartRun call may take before it counts as failed and is tried again.
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);

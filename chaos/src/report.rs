@@ -35,10 +35,11 @@ pub fn render(reports: &[ScenarioReport]) -> String {
                 r.runs.to_string(),
                 r.acknowledged.to_string(),
                 format!(
-                    "{} ({}r+{}o)",
+                    "{} ({}r+{}o+{}h)",
                     r.kills.total(),
                     r.kills.runner,
-                    r.kills.orchestrator
+                    r.kills.orchestrator,
+                    r.kills.http_worker
                 ),
                 count(r.repair.redispatched),
                 count(r.repair.fenced),

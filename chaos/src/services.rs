@@ -1,5 +1,5 @@
-//! The service binaries under test: one orchestrator and two runner replicas (each with the
-//! built-in workers), started with [`ServiceProcess`] on the suite's own servers, and killed,
+//! The service binaries under test: one orchestrator, two runner replicas (each with the
+//! built-in workers) and one http-worker, started with [`ServiceProcess`] on the suite's own servers, and killed,
 //! restarted and paused by the faults. Every process keeps its ports across restarts, so clients
 //! and scrapes find it again. Authentication is on, as in production: the suite issues itself an
 //! admin key in the database before the orchestrator first starts.
@@ -48,6 +48,14 @@ const ORCHESTRATOR_LIMITS: &[(&str, &str)] = &[
 
 /// The largest `inputs_json` the suite's orchestrator accepts (`BATON_MAX_INPUTS_BYTES`).
 pub const MAX_INPUTS_BYTES: usize = 64 * 1024;
+/// What the http-worker is given on top of the common settings: loopback let through its SSRF
+/// guard (the echo API is there), and the runners' visibility timeout, so a job it held when it
+/// was killed or paused is taken over as soon as a runner's would be.
+const HTTP_WORKER_SETTINGS: &[(&str, &str)] = &[
+    ("HTTP_WORKER_ALLOW", "127.0.0.1"),
+    ("BATON_VISIBILITY_TIMEOUT", "3s"),
+];
+
 /// The step and template limits the suite sets on the runners, small enough for the poison
 /// scenario to cross each with a step of a few hundred kilobytes. A runner without a limit
 /// ignores its variable; the poison scenario looks for each name in the binary.
@@ -63,6 +71,7 @@ pub const RUNNER_LIMITS: &[(&str, usize)] = &[
 pub struct ServiceBinaries {
     pub orchestrator: PathBuf,
     pub runner: PathBuf,
+    pub http_worker: PathBuf,
 }
 
 impl ServiceBinaries {
@@ -79,6 +88,7 @@ impl ServiceBinaries {
         Ok(Self {
             orchestrator: find("baton-orchestrator")?,
             runner: find("baton-workflow-runner")?,
+            http_worker: find("baton-http-worker")?,
         })
     }
 
@@ -102,11 +112,12 @@ pub struct Backend {
 pub struct Kills {
     pub runner: usize,
     pub orchestrator: usize,
+    pub http_worker: usize,
 }
 
 impl Kills {
     pub fn total(&self) -> usize {
-        self.runner + self.orchestrator
+        self.runner + self.orchestrator + self.http_worker
     }
 }
 
@@ -116,6 +127,7 @@ pub struct Services {
     /// The orchestrator's API with the suite's admin key.
     api: Api,
     runners: Vec<Slot>,
+    http_worker: Slot,
     pub kills: Kills,
     /// Counters read from runner processes that were killed since.
     repair: RepairCounters,
@@ -123,8 +135,8 @@ pub struct Services {
 
 impl Services {
     /// Issues the suite's admin key (migrating the database, since the orchestrator refuses to
-    /// start while no key exists), starts the orchestrator and then the runner replicas, and
-    /// waits until each reports SERVING.
+    /// start while no key exists), starts the orchestrator, the runner replicas and the
+    /// http-worker, and waits until each reports SERVING.
     pub async fn start(
         binaries: &ServiceBinaries,
         backend: &Backend,
@@ -158,7 +170,18 @@ impl Services {
                 .iter()
                 .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
         );
-        let mut orchestrator = Slot::new("orchestrator", &binaries.orchestrator, env, "", logs);
+        env.push((
+            "BATON_EXTRA_KINDS".into(),
+            baton_http_worker::KIND.to_owned(),
+        ));
+        let mut orchestrator = Slot::new(
+            "orchestrator",
+            &binaries.orchestrator,
+            env,
+            "",
+            SERVICE_PORTS,
+            logs,
+        );
         orchestrator.start().await?;
         let mut runners = Vec::new();
         for i in 0..RUNNER_REPLICAS {
@@ -180,11 +203,33 @@ impl Services {
                 &binaries.runner,
                 env,
                 baton_workflow_runner::HEALTH_SERVICE,
+                SERVICE_PORTS,
                 logs,
             );
             runner.start().await?;
             runners.push(runner);
         }
+        let mut env = common("http-worker", 0)?;
+        env.extend(
+            HTTP_WORKER_SETTINGS
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+        );
+        env.extend(
+            RUNNER_LIMITS
+                .iter()
+                .filter(|(k, _)| *k == "BATON_MAX_STEP_OUTPUT_BYTES")
+                .map(|(k, v)| ((*k).to_owned(), v.to_string())),
+        );
+        let mut http_worker = Slot::new(
+            "http-worker",
+            &binaries.http_worker,
+            env,
+            baton_http_worker::HEALTH_SERVICE,
+            WORKER_PORTS,
+            logs,
+        );
+        http_worker.start().await?;
         let api = Api::new(
             SocketAddr::from(([127, 0, 0, 1], orchestrator.port("GRPC_PORT"))),
             bearer,
@@ -193,6 +238,7 @@ impl Services {
             orchestrator,
             api,
             runners,
+            http_worker,
             kills: Kills::default(),
             repair: RepairCounters::default(),
         })
@@ -215,6 +261,14 @@ impl Services {
         runner.start().await
     }
 
+    /// `kill -9` of the http-worker, with requests in flight; started again after a moment.
+    pub async fn kill_http_worker(&mut self) -> anyhow::Result<()> {
+        self.http_worker.kill().await?;
+        self.kills.http_worker += 1;
+        tokio::time::sleep(RESTART_AFTER).await;
+        self.http_worker.start().await
+    }
+
     /// `kill -9` of the orchestrator; started again after `down`.
     pub async fn kill_orchestrator(&mut self, down: Duration) -> anyhow::Result<()> {
         self.orchestrator.kill().await?;
@@ -223,15 +277,22 @@ impl Services {
         self.orchestrator.start().await
     }
 
-    /// SIGSTOP of runner replica `i` (its built-in workers with it) for `pause`, then SIGCONT.
-    pub async fn pause_runner(&mut self, i: usize, pause: Duration) -> anyhow::Result<()> {
-        let runner = &self.runners[i];
-        let pid = process::child_pid_with(&runner.marker)
-            .with_context(|| format!("cannot find the pid of {}", runner.name))?
-            .to_string();
-        anyhow::ensure!(process::signal(&pid, "STOP"), "kill -STOP {pid} failed");
+    /// SIGSTOP of runner replica `i` (its built-in workers with it) and of the http-worker, both
+    /// at once, for `pause`, then SIGCONT.
+    pub async fn pause_workers(&mut self, i: usize, pause: Duration) -> anyhow::Result<()> {
+        let mut pids = Vec::new();
+        for slot in [&self.runners[i], &self.http_worker] {
+            let pid = process::child_pid_with(&slot.marker)
+                .with_context(|| format!("cannot find the pid of {}", slot.name))?;
+            pids.push(pid.to_string());
+        }
+        for pid in &pids {
+            anyhow::ensure!(process::signal(pid, "STOP"), "kill -STOP {pid} failed");
+        }
         tokio::time::sleep(pause).await;
-        anyhow::ensure!(process::signal(&pid, "CONT"), "kill -CONT {pid} failed");
+        for pid in &pids {
+            anyhow::ensure!(process::signal(pid, "CONT"), "kill -CONT {pid} failed");
+        }
         Ok(())
     }
 
@@ -241,7 +302,7 @@ impl Services {
         for runner in &self.runners {
             runner.wait_serving(within).await?;
         }
-        Ok(())
+        self.http_worker.wait_serving(within).await
     }
 
     /// The repair counters: those of killed replicas plus a read of the live ones.
@@ -257,6 +318,7 @@ impl Services {
 
     /// Stops every service with SIGTERM and writes each one's output to the logs directory.
     pub async fn stop(mut self) {
+        self.http_worker.stop().await;
         for runner in &mut self.runners {
             runner.stop().await;
         }
@@ -291,6 +353,10 @@ async fn admin_key(database_url: &str) -> anyhow::Result<Bearer> {
     Ok(Bearer::new(&issued.token.expose())?)
 }
 
+/// The ports the orchestrator and the runners bind; a worker service has no HTTP server.
+const SERVICE_PORTS: &[&str] = &["GRPC_PORT", "HTTP_PORT", "METRICS_PORT"];
+const WORKER_PORTS: &[&str] = &["GRPC_PORT", "METRICS_PORT"];
+
 /// One service and its successive processes.
 struct Slot {
     name: String,
@@ -300,6 +366,8 @@ struct Slot {
     marker: String,
     /// The gRPC health service that says it is ready (`""`: the whole server).
     health: &'static str,
+    /// The port settings whose `listening` lines say it has started.
+    listens: &'static [&'static str],
     logs: PathBuf,
     process: Option<ServiceProcess>,
     incarnation: u32,
@@ -311,6 +379,7 @@ impl Slot {
         binary: &Path,
         env: Vec<(String, String)>,
         health: &'static str,
+        listens: &'static [&'static str],
         logs: &Path,
     ) -> Self {
         let marker = env
@@ -324,6 +393,7 @@ impl Slot {
             env,
             marker,
             health,
+            listens,
             logs: logs.to_owned(),
             process: None,
             incarnation: 0,
@@ -352,13 +422,9 @@ impl Slot {
         self.incarnation += 1;
         let binary = self.binary.to_string_lossy().into_owned();
         let env = self.env.clone();
-        let process = ServiceProcess::start(
-            &binary,
-            || Ok(env.clone()),
-            &["GRPC_PORT", "HTTP_PORT", "METRICS_PORT"],
-        )
-        .await
-        .with_context(|| format!("{} did not start", self.name))?;
+        let process = ServiceProcess::start(&binary, || Ok(env.clone()), self.listens)
+            .await
+            .with_context(|| format!("{} did not start", self.name))?;
         self.process = Some(process);
         self.wait_serving(SERVING_WITHIN).await
     }

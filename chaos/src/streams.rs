@@ -9,7 +9,7 @@ use prost::Message as _;
 use redis::aio::MultiplexedConnection;
 
 /// The step kinds the suite's workflows use; each has a job stream.
-pub const KINDS: &[&str] = &["noop", "echo", "sleep", "fail"];
+pub const KINDS: &[&str] = &["noop", "echo", "sleep", "fail", "http"];
 
 /// The stream entry field that holds a message's protobuf bytes.
 const FIELD: &str = "d";
