@@ -47,14 +47,16 @@ impl Stage<'_> {
 
     /// Steps queued or running right now, and the runs they belong to: the work a fault can hit.
     async fn in_flight(&self) -> String {
-        let counted: Result<(i64, i64), _> = sqlx::query_as(
-            "SELECT count(*), count(DISTINCT run_id) FROM step_runs \
-             WHERE status IN ('queued', 'running')",
+        let counted: Result<(i64, i64, i64), _> = sqlx::query_as(
+            "SELECT count(*), count(DISTINCT run_id), count(*) FILTER (WHERE kind = 'http') \
+             FROM step_runs WHERE status IN ('queued', 'running')",
         )
         .fetch_one(self.pool)
         .await;
         match counted {
-            Ok((steps, runs)) => format!("{steps} steps of {runs} runs queued or running"),
+            Ok((steps, runs, http)) => {
+                format!("{steps} steps ({http} http) of {runs} runs queued or running")
+            }
             Err(e) => format!("steps in flight unknown: {e}"),
         }
     }

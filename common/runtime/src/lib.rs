@@ -1,6 +1,7 @@
 //! What every Baton service does the same way: read configuration from the environment, report
 //! gRPC health, and stop gracefully on SIGTERM or SIGINT. Logging and traces: `baton-telemetry`.
 
+pub mod args;
 pub mod env;
 mod health;
 mod shutdown;

@@ -252,3 +252,34 @@ async fn a_worker_killed_mid_request_is_replaced_and_the_run_completes() {
     second.terminate(WAIT).await.unwrap();
     stack.stop().await;
 }
+
+#[test]
+fn the_binary_answers_help_and_version_and_refuses_arguments() {
+    let binary = env!("CARGO_BIN_EXE_baton-http-worker");
+    let run = |args: &[&str]| {
+        std::process::Command::new(binary)
+            .args(args)
+            .env("REDIS_URL", "redis://127.0.0.1:1")
+            .output()
+            .expect("the binary runs")
+    };
+    let help = run(&["--help"]);
+    let text = String::from_utf8_lossy(&help.stdout);
+    assert!(help.status.success(), "{help:?}");
+    assert!(text.starts_with("baton-http-worker "), "{text}");
+    assert!(text.contains("HTTP_WORKER_ALLOW"), "{text}");
+    assert!(text.contains("GRPC_PORT"), "{text}");
+
+    let version = run(&["--version"]);
+    assert!(version.status.success(), "{version:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&version.stdout),
+        format!("baton-http-worker {}\n", env!("CARGO_PKG_VERSION"))
+    );
+
+    let refused = run(&["--allow", "10.0.0.1"]);
+    assert_eq!(refused.status.code(), Some(2), "{refused:?}");
+    let text = String::from_utf8_lossy(&refused.stderr);
+    assert!(text.contains("\"--allow\""), "{text}");
+    assert!(refused.stdout.is_empty());
+}

@@ -1,6 +1,6 @@
 //! `baton-workflow-runner`: reads configuration from the environment and runs a runner replica.
 
-use baton_runtime::env::Env;
+use baton_runtime::{args::About, env::Env};
 use baton_service::{bind, bind_admin, connect, observability};
 use baton_workflow_runner::{Listeners, RunnerConfig};
 
@@ -15,8 +15,26 @@ const DEFAULT_METRICS_PORT: u16 = 9091;
 /// pprof port unless `PPROF_PORT` says otherwise (served only with `ENABLE_PPROF=true`).
 const DEFAULT_PPROF_PORT: u16 = 6061;
 
+const ABOUT: About = About {
+    binary: "baton-workflow-runner",
+    summary: "walks each run's DAG, dispatches its steps and runs the built-in workers.",
+    settings: &[
+        ("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/baton"),
+        ("REDIS_URL", "redis://127.0.0.1:6379"),
+        ("BATON_REDIS_PREFIX", "baton"),
+        ("BATON_BUILTIN_WORKERS", "true"),
+        ("BATON_MAX_RUNNING_RUNS", "10000"),
+        ("GRPC_PORT", "8003 (health)"),
+        ("HTTP_PORT", "8082"),
+        ("METRICS_PORT", "9091"),
+        ("PPROF_PORT, ENABLE_PPROF", "6061, false"),
+        ("LOG_LEVEL", "info"),
+    ],
+};
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    ABOUT.handle_command_line();
     let telemetry = baton_telemetry::init("workflow-runner")?;
     let config = RunnerConfig::from_env(&Env::os())?;
     let (store, queue) = connect(
