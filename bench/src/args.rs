@@ -9,9 +9,10 @@ use clap::{Parser, ValueEnum};
 use crate::backend::Backend;
 
 /// Benchmarks a real Baton deployment: spawns the release `baton-orchestrator` and
-/// `baton-workflow-runner` binaries against a fresh database and Redis prefix (production), and
-/// `baton dev` on a fresh SQLite file (embedded), drives each over gRPC and reports throughput,
-/// latency, dispatch delays and resident memory, backend beside backend.
+/// `baton-workflow-runner` binaries (and `baton-http-worker` for the http scenario) against a
+/// fresh database and Redis prefix (production), and `baton dev` on a fresh SQLite file
+/// (embedded), drives each over gRPC and reports throughput, latency, dispatch delays and
+/// resident memory, backend beside backend.
 #[derive(Parser, Debug, Clone)]
 #[command(name = "baton-bench", version)]
 pub struct Args {
@@ -27,13 +28,17 @@ pub struct Args {
     /// Measured runs of the lone-chain latency scenario, started one at a time.
     #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..))]
     pub lone_runs: u32,
+    /// Runs of `start` → 20 parallel `http` GETs → `end` in the http scenario, against a loopback
+    /// server in the bench.
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..))]
+    pub http_runs: u32,
     /// Unmeasured runs before the lone-chain latency scenario.
     #[arg(long, default_value_t = 20)]
     pub warmup_runs: u32,
     /// After the scenarios, insert this many finished 10-step chain runs straight into the
-    /// production database and run the scenarios again, reported beside the fresh figures; 0 =
-    /// off. The bench runs no VACUUM or ANALYZE: it waits for the services' own table upkeep to
-    /// see the new rows first. The embedded backend is not filled.
+    /// production database and run the chain, fan-out and lone scenarios again, reported beside
+    /// the fresh figures; 0 = off. The bench runs no VACUUM or ANALYZE: it waits for the
+    /// services' own table upkeep to see the new rows first. The embedded backend is not filled.
     #[arg(long, default_value_t = 0, value_name = "N")]
     pub history_runs: u32,
     /// How long to wait after the history fill for the services' table upkeep (or autovacuum)
@@ -102,7 +107,7 @@ impl Backends {
 /// The scenarios `--scenario` selects.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Scenario {
-    /// Chain throughput, fan-out throughput, then lone-chain latency.
+    /// Chain throughput, fan-out throughput, lone-chain latency, then http steps.
     All,
     /// Chain throughput (with its dispatch latency and memory figures).
     Chain,
@@ -110,6 +115,8 @@ pub enum Scenario {
     Fanout,
     /// Lone-chain latency (with its dispatch latency figures).
     Lone,
+    /// `http` steps through the http-worker against a loopback server in the bench.
+    Http,
 }
 
 impl Scenario {
@@ -121,6 +128,9 @@ impl Scenario {
     }
     pub fn lone(self) -> bool {
         matches!(self, Self::All | Self::Lone)
+    }
+    pub fn http(self) -> bool {
+        matches!(self, Self::All | Self::Http)
     }
 }
 
@@ -142,6 +152,7 @@ mod tests {
             (args.chain_runs, args.fanout_runs, args.lone_runs),
             (1000, 20, 200)
         );
+        assert_eq!(args.http_runs, 50);
         assert_eq!(args.concurrency, 64);
         assert_eq!(args.history_runs, 0);
         let args = Args::try_parse_from(["baton-bench", "--history-runs", "100000"]).unwrap();
@@ -153,6 +164,20 @@ mod tests {
             [Backend::Production, Backend::Embedded]
         );
         assert!(Args::try_parse_from(["baton-bench", "--concurrency", "0"]).is_err());
+        assert!(Args::try_parse_from(["baton-bench", "--http-runs", "0"]).is_err());
+    }
+
+    #[test]
+    fn http_scenario_alone_and_in_all() {
+        let scenario = |value: &str| {
+            Args::try_parse_from(["baton-bench", "--scenario", value])
+                .unwrap()
+                .scenario
+        };
+        let http = scenario("http");
+        assert!(http.http() && !http.chain() && !http.fanout() && !http.lone());
+        assert!(scenario("all").http());
+        assert!(!scenario("lone").http());
     }
 
     #[test]

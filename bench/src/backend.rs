@@ -7,7 +7,8 @@ use std::fmt;
 /// A backend the bench can start the platform on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {
-    /// `baton-orchestrator` and `baton-workflow-runner` on PostgreSQL and Redis.
+    /// `baton-orchestrator` and `baton-workflow-runner` (and `baton-http-worker` for `http`
+    /// steps) on PostgreSQL and Redis.
     Production,
     /// `baton dev`: every part in one process on one SQLite file.
     Embedded,
@@ -28,9 +29,15 @@ impl Backend {
         matches!(self, Self::Production)
     }
 
-    /// The release binaries this backend runs, by file name.
-    pub fn binaries(self) -> &'static [&'static str] {
+    /// The release binaries this backend runs, by file name; `http`: also what runs `http` steps
+    /// (on embedded, `baton dev` itself).
+    pub fn binaries(self, http: bool) -> &'static [&'static str] {
         match self {
+            Self::Production if http => &[
+                "baton-orchestrator",
+                "baton-workflow-runner",
+                "baton-http-worker",
+            ],
             Self::Production => &["baton-orchestrator", "baton-workflow-runner"],
             Self::Embedded => &["baton"],
         }
@@ -52,6 +59,11 @@ mod tests {
         assert!(Backend::Production.has_targets());
         assert!(!Backend::Embedded.has_targets());
         assert_eq!(Backend::Embedded.to_string(), "embedded");
-        assert_eq!(Backend::Embedded.binaries(), ["baton"]);
+        assert_eq!(Backend::Embedded.binaries(true), ["baton"]);
+        assert_eq!(Backend::Production.binaries(false).len(), 2);
+        assert_eq!(
+            Backend::Production.binaries(true).last(),
+            Some(&"baton-http-worker")
+        );
     }
 }

@@ -1,9 +1,9 @@
 //! `baton-bench`: measures a real Baton deployment on each backend. For production it spawns the
-//! release `baton-orchestrator` and `baton-workflow-runner` binaries against a fresh database and
-//! Redis prefix; for embedded, the release `baton dev` on a fresh SQLite file. It drives each
-//! through the public gRPC API and prints throughput, latency, dispatch delays and memory, the
-//! production figures next to Baton's targets and the embedded ones beside them for reference.
-//! Run it with `make bench`.
+//! release `baton-orchestrator` and `baton-workflow-runner` binaries (and `baton-http-worker`
+//! for the http scenario) against a fresh database and Redis prefix; for embedded, the release
+//! `baton dev` on a fresh SQLite file. It drives each through the public gRPC API and prints
+//! throughput, latency, dispatch delays and memory, the production figures next to Baton's
+//! targets and the embedded ones beside them for reference. Run it with `make bench`.
 
 mod api;
 mod args;
@@ -11,8 +11,10 @@ mod backend;
 mod db;
 mod environment;
 mod history;
+mod http_steps;
 mod key;
 mod latency;
+mod loopback;
 mod machine;
 mod memory;
 mod platform;
@@ -56,7 +58,7 @@ async fn bench(args: Args) -> anyhow::Result<()> {
     };
     // Every binary up front, so a missing one fails before any backend has run.
     for backend in args.backend.backends() {
-        for name in backend.binaries() {
+        for name in backend.binaries(args.scenario.http()) {
             services::binary(&bin_dir, name)?;
         }
     }

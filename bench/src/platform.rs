@@ -22,6 +22,7 @@ const READY_TIMEOUT: Duration = Duration::from_secs(30);
 
 const ORCHESTRATOR: &str = "orchestrator";
 const RUNNER: &str = "workflow-runner";
+const HTTP_WORKER: &str = "http-worker";
 /// The embedded platform's one process (and its log file's name).
 const DEV: &str = "baton-dev";
 
@@ -33,6 +34,14 @@ const PRODUCTION_ONLY: &[&str] = &["DATABASE_URL", "REDIS_URL", "BATON_REDIS_PRE
 /// tenant starting runs as fast as the engine takes them, and it measures the engine, not the
 /// limit. WatchRun streams keep their default cap: the bench watches one run at a time.
 const NO_START_LIMIT: (&str, &str) = ("BATON_START_RATE", "off");
+
+/// The http scenario's steps call a server on loopback, which the http-worker's SSRF guard
+/// refuses unless it is allowed; on both backends, and only when that scenario runs.
+const ALLOW_LOOPBACK: (&str, &str) = ("HTTP_WORKER_ALLOW", "127.0.0.1");
+/// What makes the separate orchestrator accept `http` steps (`baton dev` always does).
+const HTTP_KIND: (&str, &str) = ("BATON_EXTRA_KINDS", "http");
+/// The http-worker uses Redis only; the bench's own `DATABASE_URL` (the admin URL) is not for it.
+const HTTP_WORKER_UNSET: &[&str] = &["DATABASE_URL"];
 
 /// A started platform, ready for the scenarios.
 pub struct Platform {
@@ -62,7 +71,8 @@ pub async fn start(
     }
 }
 
-/// `baton-orchestrator` and `baton-workflow-runner` on a fresh database and Redis prefix.
+/// `baton-orchestrator` and `baton-workflow-runner` on a fresh database and Redis prefix, and
+/// `baton-http-worker` beside them for the http scenario.
 async fn production(
     args: &Args,
     env: &mut Environment,
@@ -70,6 +80,11 @@ async fn production(
 ) -> anyhow::Result<Platform> {
     let orchestrator_bin = services::binary(bin_dir, "baton-orchestrator")?;
     let runner_bin = services::binary(bin_dir, "baton-workflow-runner")?;
+    let http_worker_bin = args
+        .scenario
+        .http()
+        .then(|| services::binary(bin_dir, "baton-http-worker"))
+        .transpose()?;
     let scratch = env.production(&args.database_url, &args.redis_url).await?;
     let (database, database_url) = (scratch.database.clone(), scratch.database_url.clone());
     let (redis_url, redis_prefix) = (scratch.redis_url.clone(), scratch.redis_prefix.clone());
@@ -100,6 +115,9 @@ async fn production(
     eprintln!("starting {}", orchestrator_bin.display());
     let mut orchestrator_env = service_env();
     orchestrator_env.push((NO_START_LIMIT.0, NO_START_LIMIT.1.to_owned()));
+    if http_worker_bin.is_some() {
+        orchestrator_env.push((HTTP_KIND.0, HTTP_KIND.1.to_owned()));
+    }
     let orchestrator = Service::spawn(
         &Launch {
             name: ORCHESTRATOR,
@@ -131,6 +149,31 @@ async fn production(
     // It binds its health port once it is connected to PostgreSQL and Redis.
     let port = listen(env, runner).await?;
     eprintln!("  health on 127.0.0.1:{port}");
+    if let Some(binary) = &http_worker_bin {
+        eprintln!("starting {}", binary.display());
+        // Redis and its own ports only: it reads no database and serves no HTTP port.
+        let mut http_worker_env = vec![
+            ("REDIS_URL", redis_url.clone()),
+            ("BATON_REDIS_PREFIX", redis_prefix.clone()),
+            (services::GRPC_PORT, "0".to_owned()),
+            ("METRICS_PORT", "0".to_owned()),
+            (ALLOW_LOOPBACK.0, ALLOW_LOOPBACK.1.to_owned()),
+        ];
+        http_worker_env.extend(services::log_env(&args.service_log_level));
+        let http_worker = Service::spawn(
+            &Launch {
+                name: HTTP_WORKER,
+                binary,
+                args: Vec::new(),
+                env: http_worker_env,
+                unset: HTTP_WORKER_UNSET,
+            },
+            &env.log_dir,
+        )?;
+        // Like the runner, it binds its health port once it is connected to Redis.
+        let port = listen(env, http_worker).await?;
+        eprintln!("  health on 127.0.0.1:{port}");
+    }
     let pids: Vec<u32> = env.services.iter().map(Service::pid).collect();
 
     let db = Db::postgres(&database_url).await?;
@@ -142,30 +185,30 @@ async fn production(
             environment::redis_version(&redis_url).await,
         ),
     ];
+    // In the order they were started, as `pids` is.
+    let services = env
+        .services
+        .iter()
+        .map(|service| ServiceInfo {
+            name: format!("baton-{}", service.name),
+            pid: service.pid(),
+            build: (service.name == ORCHESTRATOR)
+                .then(|| format!("{} ({})", info.version, info.git_revision)),
+        })
+        .collect();
     Ok(Platform {
         backend: Backend::Production,
         api,
         db,
-        services: vec![
-            ServiceInfo {
-                name: format!("baton-{ORCHESTRATOR}"),
-                pid: pids[0],
-                build: Some(format!("{} ({})", info.version, info.git_revision)),
-            },
-            ServiceInfo {
-                name: format!("baton-{RUNNER}"),
-                pid: pids[1],
-                build: None,
-            },
-        ],
+        services,
         pids,
         versions,
         scratch: format!("database {database}, Redis prefix {redis_prefix}"),
     })
 }
 
-/// `baton dev` on a fresh SQLite file: the orchestrator, the runner and the built-in workers in
-/// one process.
+/// `baton dev` on a fresh SQLite file: the orchestrator, the runner, the built-in workers and the
+/// http-worker's pool in one process.
 async fn embedded(args: &Args, env: &mut Environment, bin_dir: &Path) -> anyhow::Result<Platform> {
     let binary = services::binary(bin_dir, "baton")?;
     let path = env.embedded_db()?;
@@ -182,6 +225,9 @@ async fn embedded(args: &Args, env: &mut Environment, bin_dir: &Path) -> anyhow:
         (NO_START_LIMIT.0, NO_START_LIMIT.1.to_owned()),
         ("BATON_CREDENTIALS", credentials.display().to_string()),
     ];
+    if args.scenario.http() {
+        dev_env.push((ALLOW_LOOPBACK.0, ALLOW_LOOPBACK.1.to_owned()));
+    }
     dev_env.extend(services::log_env(&args.service_log_level));
     let dev = Service::spawn(
         &Launch {

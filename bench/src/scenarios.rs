@@ -1,7 +1,7 @@
 //! The scenarios, run the same way on whichever backend the platform was started on: a smoke
-//! run, then chain throughput, fan-out throughput and lone-chain latency as `--scenario` selects,
-//! with memory sampled over each; then, with `--history-runs`, the same again on a production
-//! database filled with finished runs.
+//! run, then chain throughput, fan-out throughput, lone-chain latency and http steps as
+//! `--scenario` selects, with memory sampled over each; then, with `--history-runs`, the first
+//! three again on a production database filled with finished runs.
 
 use std::time::Duration;
 
@@ -9,15 +9,18 @@ use anyhow::anyhow;
 
 use crate::args::Args;
 use crate::environment::Environment;
+use crate::loopback::Loopback;
 use crate::memory::{self, Sampler};
 use crate::platform::{Platform, alive};
 use crate::report::{AfterHistory, BackendResults, DispatchSummary, History, MemoryRow};
-use crate::{history, latency, throughput, workflows};
+use crate::{history, http_steps, latency, throughput, workflows};
 
 /// How often resident memory is sampled.
 pub const MEMORY_SAMPLE: Duration = Duration::from_millis(50);
 /// How long the services rest before an idle memory sample.
 const SETTLE: Duration = Duration::from_secs(2);
+/// Parallel `http` steps in each run of the http scenario.
+const HTTP_BRANCHES: usize = 20;
 
 /// Registers the workflows, checks one run end to end, then runs the chosen scenarios; with
 /// `--history-runs`, fills the production database with finished runs and runs them again.
@@ -53,6 +56,7 @@ pub async fn run(
         fanout: None,
         lone: None,
         lone_dispatch: None,
+        http: None,
         memory: vec![MemoryRow {
             phase: "idle after start-up".into(),
             peak: false,
@@ -71,6 +75,12 @@ pub async fn run(
     results.fanout = fresh.fanout;
     results.lone = fresh.lone;
     results.lone_dispatch = fresh.lone_dispatch;
+
+    if args.scenario.http() {
+        let (outcome, memory) = http(args, platform, env).await?;
+        results.http = Some(outcome);
+        results.memory.extend(memory);
+    }
 
     if args.history_runs > 0 {
         let runs = u64::from(args.history_runs);
@@ -258,6 +268,83 @@ async fn measure(
     }
 
     Ok(measured)
+}
+
+/// The http scenario, on a loopback server started for it and stopped after: one run end to
+/// end (so a refused or failing request shows before anything is timed), then the measured runs,
+/// with memory sampled over them.
+async fn http(
+    args: &Args,
+    platform: &Platform,
+    env: &mut Environment,
+) -> anyhow::Result<(http_steps::Outcome, Vec<MemoryRow>)> {
+    let server = Loopback::start().await?;
+    let measured = http_on(args, platform, env, &server).await;
+    let stopped = server.stop().await;
+    let measured = measured?;
+    stopped?;
+    Ok(measured)
+}
+
+async fn http_on(
+    args: &Args,
+    platform: &Platform,
+    env: &mut Environment,
+    server: &Loopback,
+) -> anyhow::Result<(http_steps::Outcome, Vec<MemoryRow>)> {
+    let Platform { api, db, pids, .. } = platform;
+    let backend = platform.backend;
+    let timeout = Duration::from_secs(args.timeout_secs);
+    let name = format!("http{HTTP_BRANCHES}");
+    let definition = workflows::http_fanout(&name, HTTP_BRANCHES, &server.base_url());
+    let workflow_ref = api.register(&definition.yaml).await?;
+    let config = |label, runs, concurrency| throughput::Config {
+        label,
+        workflow_ref: &workflow_ref,
+        steps_per_run: definition.steps,
+        runs,
+        concurrency,
+        timeout,
+    };
+
+    let first = config("http (first run)", 1, 1);
+    let first = bounded(
+        timeout,
+        "http (first run)",
+        http_steps::run(api, db, server, &first, HTTP_BRANCHES, || {
+            alive(&mut env.services)
+        }),
+    )
+    .await?;
+    eprintln!(
+        "{backend}: a first {workflow_ref} run took {:.1} ms against {}",
+        first.throughput.elapsed_s * 1000.0,
+        server.base_url()
+    );
+
+    let runs = args.http_runs as usize;
+    eprintln!(
+        "==> {backend}: http steps: {runs} runs of {workflow_ref} ({HTTP_BRANCHES} parallel GETs \
+         each), {} in flight",
+        args.concurrency
+    );
+    let measured = config("http", runs, args.concurrency as usize);
+    let sampler = Sampler::start(pids.clone(), MEMORY_SAMPLE);
+    let outcome = bounded(
+        timeout,
+        "http",
+        http_steps::run(api, db, server, &measured, HTTP_BRANCHES, || {
+            alive(&mut env.services)
+        }),
+    )
+    .await?;
+    let peaks = sampler.stop().await;
+    let memory = vec![MemoryRow {
+        phase: "peak during http steps".into(),
+        peak: true,
+        kb: peaks.kb,
+    }];
+    Ok((outcome, memory))
 }
 
 /// A scenario with a hard bound on top of its own, in case something below it hangs.

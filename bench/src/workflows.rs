@@ -33,16 +33,40 @@ pub fn fanout(name: &str, width: usize) -> Definition {
     for i in 0..width {
         let _ = writeln!(yaml, "  - {{id: p{i}, kind: noop, needs: [start]}}");
     }
-    let needs: Vec<String> = (0..width).map(|i| format!("p{i}")).collect();
+    end_needing(&mut yaml, "p", width);
+    Definition {
+        yaml,
+        steps: width + 2,
+    }
+}
+
+/// `start` → `width` parallel `http` GET steps → `end` needing all of them, all branches at once;
+/// branch `i` gets `<base_url>/item/<i>`.
+pub fn http_fanout(name: &str, width: usize, base_url: &str) -> Definition {
+    let mut yaml = header(name, width.max(1));
+    yaml.push_str("  - {id: start, kind: noop}\n");
+    for i in 0..width {
+        let _ = writeln!(
+            yaml,
+            "  - {{id: get{i}, kind: http, needs: [start], \
+             input: {{method: GET, url: \"{base_url}/item/{i}\"}}}}"
+        );
+    }
+    end_needing(&mut yaml, "get", width);
+    Definition {
+        yaml,
+        steps: width + 2,
+    }
+}
+
+/// The noop `end` step needing `<prefix>0` … `<prefix><width - 1>`.
+fn end_needing(yaml: &mut String, prefix: &str, width: usize) {
+    let needs: Vec<String> = (0..width).map(|i| format!("{prefix}{i}")).collect();
     let _ = writeln!(
         yaml,
         "  - {{id: end, kind: noop, needs: [{}]}}",
         needs.join(", ")
     );
-    Definition {
-        yaml,
-        steps: width + 2,
-    }
 }
 
 fn header(name: &str, max_parallel: usize) -> String {
@@ -83,5 +107,40 @@ mod tests {
             d.yaml
                 .ends_with("  - {id: end, kind: noop, needs: [p0, p1]}\n")
         );
+    }
+
+    #[test]
+    fn http_fanout_yaml() {
+        let d = http_fanout("http2", 2, "http://127.0.0.1:4000");
+        assert_eq!(d.steps, 4);
+        assert_eq!(
+            d.yaml,
+            "owner: bench\nname: http2\nversion: 1\n\
+             execution: {concurrency: {maxParallel: 2}}\nsteps:\n\
+             \x20 - {id: start, kind: noop}\n\
+             \x20 - {id: get0, kind: http, needs: [start], \
+             input: {method: GET, url: \"http://127.0.0.1:4000/item/0\"}}\n\
+             \x20 - {id: get1, kind: http, needs: [start], \
+             input: {method: GET, url: \"http://127.0.0.1:4000/item/1\"}}\n\
+             \x20 - {id: end, kind: noop, needs: [get0, get1]}\n"
+        );
+    }
+
+    /// Every definition passes the validation registration runs, the http steps' input included.
+    #[test]
+    fn definitions_validate() {
+        use baton_workflow::{DefinitionFormat, compile, parse_definition};
+
+        let http = vec!["http".to_owned()];
+        for d in [
+            chain("chain10", 10),
+            fanout("fanout100", 100),
+            http_fanout("http20", 20, "http://127.0.0.1:4000"),
+        ] {
+            let parsed = parse_definition(&d.yaml, DefinitionFormat::Yaml)
+                .unwrap_or_else(|e| panic!("{e}\n{}", d.yaml));
+            let compiled = compile(parsed, &http).unwrap_or_else(|e| panic!("{e}\n{}", d.yaml));
+            assert_eq!(compiled.definition.steps.len(), d.steps, "{}", d.yaml);
+        }
     }
 }

@@ -117,6 +117,15 @@ impl Db {
         }
     }
 
+    /// `ended_at - started_at` of the steps of `kind` in these runs, ms: what each step took
+    /// from its start being recorded to its end.
+    pub async fn step_durations(&self, ids: &[Uuid], kind: &str) -> anyhow::Result<Vec<f64>> {
+        match self {
+            Self::Postgres(pool) => postgres::step_durations(pool, ids, kind).await,
+            Self::Sqlite(pool) => sqlite::step_durations(pool, ids, kind).await,
+        }
+    }
+
     /// The PostgreSQL pool of the production backend; `None` on SQLite.
     pub fn postgres_pool(&self) -> Option<&sqlx::PgPool> {
         match self {

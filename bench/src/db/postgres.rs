@@ -125,3 +125,16 @@ pub async fn dispatch(pool: &PgPool, ids: &[Uuid]) -> anyhow::Result<Dispatch> {
         end_to_next_start,
     })
 }
+
+pub async fn step_durations(pool: &PgPool, ids: &[Uuid], kind: &str) -> anyhow::Result<Vec<f64>> {
+    sqlx::query_scalar(
+        "SELECT (EXTRACT(EPOCH FROM ended_at - started_at) * 1000)::float8 \
+         FROM step_runs \
+         WHERE run_id = ANY($1) AND kind = $2 AND started_at IS NOT NULL AND ended_at IS NOT NULL",
+    )
+    .bind(ids)
+    .bind(kind)
+    .fetch_all(pool)
+    .await
+    .context("cannot read step timestamps")
+}

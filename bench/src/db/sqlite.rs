@@ -140,6 +140,23 @@ pub async fn dispatch(pool: &SqlitePool, ids: &[Uuid]) -> anyhow::Result<Dispatc
     })
 }
 
+pub async fn step_durations(
+    pool: &SqlitePool,
+    ids: &[Uuid],
+    kind: &str,
+) -> anyhow::Result<Vec<f64>> {
+    let sql = format!(
+        "SELECT (ended_at - started_at) / 1e3 FROM step_runs \
+         WHERE run_id IN {IDS} AND kind = ?2 AND started_at IS NOT NULL AND ended_at IS NOT NULL"
+    );
+    sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+        .bind(ids_json(ids))
+        .bind(kind)
+        .fetch_all(pool)
+        .await
+        .context("cannot read step timestamps")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -249,6 +266,15 @@ mod tests {
         d.enqueue_to_start.sort_by(f64::total_cmp);
         assert_eq!(d.enqueue_to_start, [0.5, 2.0]);
         assert_eq!(d.end_to_next_start, [2.0]);
+        let mut took = step_durations(&pool, &both, "noop").await.unwrap();
+        took.sort_by(f64::total_cmp);
+        assert_eq!(took, [0.5, 1.0]);
+        assert!(
+            step_durations(&pool, &both, "http")
+                .await
+                .unwrap()
+                .is_empty()
+        );
 
         pool.close().await;
         std::fs::remove_dir_all(&dir).unwrap();

@@ -79,6 +79,18 @@ const ROWS: &[Row] = &[
         },
     },
     Row {
+        label: "http steps (steps/s)",
+        value: |b| b.http.as_ref().map(|h| h.http_steps_per_s()),
+    },
+    Row {
+        label: "http step started → ended, p50 (ms)",
+        value: |b| b.http.as_ref()?.step_ms.as_ref().map(|s| s.p50),
+    },
+    Row {
+        label: "http step started → ended, p99 (ms)",
+        value: |b| b.http.as_ref()?.step_ms.as_ref().map(|s| s.p99),
+    },
+    Row {
         label: "peak RSS, all processes together (MB)",
         value: peak_mb,
     },

@@ -74,6 +74,15 @@ impl Text {
     pub fn row(&mut self, label: &str, value: f64, unit: &str) {
         self.figure(label, value, unit, None);
     }
+    /// A count, in the column of the figures but without decimals.
+    pub fn count(&mut self, label: &str, n: u64, unit: &str) {
+        let n = if n >= 1_000 {
+            num(n as f64)
+        } else {
+            n.to_string()
+        };
+        let _ = writeln!(self.out, "  {label:<LABEL$}{n:>10} {unit}");
+    }
     /// The text, without trailing blanks from padded cells.
     pub fn finish(self) -> String {
         self.out

@@ -21,7 +21,7 @@ impl Results {
             Some(production) => top.extend(production.json()),
             // Not run: the production keys say so as a skipped scenario always has.
             None => {
-                for key in ["chain", "fanout", "lone", "dispatch"] {
+                for key in ["chain", "fanout", "lone", "dispatch", "http"] {
                     top.insert(key.into(), Value::Null);
                 }
                 top.insert("memory".into(), json!([]));
@@ -128,6 +128,21 @@ impl BackendResults {
                 "server_created_to_started_ms": json_or_null(l.server_start_ms.as_ref()),
                 "server_created_to_ended_ms": json_or_null(l.server_end_ms.as_ref()),
             }))),
+        );
+        out.insert(
+            "http".into(),
+            json!(self.http.as_ref().map(|h| {
+                // The throughput figures of its runs, and the http steps' own.
+                let mut figures = throughput(&h.throughput);
+                figures["branches"] = json!(h.branches);
+                figures["http_steps"] = json!(h.http_steps());
+                figures["http_steps_per_s"] = json!(h.http_steps_per_s());
+                figures["server_http_steps_per_s"] = json!(h.server_http_steps_per_s());
+                figures["requests_seen"] = json!(h.requests);
+                figures["extra_requests"] = json!(h.extra_requests());
+                figures["http_step_ms"] = json_or_null(h.step_ms.as_ref());
+                figures
+            })),
         );
         out.insert("dispatch".into(), Value::Object(dispatches));
         out.insert("memory".into(), json!(memory));

@@ -16,7 +16,7 @@ use crate::backend::Backend;
 use crate::db::Dispatch;
 use crate::machine::Machine;
 use crate::stats::Summary;
-use crate::{latency, throughput};
+use crate::{http_steps, latency, throughput};
 
 pub struct Results {
     pub machine: Machine,
@@ -40,6 +40,9 @@ pub struct BackendResults {
     pub fanout: Option<throughput::Outcome>,
     pub lone: Option<latency::Outcome>,
     pub lone_dispatch: Option<DispatchSummary>,
+    /// The http scenario, for reference on every backend (no target); measured on the fresh
+    /// database only.
+    pub http: Option<http_steps::Outcome>,
     pub memory: Vec<MemoryRow>,
     /// The scenarios again after `--history-runs`; `None` when it was off.
     pub history: Option<History>,
@@ -111,8 +114,8 @@ impl DispatchSummary {
     }
 }
 
-/// One memory figure per measured process (orchestrator and workflow-runner, or `baton dev`),
-/// in kB.
+/// One memory figure per measured process (orchestrator, workflow-runner and, for the http
+/// scenario, http-worker; or `baton dev`), in kB.
 pub struct MemoryRow {
     pub phase: String,
     /// Whether the target applies (peaks; not idle figures), on a backend with targets.

@@ -46,6 +46,26 @@ fn dispatch(ms: f64) -> DispatchSummary {
     }
 }
 
+/// 50 runs of 20 http steps in `elapsed_s`, the server answering `requests`; steps of 4–8 ms.
+fn http(elapsed_s: f64, requests: u64) -> http_steps::Outcome {
+    http_steps::Outcome {
+        throughput: throughput::Outcome {
+            runs: 50,
+            steps_per_run: 22,
+            concurrency: 64,
+            completed_steps: 1_100,
+            elapsed_s,
+            submit_s: 0.1,
+            server_span_s: elapsed_s / 2.0,
+            start_rpc_ms: summary(&[2.0]),
+            run_ids: Vec::new(),
+        },
+        branches: 20,
+        requests,
+        step_ms: summary(&[4.0, 5.0, 8.0]),
+    }
+}
+
 fn service(name: &str, pid: u32) -> ServiceInfo {
     ServiceInfo {
         name: name.to_owned(),
@@ -78,6 +98,7 @@ fn production() -> BackendResults {
         fanout: None,
         lone: Some(lone(12.0)),
         lone_dispatch: Some(dispatch(0.25)),
+        http: None,
         history: None,
         memory: vec![
             MemoryRow {
@@ -109,6 +130,7 @@ fn embedded() -> BackendResults {
         fanout: None,
         lone: Some(lone(30.0)),
         lone_dispatch: Some(dispatch(10.0)),
+        http: None,
         history: None,
         memory: vec![
             MemoryRow {
@@ -330,7 +352,7 @@ fn json_keeps_production_keys_and_adds_embedded() {
 fn json_of_embedded_alone() {
     let json = results(vec![embedded()]).json();
     assert_eq!(json["backends"], serde_json::json!(["embedded"]));
-    for key in ["chain", "fanout", "lone", "dispatch"] {
+    for key in ["chain", "fanout", "lone", "dispatch", "http"] {
         assert_eq!(json[key], Value::Null, "{key}");
     }
     assert_eq!(json["targets"], serde_json::json!([]));
@@ -478,4 +500,136 @@ fn history_ratio() {
     assert_eq!(super::history::ratio(Some(2.0), Some(3.0)), Some(1.5));
     assert_eq!(super::history::ratio(Some(0.0), Some(3.0)), None);
     assert_eq!(super::history::ratio(None, Some(3.0)), None);
+}
+
+#[test]
+fn http_section_for_reference_on_both_backends() {
+    let mut p = production();
+    p.services.push(service("baton-http-worker", 13));
+    for row in &mut p.memory {
+        row.kb.push(kb(15.0));
+    }
+    p.http = Some(http(2.0, 1_003));
+    let mut e = embedded();
+    e.http = Some(http(4.0, 1_000));
+    let text = results(vec![p, e]).text();
+
+    let production = between(
+        &text,
+        "HTTP step throughput (production)",
+        Some("Resident memory (production;"),
+    );
+    assert!(
+        production.contains(
+            "HTTP step throughput (production): 50 runs of start → 20 parallel http GETs → end, \
+             64 StartRun calls in flight\n  (GETs to a loopback server in the bench; for \
+             reference, no target)"
+        ),
+        "{production}"
+    );
+    // 1,000 http steps in 2 s; the server side span is half of it.
+    assert!(
+        production.contains(&plain_line("http steps", "500.0", "steps/s")),
+        "{production}"
+    );
+    assert!(
+        production.contains(&plain_line(
+            "all steps (start, http, end)",
+            "550.0",
+            "steps/s"
+        )),
+        "{production}"
+    );
+    assert!(
+        production.contains(&plain_line(
+            "requests the loopback server answered",
+            "1,003",
+            "requests"
+        )),
+        "{production}"
+    );
+    assert!(
+        production.contains("(3 more than one per http step: retries or duplicate deliveries)")
+    );
+    assert!(
+        production.contains(&plain_line("http step started → ended, p50", "5.000", "ms")),
+        "{production}"
+    );
+    assert!(
+        production.contains(&plain_line("http step started → ended, p99", "8.000", "ms")),
+        "{production}"
+    );
+    assert!(
+        production.contains(&plain_line("server side: http steps", "1,000", "steps/s")),
+        "{production}"
+    );
+    assert!(
+        !production.contains('✓') && !production.contains('✗'),
+        "{production}"
+    );
+    // The http-worker has its own memory column.
+    let memory = between(
+        &text,
+        "Resident memory (production;",
+        Some("Targets (production)"),
+    );
+    assert!(memory.contains("baton-http-worker"), "{memory}");
+    assert!(memory.contains("15.0 MB"), "{memory}");
+
+    let embedded = between(
+        &text,
+        "HTTP step throughput (embedded)",
+        Some("Resident memory"),
+    );
+    assert!(embedded.contains("(one per http step)"), "{embedded}");
+    assert!(
+        embedded.contains(&plain_line("http steps", "250.0", "steps/s")),
+        "{embedded}"
+    );
+    let side = between(&text, "Side by side", None);
+    assert!(
+        side.contains(&side_line(
+            "http steps (steps/s)",
+            "500.0",
+            "250.0",
+            "0.50×"
+        )),
+        "{side}"
+    );
+    assert!(
+        side.contains(&side_line(
+            "http step started → ended, p50 (ms)",
+            "5.000",
+            "5.000",
+            "1.00×"
+        )),
+        "{side}"
+    );
+}
+
+#[test]
+fn http_json() {
+    let mut p = production();
+    p.http = Some(http(2.0, 1_003));
+    let json = results(vec![p, embedded()]).json();
+    let h = &json["http"];
+    assert_eq!(h["backend"], "production");
+    assert_eq!(h["runs"], 50);
+    assert_eq!(h["branches"], 20);
+    assert_eq!(h["http_steps"], 1_000);
+    assert_eq!(h["http_steps_per_s"], 500.0);
+    assert_eq!(h["server_http_steps_per_s"], 1_000.0);
+    assert_eq!(h["requests_seen"], 1_003);
+    assert_eq!(h["extra_requests"], 3);
+    assert_eq!(h["http_step_ms"]["p50"], 5.0);
+    assert_eq!(h["steps_per_s"], 550.0);
+    assert!(json["embedded"]["http"].is_null());
+    // No target for it.
+    assert!(
+        json["targets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|t| !t["name"].as_str().unwrap().starts_with("http"))
+    );
 }

@@ -1,6 +1,6 @@
 //! The text report: the machine, then one section per backend in the order they ran (the
-//! production figures with targets and marks, the embedded ones plain, for reference), then the
-//! backends side by side when more than one ran.
+//! production figures with targets and marks, the embedded ones and the http steps' plain, for
+//! reference), then the backends side by side when more than one ran.
 
 use std::fmt::Write as _;
 
@@ -70,6 +70,7 @@ impl BackendResults {
         }
         self.lone(t);
         self.dispatch(t);
+        self.http(t);
         self.memory(t, memory_sample_ms);
         self.history_text(t);
         self.verdict(t);
@@ -171,6 +172,56 @@ impl BackendResults {
                 t.row("    max", s.max, "ms");
             }
         }
+    }
+
+    fn http(&self, t: &mut Text) {
+        let Some(h) = &self.http else { return };
+        let o = &h.throughput;
+        t.heading(&format!(
+            "HTTP step throughput ({}): {} runs of start → {} parallel http GETs → end, {} \
+             StartRun calls in flight\n  (GETs to a loopback server in the bench; for reference, \
+             no target)",
+            self.backend, o.runs, h.branches, o.concurrency
+        ));
+        t.row(
+            "elapsed, first StartRun sent → all runs ended",
+            o.elapsed_s,
+            "s",
+        );
+        t.row("runs", o.runs_per_s(), "runs/s");
+        t.row("http steps", h.http_steps_per_s(), "steps/s");
+        t.row("all steps (start, http, end)", o.steps_per_s(), "steps/s");
+        t.count("http steps completed", h.http_steps() as u64, "steps");
+        t.count(
+            "requests the loopback server answered",
+            h.requests,
+            "requests",
+        );
+        match h.extra_requests() {
+            0 => t.line("(one per http step)"),
+            extra => t.line(&format!(
+                "({extra} more than one per http step: retries or duplicate deliveries)"
+            )),
+        }
+        if let Some(s) = &h.step_ms {
+            t.row("http step started → ended, p50", s.p50, "ms");
+            t.row("http step started → ended, p99", s.p99, "ms");
+            t.row("http step started → ended, max", s.max, "ms");
+        }
+        if let Some(s) = &o.start_rpc_ms {
+            t.row("StartRun call p50", s.p50, "ms");
+        }
+        t.row(
+            "server side: max(ended_at) − min(created_at)",
+            o.server_span_s,
+            "s",
+        );
+        t.row("server side: runs", o.server_runs_per_s(), "runs/s");
+        t.row(
+            "server side: http steps",
+            h.server_http_steps_per_s(),
+            "steps/s",
+        );
     }
 
     fn memory(&self, t: &mut Text, memory_sample_ms: u64) {
