@@ -3,7 +3,10 @@
 
 use std::{collections::BTreeMap, time::Duration};
 
-use baton_workflow::http::{HTTP_FIELDS, parse_method};
+use baton_workflow::http::{
+    HTTP_FIELDS, Redirects, check_header_name, check_header_value, parse_follow_redirects,
+    parse_max_response_bytes, parse_method, parse_timeout, string_map,
+};
 pub use baton_workflow::http::{StatusSpec, parse_url};
 use serde_json::Value;
 use url::Url;
@@ -102,15 +105,14 @@ impl HttpCall {
                     string_map(value).map_err(|(at, r)| invalid(format!("headers{at}"), r))?;
                 let mut headers = Vec::new();
                 for (name, value) in map {
-                    reqwest::header::HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
-                        invalid(format!("headers.{name}"), "not a valid header name")
-                    })?;
-                    reqwest::header::HeaderValue::from_str(&value).map_err(|_| {
-                        invalid(
-                            format!("headers.{name}"),
-                            "holds characters a header value cannot",
-                        )
-                    })?;
+                    let at = || format!("headers.{name}");
+                    check_header_name(&name).map_err(|r| invalid(at(), r))?;
+                    check_header_value(&value).map_err(|r| invalid(at(), r))?;
+                    // What reqwest accepts is what is sent; the checks above say why it would not.
+                    reqwest::header::HeaderName::from_bytes(name.as_bytes())
+                        .map_err(|_| invalid(at(), "not a valid header name"))?;
+                    reqwest::header::HeaderValue::from_str(&value)
+                        .map_err(|_| invalid(at(), "holds characters a header value cannot"))?;
                     headers.push((name, value));
                 }
                 headers
@@ -123,18 +125,7 @@ impl HttpCall {
         };
         let timeout = match fields.get("timeout") {
             None | Some(Value::Null) => DEFAULT_TIMEOUT,
-            Some(Value::String(t)) => humantime::parse_duration(t)
-                .ok()
-                .filter(|d| !d.is_zero())
-                .ok_or_else(|| {
-                    invalid("timeout", format!("`{t}` is not a duration such as `10s`"))
-                })?,
-            Some(other) => {
-                return Err(invalid(
-                    "timeout",
-                    format!("`{other}` is not a duration such as `10s`"),
-                ));
-            }
+            Some(t) => parse_timeout(t).map_err(|r| invalid("timeout", r))?,
         };
         let expect = match fields.get("expect_status") {
             None | Some(Value::Null) => StatusSpec::default(),
@@ -143,12 +134,8 @@ impl HttpCall {
         let max_response_bytes = match fields.get("max_response_bytes") {
             None | Some(Value::Null) => DEFAULT_MAX_RESPONSE_BYTES.min(caps.max_response_bytes),
             Some(n) => {
-                let n = n.as_u64().filter(|n| *n > 0).ok_or_else(|| {
-                    invalid(
-                        "max_response_bytes",
-                        format!("`{n}` is not a positive whole number"),
-                    )
-                })?;
+                let n =
+                    parse_max_response_bytes(n).map_err(|r| invalid("max_response_bytes", r))?;
                 if n > caps.max_response_bytes {
                     return Err(invalid(
                         "max_response_bytes",
@@ -161,28 +148,19 @@ impl HttpCall {
                 n
             }
         };
-        let follow_redirects = match fields.get("follow_redirects") {
-            None | Some(Value::Null) => DEFAULT_REDIRECTS.min(caps.max_redirects),
-            Some(Value::Bool(false)) => 0,
-            Some(Value::Bool(true)) => DEFAULT_REDIRECTS.min(caps.max_redirects),
-            Some(n) => {
-                let n = n
-                    .as_u64()
-                    .and_then(|n| u32::try_from(n).ok())
-                    .ok_or_else(|| {
-                        invalid(
-                            "follow_redirects",
-                            format!("`{n}` is not a whole number or true/false"),
-                        )
-                    })?;
-                if n > caps.max_redirects {
-                    return Err(invalid(
-                        "follow_redirects",
-                        format!("{n} is over this worker's cap of {}", caps.max_redirects),
-                    ));
-                }
-                n
+        let asked = match fields.get("follow_redirects") {
+            None | Some(Value::Null) => Redirects::Default,
+            Some(n) => parse_follow_redirects(n).map_err(|r| invalid("follow_redirects", r))?,
+        };
+        let follow_redirects = match asked {
+            Redirects::Default => DEFAULT_REDIRECTS.min(caps.max_redirects),
+            Redirects::AtMost(n) if n > caps.max_redirects => {
+                return Err(invalid(
+                    "follow_redirects",
+                    format!("{n} is over this worker's cap of {}", caps.max_redirects),
+                ));
             }
+            Redirects::AtMost(n) => n,
         };
         Ok(Self {
             method,
@@ -195,28 +173,6 @@ impl HttpCall {
             follow_redirects,
         })
     }
-}
-
-/// An object of strings (numbers and booleans are written out); the error is the key path
-/// below the field, and why.
-fn string_map(value: &Value) -> Result<Vec<(String, String)>, (String, String)> {
-    let Value::Object(map) = value else {
-        return Err((
-            String::new(),
-            "must be an object of names to values".to_owned(),
-        ));
-    };
-    map.iter()
-        .map(|(k, v)| match v {
-            Value::String(s) => Ok((k.clone(), s.clone())),
-            Value::Number(n) => Ok((k.clone(), n.to_string())),
-            Value::Bool(b) => Ok((k.clone(), b.to_string())),
-            _ => Err((
-                format!(".{k}"),
-                "must be a string, number or boolean".to_owned(),
-            )),
-        })
-        .collect()
 }
 
 /// The headers of a response as an object; repeated headers are joined with `, `.
