@@ -495,3 +495,75 @@ async fn secrets_reach_the_request_and_nothing_the_run_reports() {
     stack.stop().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Set when the callee's handler is dropped before it answered: hyper drops it when the client
+/// closes the connection.
+struct Abandoned(Arc<std::sync::atomic::AtomicBool>);
+
+impl Drop for Abandoned {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
+#[tokio::test]
+async fn cancelling_a_run_abandons_its_request_in_flight() {
+    let arrived = Arc::new(tokio::sync::Notify::new());
+    let abandoned = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let app = Router::new().route(
+        "/hang",
+        get({
+            let (arrived, abandoned) = (arrived.clone(), abandoned.clone());
+            move || async move {
+                let guard = Abandoned(abandoned);
+                arrived.notify_one();
+                tokio::time::sleep(Duration::from_secs(60)).await;
+                std::mem::forget(guard);
+                "too late"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let (stack, stop) = stack_with_worker(&[("HTTP_WORKER_ALLOW", "127.0.0.1")]).await;
+    let definition = json!({
+        "owner": "t", "name": "hang", "version": 1,
+        "steps": [{"id": "call", "kind": "http",
+                   "input": {"url": format!("http://{addr}/hang"), "timeout": "5m"}}],
+    });
+    stack.register(&definition.to_string()).await.unwrap();
+    let run = stack.start_run("t/hang@1", json!({})).await.unwrap();
+    tokio::time::timeout(WAIT, arrived.notified())
+        .await
+        .expect("the request reached the callee");
+
+    let asked = std::time::Instant::now();
+    stack
+        .runs()
+        .await
+        .cancel_run(baton_proto::v1::CancelRunRequest {
+            run_id: run.id.clone(),
+            reason: "no longer needed".into(),
+        })
+        .await
+        .unwrap();
+    let run = stack.wait_for_end(&run.id, WAIT).await.unwrap();
+    assert_eq!(status(&run), RunStatus::Cancelled, "{run:?}");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !abandoned.load(Ordering::SeqCst) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the worker still holds the request 10 s after the cancel"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        asked.elapsed() < Duration::from_secs(10),
+        "the cancel took {:?} to reach the request",
+        asked.elapsed()
+    );
+    stop.cancel();
+    stack.stop().await;
+}
